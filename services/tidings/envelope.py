@@ -1,0 +1,120 @@
+"""The notification envelope: the validated request, its protobuf form, and back.
+
+:class:`Notification` is the one in-memory shape every component uses; ``to_bytes`` /
+``from_bytes`` are the only places that touch the generated protobuf code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from google.protobuf.timestamp_pb2 import Timestamp
+from ulid import ULID
+
+from tidings.subjects import Audience, AudienceKind, Route, build_subject
+from tidings.v1 import notification_pb2 as pb
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    SUCCESS = "success"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+_SEVERITY_TO_PB = {s: pb.Severity.Value(f"SEVERITY_{s.name}") for s in Severity}
+_SEVERITY_FROM_PB = {v: k for k, v in _SEVERITY_TO_PB.items()}
+_KIND_TO_PB = {k: pb.Audience.Kind.Value(f"KIND_{k.name}") for k in AudienceKind}
+_KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
+
+
+def new_id() -> str:
+    """A time-ordered, unique notification id (ULID, 26 characters)."""
+    return str(ULID())
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One notification, validated. ``data`` is the JSON object's UTF-8 encoding."""
+
+    id: str
+    tenant: str | None
+    event: str
+    audience: Audience
+    time: datetime
+    title: str
+    message: str
+    severity: Severity = Severity.INFO
+    source: str = ""
+    data: bytes = b"{}"
+    traceparent: str = ""
+    tracestate: str = ""
+
+    @property
+    def route(self) -> Route:
+        return Route(self.tenant, self.audience, self.event)
+
+    @property
+    def subject(self) -> str:
+        return build_subject(self.route)
+
+    @property
+    def data_object(self) -> dict[str, Any]:
+        value: dict[str, Any] = orjson.loads(self.data)
+        return value
+
+    def to_bytes(self) -> bytes:
+        ts = Timestamp()
+        ts.FromDatetime(self.time)
+        return pb.Notification(
+            id=self.id,
+            tenant=self.tenant or "",
+            event=self.event,
+            audience=pb.Audience(kind=_KIND_TO_PB[self.audience.kind], name=self.audience.name),
+            time=ts,
+            source=self.source,
+            title=self.title,
+            message=self.message,
+            severity=_SEVERITY_TO_PB[self.severity],
+            data=self.data,
+            trace=pb.TraceContext(traceparent=self.traceparent, tracestate=self.tracestate),
+        ).SerializeToString()
+
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> Notification:
+        msg = pb.Notification.FromString(payload)
+        return cls(
+            id=msg.id,
+            tenant=msg.tenant or None,
+            event=msg.event,
+            audience=Audience(_KIND_FROM_PB[msg.audience.kind], msg.audience.name),
+            time=msg.time.ToDatetime(tzinfo=UTC),
+            title=msg.title,
+            message=msg.message,
+            severity=_SEVERITY_FROM_PB.get(msg.severity, Severity.INFO),
+            source=msg.source,
+            data=msg.data or b"{}",
+            traceparent=msg.trace.traceparent,
+            tracestate=msg.trace.tracestate,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly view (the shape the publisher accepts, plus id, time and source)."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "tenant": self.tenant,
+            "event": self.event,
+            "audience": self.audience.room,
+            "time": self.time.isoformat().replace("+00:00", "Z"),
+            "source": self.source,
+            "title": self.title,
+            "message": self.message,
+            "severity": self.severity.value,
+            "data": self.data_object,
+        }
+        return body

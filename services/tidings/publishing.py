@@ -1,0 +1,245 @@
+"""Turning a publish request into a stored notification: the one path for sidecar and SDK.
+
+``parse_request`` validates a JSON-shaped request into a :class:`Notification` with errors that
+name the field; ``OutgoingMessage.of`` builds the NATS message (subject, ``Nats-Msg-Id``, trace
+headers); ``publish`` / ``publish_many`` send it and wait for the PubAck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from nats.errors import ConnectionClosedError, NoRespondersError, OutboundBufferLimitError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.errors import APIError, NoStreamResponseError
+from opentelemetry import propagate
+
+from tidings.catalogue import DEFAULT_CATALOGUE, Catalogue
+from tidings.envelope import Notification, Severity, new_id
+from tidings.errors import Forbidden, InvalidField, MalformedBody, TidingsError, Unavailable
+from tidings.subjects import (
+    BROADCAST_AUDIENCE,
+    TENANT_AUDIENCE,
+    Audience,
+    AudienceKind,
+    build_subject,
+    check_id,
+)
+
+MAX_TITLE = 200
+MAX_MESSAGE = 4000
+MAX_SOURCE = 128
+FIELDS = frozenset(
+    {"id", "tenant", "event", "audience", "title", "message", "severity", "data", "source"}
+)
+_SEVERITIES = ", ".join(s.value for s in Severity)
+
+# Errors that mean "NATS did not take it (now)": the outbox keeps the message and retries.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncio.TimeoutError,
+    NatsTimeoutError,
+    NoRespondersError,
+    NoStreamResponseError,
+    ConnectionClosedError,
+    OutboundBufferLimitError,
+    ConnectionError,
+    OSError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishPolicy:
+    """What a publishing entry point allows: the catalogue, broadcasts, a default source."""
+
+    catalogue: Catalogue = DEFAULT_CATALOGUE
+    allow_broadcast: bool = False
+    source: str = ""
+
+
+def _text(body: Mapping[str, Any], name: str, *, limit: int, required: bool) -> str:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidField("is required", field=name)
+        return ""
+    if not isinstance(value, str):
+        raise InvalidField(f"must be a string, not {type(value).__name__}", field=name)
+    if required and not value.strip():
+        raise InvalidField("must not be blank", field=name)
+    if len(value) > limit:
+        raise InvalidField(f"is {len(value)} characters long; at most {limit}", field=name)
+    return value
+
+
+def _audience(value: Any, policy: PublishPolicy) -> Audience:
+    if value is None:
+        return TENANT_AUDIENCE
+    if not isinstance(value, dict) or len(value) != 1:
+        raise InvalidField(
+            'must be one of {"user": id}, {"role": id}, {"room": name}, {"broadcast": true}',
+            field="audience",
+        )
+    ((key, name),) = value.items()
+    if key == "broadcast":
+        if name is not True:
+            raise InvalidField("must be true", field="audience.broadcast")
+        if not policy.allow_broadcast:
+            raise Forbidden("this publisher has no broadcast right", field="audience.broadcast")
+        return BROADCAST_AUDIENCE
+    if key not in ("user", "role", "room"):
+        raise InvalidField(f"unknown audience kind {key!r}", field="audience")
+    return Audience(AudienceKind(key), check_id(name, field=f"audience.{key}"))
+
+
+def parse_request(body: Any, policy: PublishPolicy, *, now: datetime | None = None) -> Notification:
+    """Validate one publish request (already JSON-decoded) into a notification."""
+    if not isinstance(body, dict):
+        raise MalformedBody(f"expected a JSON object, got {type(body).__name__}")
+    unknown = sorted(set(body) - FIELDS)
+    if unknown:
+        raise InvalidField("unknown field", field=unknown[0])
+    audience = _audience(body.get("audience"), policy)
+    if audience.kind is AudienceKind.BROADCAST:
+        if body.get("tenant") is not None:
+            raise InvalidField("a broadcast belongs to no tenant; omit it", field="tenant")
+        tenant = None
+    else:
+        if body.get("tenant") is None:
+            raise InvalidField("is required", field="tenant")
+        tenant = check_id(body["tenant"], field="tenant")
+    ident = body.get("id")
+    ident = new_id() if ident is None else check_id(ident, field="id")
+    severity_text = body.get("severity", "info")
+    try:
+        severity = Severity(severity_text)
+    except (ValueError, TypeError):
+        raise InvalidField(f"must be one of {_SEVERITIES}", field="severity") from None
+    data = body.get("data")
+    if data is None:
+        data_bytes = b"{}"
+    elif isinstance(data, dict):
+        data_bytes = orjson.dumps(data)
+    else:
+        raise InvalidField(f"must be a JSON object, not {type(data).__name__}", field="data")
+    return Notification(
+        id=ident,
+        tenant=tenant,
+        event=policy.catalogue.check(body.get("event")),
+        audience=audience,
+        time=now or datetime.now(UTC),
+        title=_text(body, "title", limit=MAX_TITLE, required=True),
+        message=_text(body, "message", limit=MAX_MESSAGE, required=True),
+        severity=severity,
+        source=_text(body, "source", limit=MAX_SOURCE, required=False) or policy.source,
+        data=data_bytes,
+    )
+
+
+def parse_batch(items: Any, policy: PublishPolicy, *, max_items: int) -> list[Notification]:
+    """Validate every request of a batch; the first error names its index."""
+    if not isinstance(items, list):
+        raise InvalidField("must be a list of notifications", field="notifications")
+    if not items:
+        raise InvalidField("must not be empty", field="notifications")
+    if len(items) > max_items:
+        raise InvalidField(
+            f"has {len(items)} items; at most {max_items} per batch", field="notifications"
+        )
+    now = datetime.now(UTC)
+    out: list[Notification] = []
+    for i, item in enumerate(items):
+        try:
+            out.append(parse_request(item, policy, now=now))
+        except TidingsError as exc:
+            raise exc.at(f"notifications[{i}]") from None
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A notification as NATS will store it; what the outbox keeps and replays verbatim."""
+
+    id: str
+    subject: str
+    payload: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls, notification: Notification, *, catalogue: Catalogue = DEFAULT_CATALOGUE
+    ) -> OutgoingMessage:
+        headers: dict[str, str] = {}
+        propagate.inject(headers)  # W3C trace context of the current span, if any
+        if headers.get("traceparent"):
+            notification = replace(
+                notification,
+                traceparent=headers["traceparent"],
+                tracestate=headers.get("tracestate", ""),
+            )
+        headers["Nats-Msg-Id"] = notification.id
+        subject = build_subject(notification.route, catalogue=catalogue)
+        return cls(notification.id, subject, notification.to_bytes(), headers)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """The answer to a publish: ``seq`` is ``None`` while the message waits in the outbox."""
+
+    id: str
+    seq: int | None
+    duplicate: bool = False
+    queued: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": self.id, "seq": self.seq, "duplicate": self.duplicate}
+        if self.queued:
+            body["queued"] = True
+        return body
+
+
+def _result(msg: OutgoingMessage, ack: Any) -> PublishResult:
+    return PublishResult(msg.id, int(ack.seq), bool(ack.duplicate))
+
+
+async def publish(
+    js: JetStreamContext, msg: OutgoingMessage, *, stream: str, timeout: float
+) -> PublishResult:
+    """Publish one message and wait for its PubAck."""
+    try:
+        ack = await js.publish(
+            msg.subject, msg.payload, timeout=timeout, stream=stream, headers=dict(msg.headers)
+        )
+    except APIError as exc:
+        raise _api_error(exc) from exc
+    return _result(msg, ack)
+
+
+async def publish_many(
+    js: JetStreamContext, msgs: Sequence[OutgoingMessage], *, stream: str, timeout: float
+) -> list[PublishResult]:
+    """Publish in order without waiting between messages; return once every PubAck is in."""
+    futures = [
+        await js.publish_async(m.subject, m.payload, stream=stream, headers=dict(m.headers))
+        for m in msgs
+    ]
+    try:
+        acks = await asyncio.wait_for(asyncio.gather(*futures), timeout)
+    except APIError as exc:
+        raise _api_error(exc) from exc
+    finally:
+        for f in futures:
+            f.cancel()
+    return [_result(m, a) for m, a in zip(msgs, acks, strict=True)]
+
+
+def _api_error(exc: APIError) -> TidingsError:
+    # 503 = JetStream temporarily unavailable (leader election, no quorum): transient.
+    if exc.code == 503:
+        return Unavailable(f"JetStream unavailable: {exc.description}")
+    return TidingsError(f"JetStream refused the message: {exc.description} (code {exc.code})")

@@ -1,0 +1,285 @@
+"""Typed configuration from ``TIDINGS_*`` environment variables.
+
+One group per concern, each with its own prefix (``TIDINGS_NATS_URLS``, ``TIDINGS_STREAM_MAX_AGE``
+...). Every field carries its default and its doc; ``docs/configuration.md`` lists them and a
+test keeps the two in step. A bad value stops start-up with a :class:`ConfigError` naming the
+variable; unknown ``TIDINGS_*`` variables are reported as warnings (Kubernetes injects
+``<SERVICE>_PORT``-style variables, so they cannot be fatal).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tidings.errors import ConfigError
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE_RE = re.compile(r"(\d+)\s*([KMGT]i?B|B)?", re.IGNORECASE)
+_SIZE_UNITS = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds from ``90``, ``1.5``, ``250ms``, ``2m``, ``1h30m`` or ``7d``."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION_RE.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{value!r} is not a duration such as 30s, 2m, 1h30m or 7d")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+
+
+def parse_size(value: Any) -> Any:
+    """Bytes from ``1048576``, ``512MB`` or ``1GiB``."""
+    if not isinstance(value, str):
+        return value
+    match = _SIZE_RE.fullmatch(value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a size such as 65536, 512KiB or 1GiB")
+    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "B").upper()]
+
+
+def split_list(value: Any) -> Any:
+    """A list from a comma-separated string (``a,b``) as well as from a JSON-free env value."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Bytes = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
+StrList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
+
+
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, extra="ignore", validate_default=True)
+
+
+class NatsSettings(BaseSettings):
+    """How every Tidings process connects to NATS."""
+
+    model_config = _config("TIDINGS_NATS_")
+
+    urls: StrList = Field(
+        default=["nats://127.0.0.1:4222"],
+        description="Comma-separated server URLs (nats://, tls://); the client picks any.",
+    )
+    user: str | None = Field(default=None, description="User name for user/password auth.")
+    password: str | None = Field(default=None, description="Password for user/password auth.")
+    token: str | None = Field(default=None, description="Token for token auth.")
+    nkey_seed_file: Path | None = Field(
+        default=None, description="File holding an NKey seed (SU...) for NKey auth."
+    )
+    creds_file: Path | None = Field(
+        default=None, description="A `.creds` file (user JWT + NKey seed) for decentralized auth."
+    )
+    tls_ca_file: Path | None = Field(default=None, description="CA bundle to verify the servers.")
+    tls_cert_file: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    tls_key_file: Path | None = Field(default=None, description="Client certificate's key.")
+    tls_hostname: str | None = Field(
+        default=None, description="Server name to verify when it differs from the URL's host."
+    )
+    connect_timeout: Seconds = Field(default=2.0, description="Timeout of one connect attempt.")
+    reconnect_wait: Seconds = Field(default=1.0, description="Pause between reconnect attempts.")
+    request_timeout: Seconds = Field(
+        default=5.0, description="How long to wait for a JetStream answer (PubAck, API call)."
+    )
+    name: str = Field(default="tidings", description="Connection name shown in NATS monitoring.")
+
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, urls: list[str]) -> list[str]:
+        if not urls:
+            raise ValueError("at least one server URL is required")
+        for url in urls:
+            if not re.fullmatch(r"(nats|tls|ws|wss)://[^\s/]+(:\d+)?/?", url):
+                raise ValueError(f"{url!r} is not a NATS URL such as nats://host:4222")
+        return urls
+
+    @field_validator("nkey_seed_file", "creds_file", "tls_ca_file", "tls_cert_file", "tls_key_file")
+    @classmethod
+    def _check_file(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"{str(path)!r} is not a readable file")
+        return path
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> NatsSettings:
+        methods = [
+            name
+            for name, on in (
+                ("user/password", self.user is not None or self.password is not None),
+                ("token", self.token is not None),
+                ("nkey_seed_file", self.nkey_seed_file is not None),
+                ("creds_file", self.creds_file is not None),
+            )
+            if on
+        ]
+        if len(methods) > 1:
+            raise ValueError(f"choose one NATS auth method, not {' and '.join(methods)}")
+        if (self.user is None) != (self.password is None):
+            raise ValueError("TIDINGS_NATS_USER and TIDINGS_NATS_PASSWORD go together")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TIDINGS_NATS_TLS_CERT_FILE and TIDINGS_NATS_TLS_KEY_FILE go together")
+        return self
+
+
+class StreamSettings(BaseSettings):
+    """The JetStream stream that holds every notification (provisioned by `tidings nats init`)."""
+
+    model_config = _config("TIDINGS_STREAM_")
+
+    name: str = Field(default="TIDINGS", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Name.")
+    replicas: int = Field(default=1, ge=1, le=5, description="Copies: 1 in dev, 3 in production.")
+    storage: Literal["file", "memory"] = Field(default="file", description="file or memory.")
+    max_age: Seconds = Field(default=7 * 86400.0, description="Keep notifications this long.")
+    max_bytes: Bytes = Field(default=1 << 30, description="Keep at most this many bytes.")
+    max_msg_size: Bytes = Field(default=1 << 20, description="Largest stored notification.")
+    duplicate_window: Seconds = Field(
+        default=120.0, description="Window in which a repeated notification id is dropped."
+    )
+
+
+class EventsSettings(BaseSettings):
+    """Which event types are accepted beyond the built-in catalogue."""
+
+    model_config = _config("TIDINGS_EVENTS_")
+
+    extra: StrList = Field(default=[], description="Extra `<domain>.<action>` types, comma-sep.")
+    allow_unknown: bool = Field(default=False, description="Accept any well-formed event type.")
+
+
+class PublisherSettings(BaseSettings):
+    """The publisher sidecar (`tidings publisher`)."""
+
+    model_config = _config("TIDINGS_PUBLISHER_")
+
+    host: str = Field(default="127.0.0.1", description="Bind address; loopback by default.")
+    port: int = Field(default=8081, ge=0, le=65535, description="Bind port.")
+    token: str | None = Field(
+        default=None, description="If set, callers must send `Authorization: Bearer <token>`."
+    )
+    allow_broadcast: bool = Field(
+        default=False, description='Allow `{"broadcast": true}` audiences (privileged).'
+    )
+    source: str = Field(default="", description="Default `source` recorded in each envelope.")
+    max_body_bytes: Bytes = Field(default=64 * 1024, ge=1024, description="Largest single body.")
+    batch_max_bytes: Bytes = Field(default=4 << 20, ge=1024, description="Largest batch body.")
+    batch_max_items: int = Field(default=1000, ge=1, description="Most notifications per batch.")
+    outbox_dir: Path = Field(
+        default=Path(".tidings/outbox"), description="Directory of the durable outbox."
+    )
+    outbox_max_messages: int = Field(
+        default=100_000, ge=1, description="Outbox bound in messages; beyond it answers 503."
+    )
+    outbox_max_bytes: Bytes = Field(
+        default=256 << 20, ge=1024, description="Outbox bound in bytes."
+    )
+    retry_after: int = Field(default=5, ge=1, description="Retry-After seconds on a full outbox.")
+
+
+class LogSettings(BaseSettings):
+    """Logging of every Tidings process."""
+
+    model_config = _config("TIDINGS_LOG_")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Minimum level."
+    )
+    format: Literal["json", "console"] = Field(default="json", description="json or console.")
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+GROUPS: dict[str, type[BaseSettings]] = {
+    "nats": NatsSettings,
+    "stream": StreamSettings,
+    "events": EventsSettings,
+    "publisher": PublisherSettings,
+    "log": LogSettings,
+}
+
+
+class Settings:
+    """Every settings group, loaded and validated together."""
+
+    __slots__ = ("events", "log", "nats", "publisher", "stream")
+
+    def __init__(
+        self,
+        *,
+        nats: NatsSettings,
+        stream: StreamSettings,
+        events: EventsSettings,
+        publisher: PublisherSettings,
+        log: LogSettings,
+    ) -> None:
+        self.nats = nats
+        self.stream = stream
+        self.events = events
+        self.publisher = publisher
+        self.log = log
+
+
+def env_var(group: type[BaseSettings], field_name: str) -> str:
+    return f"{group.model_config.get('env_prefix', '')}{field_name}".upper()
+
+
+def known_variables() -> set[str]:
+    return {env_var(g, f) for g in GROUPS.values() for f in g.model_fields}
+
+
+def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
+    """``TIDINGS_*`` variables no setting reads: typos worth a warning."""
+    env = os.environ if environ is None else environ
+    known = known_variables()
+    return sorted(k for k in env if k.startswith("TIDINGS_") and k not in known)
+
+
+def _describe(group: type[BaseSettings], error: Any) -> str:
+    loc = [str(p) for p in error["loc"]]
+    field = loc[0] if loc and loc[0] in group.model_fields else None
+    name = env_var(group, field) if field else group.__name__
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{name}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read every group from the environment; ``overrides`` (group -> model) win."""
+    loaded: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, group in GROUPS.items():
+        if key in overrides:
+            loaded[key] = overrides[key]
+            continue
+        try:
+            loaded[key] = group()
+        except ValidationError as exc:
+            problems.extend(_describe(group, e) for e in exc.errors())
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return Settings(**loaded)
