@@ -160,6 +160,14 @@ class StreamSettings(BaseSettings):
         default=120.0, description="Window in which a repeated notification id is dropped."
     )
 
+    @model_validator(mode="after")
+    def _check_window(self) -> StreamSettings:
+        if self.max_age and self.duplicate_window > self.max_age:
+            raise ValueError(
+                "TIDINGS_STREAM_DUPLICATE_WINDOW must not exceed TIDINGS_STREAM_MAX_AGE"
+            )
+        return self
+
 
 class EventsSettings(BaseSettings):
     """Which event types are accepted beyond the built-in catalogue."""
@@ -263,7 +271,7 @@ def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
 def _describe(group: type[BaseSettings], error: Any) -> str:
     loc = [str(p) for p in error["loc"]]
     field = loc[0] if loc and loc[0] in group.model_fields else None
-    name = env_var(group, field) if field else group.__name__
+    name = env_var(group, field) if field else f"{group.model_config.get('env_prefix', '')}*"
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{name}: {message}"
 
@@ -283,3 +291,28 @@ def load_settings(**overrides: Any) -> Settings:
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return Settings(**loaded)
+
+
+def reference_markdown() -> str:
+    """The variable tables of ``docs/configuration.md``; a test fails when the doc is stale.
+
+    Regenerate with ``python -m tidings.settings``.
+    """
+    lines: list[str] = []
+    for group in GROUPS.values():
+        prefix = group.model_config.get("env_prefix", "")
+        summary = (group.__doc__ or "").strip().splitlines()[0]
+        lines += [f"### `{prefix}*` — {summary}", ""]
+        lines += ["| variable | default | meaning |", "|---|---|---|"]
+        for name, info in group.model_fields.items():
+            default = info.default
+            if isinstance(default, list):
+                default = ",".join(default) or "(empty)"
+            shown = "(unset)" if default is None else f"`{default}`"
+            lines.append(f"| `{env_var(group, name)}` | {shown} | {info.description or ''} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference_markdown())

@@ -1,0 +1,164 @@
+"""The async publish SDK: the sidecar's validation and envelope code, without the HTTP hop.
+
+Services that already hold a NATS connection publish with this; every request goes through
+``publishing.parse_request`` exactly as a sidecar request does, so both entry points accept and
+refuse the same things.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from tidings.catalogue import Catalogue
+from tidings.nats import connect
+from tidings.publishing import (
+    OutgoingMessage,
+    PublishPolicy,
+    PublishResult,
+    parse_batch,
+    parse_request,
+    publish,
+    publish_many,
+)
+from tidings.settings import EventsSettings, NatsSettings, StreamSettings
+
+
+class Publisher:
+    """Publish notifications to JetStream and wait for each PubAck.
+
+    Broadcasts are allowed by default here: the right to broadcast is enforced by NATS
+    permissions (``broadcast.>``), which this SDK cannot bypass.
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        policy: PublishPolicy | None = None,
+        stream: str = "TIDINGS",
+        timeout: float = 5.0,
+        nc: NATS | None = None,
+    ) -> None:
+        self._js = js
+        self._nc = nc
+        self.policy = policy or PublishPolicy(allow_broadcast=True)
+        self.stream = stream
+        self.timeout = timeout
+
+    @classmethod
+    async def connect(
+        cls,
+        nats: NatsSettings | None = None,
+        *,
+        stream: StreamSettings | None = None,
+        events: EventsSettings | None = None,
+        source: str = "",
+        allow_broadcast: bool = True,
+    ) -> Publisher:
+        """Open a NATS connection of its own (closed by :meth:`close`)."""
+        nats = nats or NatsSettings()
+        events = events or EventsSettings()
+        nc = await connect(nats)
+        policy = PublishPolicy(
+            catalogue=Catalogue.build(extra=events.extra, allow_unknown=events.allow_unknown),
+            allow_broadcast=allow_broadcast,
+            source=source,
+        )
+        return cls(
+            nc.jetstream(),
+            policy=policy,
+            stream=(stream or StreamSettings()).name,
+            timeout=nats.request_timeout,
+            nc=nc,
+        )
+
+    async def close(self) -> None:
+        """Flush and close the connection this publisher opened (not one it was given)."""
+        if self._nc is not None:
+            await self._nc.drain()
+
+    async def __aenter__(self) -> Publisher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def publish(self, body: Mapping[str, Any]) -> PublishResult:
+        """Publish one request in the sidecar's JSON shape (``tenant``, ``event``, ...)."""
+        notification = parse_request(dict(body), self.policy)
+        msg = OutgoingMessage.of(notification, catalogue=self.policy.catalogue)
+        return await publish(self._js, msg, stream=self.stream, timeout=self.timeout)
+
+    async def publish_batch(self, bodies: Sequence[Mapping[str, Any]]) -> list[PublishResult]:
+        """Validate all, then publish in order, pipelined."""
+        notifications = parse_batch(
+            [dict(b) for b in bodies], self.policy, max_items=max(1, len(bodies))
+        )
+        msgs = [OutgoingMessage.of(n, catalogue=self.policy.catalogue) for n in notifications]
+        return await publish_many(self._js, msgs, stream=self.stream, timeout=self.timeout)
+
+    async def to_tenant(
+        self, tenant: str, event: str, *, title: str, message: str, **extra: Any
+    ) -> PublishResult:
+        """Every connection of ``tenant``. ``extra``: severity, data, id, source."""
+        return await self.publish(
+            {"tenant": tenant, "event": event, "title": title, "message": message, **extra}
+        )
+
+    async def to_user(
+        self, tenant: str, user: str, event: str, *, title: str, message: str, **extra: Any
+    ) -> PublishResult:
+        return await self._to(tenant, {"user": user}, event, title, message, extra)
+
+    async def to_role(
+        self, tenant: str, role: str, event: str, *, title: str, message: str, **extra: Any
+    ) -> PublishResult:
+        return await self._to(tenant, {"role": role}, event, title, message, extra)
+
+    async def to_room(
+        self, tenant: str, room: str, event: str, *, title: str, message: str, **extra: Any
+    ) -> PublishResult:
+        return await self._to(tenant, {"room": room}, event, title, message, extra)
+
+    async def broadcast(
+        self, event: str, *, title: str, message: str, **extra: Any
+    ) -> PublishResult:
+        """Every connection of every tenant (needs the NATS right to publish ``broadcast.>``)."""
+        return await self.publish(
+            {
+                "event": event,
+                "audience": {"broadcast": True},
+                "title": title,
+                "message": message,
+                **extra,
+            }
+        )
+
+    async def _to(
+        self,
+        tenant: str,
+        audience: dict[str, str],
+        event: str,
+        title: str,
+        message: str,
+        extra: dict[str, Any],
+    ) -> PublishResult:
+        body = {
+            "tenant": tenant,
+            "audience": audience,
+            "event": event,
+            "title": title,
+            "message": message,
+            **extra,
+        }
+        return await self.publish(body)

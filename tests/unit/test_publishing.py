@@ -1,0 +1,113 @@
+"""Request validation: what the sidecar and the SDK both accept and refuse."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tidings.catalogue import Catalogue
+from tidings.errors import Forbidden, InvalidField, MalformedBody, TidingsError, UnknownEvent
+from tidings.publishing import OutgoingMessage, PublishPolicy, parse_batch, parse_request
+from tidings.subjects import AudienceKind
+
+POLICY = PublishPolicy()
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "tenant": "acme",
+        "event": "incident.created",
+        "title": "Spill in hall 3",
+        "message": "Cleanup under way",
+    }
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def test_minimal_request_gets_defaults() -> None:
+    n = parse_request(body(), PublishPolicy(source="incidents"))
+    assert n.tenant == "acme"
+    assert n.audience.kind is AudienceKind.TENANT
+    assert n.severity.value == "info"
+    assert n.source == "incidents"
+    assert n.data == b"{}"
+    assert len(n.id) == 26
+
+
+@pytest.mark.parametrize(
+    ("audience", "subject"),
+    [
+        (None, "tenant.acme.incident.created"),
+        ({"user": "alice"}, "tenant.acme.user.alice.incident.created"),
+        ({"role": "admin"}, "tenant.acme.role.admin.incident.created"),
+        ({"room": "site-berlin"}, "tenant.acme.room.site-berlin.incident.created"),
+    ],
+)
+def test_audiences_map_to_subjects(audience: Any, subject: str) -> None:
+    n = parse_request(body(audience=audience), POLICY)
+    msg = OutgoingMessage.of(n)
+    assert msg.subject == subject
+    assert msg.headers["Nats-Msg-Id"] == n.id
+
+
+def test_broadcast_needs_the_right_and_no_tenant() -> None:
+    req = body(tenant=None, audience={"broadcast": True})
+    with pytest.raises(Forbidden):
+        parse_request(req, POLICY)
+    n = parse_request(req, PublishPolicy(allow_broadcast=True))
+    assert OutgoingMessage.of(n).subject == "broadcast.incident.created"
+    with pytest.raises(InvalidField) as info:
+        parse_request(body(audience={"broadcast": True}), PublishPolicy(allow_broadcast=True))
+    assert info.value.field == "tenant"
+
+
+@pytest.mark.parametrize(
+    ("request_body", "error", "field"),
+    [
+        ([], MalformedBody, None),
+        (body(tenant=None), InvalidField, "tenant"),
+        (body(tenant="a.b"), InvalidField, "tenant"),
+        (body(tenant=7), InvalidField, "tenant"),
+        (body(event="incident"), InvalidField, "event"),
+        (body(event="rocket.launched"), UnknownEvent, "event"),
+        (body(title=""), InvalidField, "title"),
+        (body(title=" "), InvalidField, "title"),
+        (body(title=3), InvalidField, "title"),
+        (body(title="x" * 201), InvalidField, "title"),
+        (body(message=None), InvalidField, "message"),
+        (body(severity="fatal"), InvalidField, "severity"),
+        (body(severity=["info"]), InvalidField, "severity"),
+        (body(data=[1, 2]), InvalidField, "data"),
+        (body(data="{}"), InvalidField, "data"),
+        (body(id="has space"), InvalidField, "id"),
+        (body(audience={"user": "a*"}), InvalidField, "audience.user"),
+        (body(audience={"user": "a", "role": "b"}), InvalidField, "audience"),
+        (body(audience={"team": "x"}), InvalidField, "audience"),
+        (body(audience="user:alice"), InvalidField, "audience"),
+        (body(audience={"broadcast": "yes"}), InvalidField, "audience.broadcast"),
+        (body(colour="red"), InvalidField, "colour"),
+    ],
+)
+def test_bad_requests_name_the_field(
+    request_body: Any, error: type[TidingsError], field: str | None
+) -> None:
+    with pytest.raises(error) as info:
+        parse_request(request_body, POLICY)
+    assert info.value.field == field
+    assert info.value.reason
+
+
+def test_batch_errors_name_the_index() -> None:
+    with pytest.raises(InvalidField) as info:
+        parse_batch([body(), body(tenant="bad tenant")], POLICY, max_items=10)
+    assert info.value.field == "notifications[1].tenant"
+    with pytest.raises(InvalidField, match="at most 2"):
+        parse_batch([body()] * 3, POLICY, max_items=2)
+    with pytest.raises(InvalidField, match="must not be empty"):
+        parse_batch([], POLICY, max_items=2)
+
+
+def test_extra_events_from_settings_are_accepted() -> None:
+    policy = PublishPolicy(catalogue=Catalogue.build(extra=["rocket.launched"]))
+    assert parse_request(body(event="rocket.launched"), policy).event == "rocket.launched"
