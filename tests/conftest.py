@@ -50,3 +50,45 @@ async def js(nc: NATS, stream_settings: StreamSettings) -> JetStreamContext:
     ctx = nc.jetstream()
     await ensure_stream(ctx, stream_settings)
     return ctx
+
+
+# --- gateway -----------------------------------------------------------------------------------
+
+from collections.abc import Callable  # noqa: E402
+
+from tidings.auth import mint_token  # noqa: E402
+from tidings.gateway.service import Gateway  # noqa: E402
+from tidings.settings import AuthSettings, GatewaySettings, Settings  # noqa: E402
+
+JWT_SECRET = "tidings-test-secret-0123456789abcdef"
+
+
+@pytest.fixture
+def gateway_settings(nats_settings: NatsSettings) -> Settings:
+    """Settings for an in-process gateway on a free loopback port (tests may change them)."""
+    return Settings(
+        nats=nats_settings,
+        auth=AuthSettings(jwt_secret=JWT_SECRET),
+        gateway=GatewaySettings(host="127.0.0.1", port=0, drain_seconds=1.0),
+    )
+
+
+@pytest.fixture
+async def gateway(js: JetStreamContext, gateway_settings: Settings) -> AsyncIterator[Gateway]:
+    """A running gateway in this process (stream provisioned first)."""
+    gw = Gateway(gateway_settings)
+    await gw.start()
+    try:
+        yield gw
+    finally:
+        await gw.stop()
+
+
+@pytest.fixture
+def token() -> Callable[..., str]:
+    """Mint a test JWT: ``token(tenant="acme", user="alice", roles=[...], rooms=[...])``."""
+
+    def mint(tenant: str = "acme", user: str = "alice", **claims: object) -> str:
+        return mint_token(JWT_SECRET, tenant=tenant, user=user, **claims)  # type: ignore[arg-type]
+
+    return mint

@@ -47,7 +47,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something listens there. SO_REUSEADDR, as nats-server and uvicorn bind: the
+    TIME_WAIT leftovers of a server that just stopped do not count."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -108,7 +111,11 @@ class EmbeddedNats:
             f"tidings-{self.port}",
         ]
         with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            # Own session: a terminal's Ctrl-C reaches the owner (`tidings dev`), which stops
+            # the server after its clients.
+            self.process = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         try:
             wait_for_port(self.port, host=self.host, timeout=timeout)
         except EmbeddedError:

@@ -62,6 +62,13 @@ class PayloadTooLarge(TidingsError):
     http_status = 413
 
 
+class UnsupportedMediaType(TidingsError):
+    """The request body is not declared as JSON."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+
+
 class Unauthorized(TidingsError):
     code = "unauthorized"
     http_status = 401

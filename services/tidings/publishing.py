@@ -223,19 +223,32 @@ async def publish(
 async def publish_many(
     js: JetStreamContext, msgs: Sequence[OutgoingMessage], *, stream: str, timeout: float
 ) -> list[PublishResult]:
-    """Publish in order without waiting between messages; return once every PubAck is in."""
+    """Publish in order without waiting between messages; return once every PubAck is in.
+
+    nats-py 2.16 never resolves a pipelined publish that JetStream refused (nats.py#985), so a
+    message still unanswered after ``timeout`` is asked again on its own, with the same
+    ``Nats-Msg-Id``: that either returns its PubAck (a duplicate if it was stored) or raises
+    the refusal, instead of reporting a timeout for a message JetStream will never take.
+    """
     futures = [
         await js.publish_async(m.subject, m.payload, stream=stream, headers=dict(m.headers))
         for m in msgs
     ]
-    try:
-        acks = await asyncio.wait_for(asyncio.gather(*futures), timeout)
-    except APIError as exc:
-        raise _api_error(exc) from exc
-    finally:
-        for f in futures:
-            f.cancel()
-    return [_result(m, a) for m, a in zip(msgs, acks, strict=True)]
+    done, pending = await asyncio.wait(futures, timeout=timeout)
+    for f in pending:
+        f.cancel()
+    results: list[PublishResult] = []
+    for m, f in zip(msgs, futures, strict=True):
+        error = f.exception() if f in done else None
+        if f in done and error is None:
+            results.append(_result(m, f.result()))
+        elif isinstance(error, APIError):
+            raise _api_error(error) from error
+        elif error is not None:
+            raise error
+        else:
+            results.append(await publish(js, m, stream=stream, timeout=timeout))
+    return results
 
 
 def _api_error(exc: APIError) -> TidingsError:

@@ -11,10 +11,19 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tidings.errors import ConfigError
@@ -223,34 +232,195 @@ class LogSettings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
 
+class AuthSettings(BaseSettings):
+    """How the gateway verifies the JWT a client sends in `hello` and `refresh`."""
+
+    model_config = _config("TIDINGS_AUTH_")
+
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="HS256 secret (at least 32 bytes); for development."
+    )
+    jwt_public_key_file: Path | None = Field(
+        default=None, description="PEM public key or certificate (RSA >= 2048 bits, EC, Ed25519)."
+    )
+    jwks_url: str | None = Field(
+        default=None, description="JWKS URL of the identity provider; keys chosen by `kid`."
+    )
+    jwks_cache_seconds: Seconds = Field(
+        default=300.0, description="How long a fetched key set is used before it is refetched."
+    )
+    jwks_refetch_interval: Seconds = Field(
+        default=10.0, description="Least time between fetches (an unknown `kid` triggers one)."
+    )
+    jwks_timeout: Seconds = Field(default=5.0, gt=0, description="Timeout of one JWKS fetch.")
+    algorithms: StrList = Field(
+        default=[],
+        description="Allowed `alg` values; empty: derived from the keys (HS256, RS256, ES256).",
+    )
+    audience: str | None = Field(default=None, description="Required `aud`, checked when set.")
+    issuer: str | None = Field(default=None, description="Required `iss`, checked when set.")
+    leeway: Seconds = Field(default=0.0, description="Clock skew allowed on `exp`/`nbf`/`iat`.")
+    user_claim: str = Field(default="sub", min_length=1, description="Claim holding the user id.")
+    tenant_claim: str = Field(default="tenant", min_length=1, description="Claim: tenant id.")
+    roles_claim: str = Field(default="roles", min_length=1, description="Claim: roles array.")
+    rooms_claim: str = Field(
+        default="rooms", min_length=1, description="Claim: allowed named-room patterns array."
+    )
+    require_exp: bool = Field(default=True, description="Refuse tokens without `exp`.")
+
+    @field_validator(
+        "jwt_secret", "jwt_public_key_file", "jwks_url", "audience", "issuer", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _check_secret(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is None:
+            return None
+        value = secret.get_secret_value()
+        if len(value.encode()) < 32:
+            raise ValueError(f"is {len(value.encode())} bytes; at least 32 are required")
+        if value.lstrip().startswith(("-----BEGIN", "ssh-")):
+            raise ValueError(
+                "looks like a key; put public keys in TIDINGS_AUTH_JWT_PUBLIC_KEY_FILE"
+            )
+        return secret
+
+    @field_validator("jwt_public_key_file")
+    @classmethod
+    def _check_key_file(cls, path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        if not path.is_file():
+            raise ValueError(f"{str(path)!r} is not a readable file")
+        from tidings.auth import load_public_key  # late: auth imports this module's types
+
+        load_public_key(path)
+        return path
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _check_jwks_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        return url
+
+    @field_validator("algorithms")
+    @classmethod
+    def _check_algorithms(cls, algorithms: list[str], info: ValidationInfo) -> list[str]:
+        from tidings.auth import check_algorithms, load_public_key
+
+        path = info.data.get("jwt_public_key_file")
+        return check_algorithms(
+            algorithms,
+            secret=info.data.get("jwt_secret") is not None,
+            public_key=load_public_key(path) if path is not None else None,
+            jwks=info.data.get("jwks_url") is not None,
+        )
+
+    @property
+    def configured(self) -> bool:
+        """Whether any key source is set (the gateway refuses to start without one)."""
+        return bool(self.algorithms)
+
+
+class GatewaySettings(BaseSettings):
+    """The WebSocket gateway (`tidings gateway`)."""
+
+    model_config = _config("TIDINGS_GATEWAY_")
+
+    host: str = Field(default="0.0.0.0", description="Bind address.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Bind port (WebSocket and HTTP).")
+    id: str = Field(default="", description="Instance id in status answers; default host-pid.")
+    allowed_origins: StrList = Field(
+        default=[],
+        description="Origins allowed to open /ws; empty: same-origin or no Origin only; `*`: any.",
+    )
+    hello_timeout: Seconds = Field(default=5.0, gt=0, description="Time allowed for `hello`.")
+    batch_window: Seconds = Field(
+        default=0.002, description="Coalescing window of the fan-out; 0 sends at once."
+    )
+    max_frame_bytes: Bytes = Field(default=16 * 1024, ge=1024, description="Largest client frame.")
+    max_rooms: int = Field(default=64, ge=1, description="Named rooms per connection.")
+    rate_limit: float = Field(default=20.0, gt=0, description="Client frames per second.")
+    rate_burst: int = Field(default=40, ge=1, description="Client frames allowed in a burst.")
+    tenant_quota: int = Field(
+        default=0, ge=0, description="Connections per tenant on one gateway; 0 = unlimited."
+    )
+    max_outbound_bytes: Bytes = Field(
+        default=1 << 20,
+        ge=4096,
+        description="Unsent bytes per connection before it is closed as a slow consumer (1013).",
+    )
+    replay_max_messages: int = Field(
+        default=5000,
+        ge=1,
+        description="Per tenant: notifications kept for resume, and the most replayed.",
+    )
+    replay_max_age: Seconds = Field(
+        default=900.0, gt=0, description="Per tenant: how far back a resume can reach."
+    )
+    replay_concurrency: int = Field(
+        default=8, ge=1, description="JetStream range reads running at once (reconnect storms)."
+    )
+    interest_linger: Seconds = Field(
+        default=30.0, description="Keep a tenant's subscription this long after its last client."
+    )
+    drain_seconds: Seconds = Field(
+        default=20.0, description="On SIGTERM, spread reconnects over this long, then exit."
+    )
+    ping_interval: Seconds = Field(default=25.0, gt=0, description="WebSocket keepalive pings.")
+    status_timeout: Seconds = Field(
+        default=0.25, gt=0, description="How long the status API waits for other gateways."
+    )
+
+
+class TelemetrySettings(BaseSettings):
+    """Tracing (OpenTelemetry) of every Tidings process."""
+
+    model_config = _config("TIDINGS_TELEMETRY_")
+
+    exporter: Literal["none", "otlp", "console"] = Field(
+        default="none", description="Where spans go: none, otlp (HTTP/protobuf) or console."
+    )
+    otlp_endpoint: str = Field(
+        default="http://127.0.0.1:4318/v1/traces", description="OTLP/HTTP traces endpoint."
+    )
+    service_name: str = Field(
+        default="", description="service.name of the spans; default tidings-<process>."
+    )
+    sample_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="Share of new traces recorded (parent-based)."
+    )
+
+
 GROUPS: dict[str, type[BaseSettings]] = {
     "nats": NatsSettings,
     "stream": StreamSettings,
     "events": EventsSettings,
     "publisher": PublisherSettings,
     "log": LogSettings,
+    "auth": AuthSettings,
+    "gateway": GatewaySettings,
+    "telemetry": TelemetrySettings,
 }
 
 
+@dataclass(slots=True)
 class Settings:
-    """Every settings group, loaded and validated together."""
+    """Every settings group, loaded and validated together (tests may build one by hand)."""
 
-    __slots__ = ("events", "log", "nats", "publisher", "stream")
-
-    def __init__(
-        self,
-        *,
-        nats: NatsSettings,
-        stream: StreamSettings,
-        events: EventsSettings,
-        publisher: PublisherSettings,
-        log: LogSettings,
-    ) -> None:
-        self.nats = nats
-        self.stream = stream
-        self.events = events
-        self.publisher = publisher
-        self.log = log
+    nats: NatsSettings = field(default_factory=NatsSettings)
+    stream: StreamSettings = field(default_factory=StreamSettings)
+    events: EventsSettings = field(default_factory=EventsSettings)
+    publisher: PublisherSettings = field(default_factory=PublisherSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
 
 def env_var(group: type[BaseSettings], field_name: str) -> str:

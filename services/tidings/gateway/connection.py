@@ -1,0 +1,119 @@
+"""One browser connection: its identity, rooms, lifecycle state and outbound path.
+
+Kept small (``__slots__``, no task of its own for sending) because a gateway holds tens of
+thousands of them; the fan-out writes pre-built frames straight to its ``sink``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from enum import Enum
+from typing import Protocol
+
+from tidings.errors import TidingsError
+from tidings.gateway.frames import text_frame
+
+
+class Sink(Protocol):
+    """Where a connection's bytes go: a WebSocket transport that takes pre-built frames."""
+
+    def write_frame(self, frame: bytes) -> None: ...
+
+    def buffered(self) -> int: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+class State(Enum):
+    HANDSHAKING = "handshaking"  # waiting for hello
+    SYNCING = "syncing"  # in its rooms, live frames buffered while replay runs
+    LIVE = "live"  # frames written as they come
+    DRAINING = "draining"  # told to reconnect elsewhere
+    CLOSED = "closed"
+
+
+_NEXT = {
+    State.HANDSHAKING: {State.SYNCING, State.DRAINING, State.CLOSED},
+    State.SYNCING: {State.LIVE, State.DRAINING, State.CLOSED},
+    State.LIVE: {State.SYNCING, State.DRAINING, State.CLOSED},
+    State.DRAINING: {State.CLOSED},
+    State.CLOSED: set(),
+}
+
+
+class IllegalTransition(TidingsError):
+    code = "illegal_transition"
+
+
+class SlowConsumer(TidingsError):
+    code = "slow_consumer"
+
+
+_ids = itertools.count(1)
+
+
+class Connection:
+    """A connection's state; the hub owns the rooms, this owns what reaches the socket."""
+
+    __slots__ = (
+        "expires_at",
+        "id",
+        "last_seq",
+        "max_buffer",
+        "pending",
+        "roles",
+        "room_patterns",
+        "rooms",
+        "sink",
+        "state",
+        "tenant",
+        "user",
+    )
+
+    def __init__(self, sink: Sink, *, max_buffer: int) -> None:
+        self.id = f"c{next(_ids)}"
+        self.sink = sink
+        self.state = State.HANDSHAKING
+        self.tenant = ""
+        self.user = ""
+        self.roles: frozenset[str] = frozenset()
+        self.room_patterns: tuple[str, ...] = ()
+        self.rooms: set[str] = set()
+        self.last_seq = 0  # last seq written to the socket (or replayed)
+        self.pending: list[tuple[int, bytes]] = []  # buffered while SYNCING
+        self.expires_at: float | None = None
+        self.max_buffer = max_buffer
+
+    def move(self, new: State) -> None:
+        """Change state; an illegal transition is a bug and raises at once."""
+        if new is self.state:
+            return
+        if new not in _NEXT[self.state]:
+            raise IllegalTransition(f"{self.id}: {self.state.value} -> {new.value}")
+        self.state = new
+        if new is State.CLOSED:
+            self.pending = []
+
+    def deliver(self, frame: bytes, items: list[tuple[int, bytes]]) -> None:
+        """Hot path: write a shared frame when live, keep the items when syncing."""
+        state = self.state
+        if state is State.LIVE:
+            self.sink.write_frame(frame)
+            self.last_seq = items[-1][0]
+            if self.sink.buffered() > self.max_buffer:
+                raise SlowConsumer(f"{self.id}: more than {self.max_buffer} bytes unsent")
+        elif state is State.SYNCING:
+            self.pending.extend(items)
+
+    def write_items(self, items: list[tuple[int, bytes]]) -> None:
+        """Write items not shared with others (replay, buffer flush), skipping seen seqs."""
+        fresh = [body for seq, body in items if seq > self.last_seq]
+        if not fresh:
+            return
+        self.sink.write_frame(text_frame(b"\n".join(fresh)))
+        self.last_seq = items[-1][0]
+
+    def write_control(self, body: bytes) -> None:
+        """A frame of its own (welcome, error, reset, reconnect)."""
+        if self.state is not State.CLOSED:
+            self.sink.write_frame(text_frame(body))

@@ -1,0 +1,146 @@
+"""The hot path: rooms, their members, and one pre-built frame per room per batch.
+
+Each live notification is encoded once (by the caller) and queued here. Within the batching
+window (default 2 ms) everything due is flushed: for every run of consecutive notifications of
+one room, one WebSocket frame holding them as newline-delimited JSON is built and the same bytes
+are written to every member. Runs are cut per tenant and at broadcasts so that every
+connection, whatever rooms it is in, sees notifications in stream order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+from tidings.gateway.connection import Connection, SlowConsumer
+from tidings.gateway.frames import text_frame
+
+BROADCAST_TENANT = ""  # broadcast notifications belong to no tenant
+RoomKey = tuple[str, str]  # (tenant, room name as clients write it)
+
+
+class Due(NamedTuple):
+    seq: int
+    tenant: str
+    room: str
+    body: bytes
+
+
+class Hub:
+    """Room membership and batched fan-out for one gateway process."""
+
+    def __init__(
+        self,
+        *,
+        window: float,
+        on_slow: Callable[[Connection], None],
+        on_tenant_added: Callable[[str], None] = lambda t: None,
+        on_tenant_removed: Callable[[str], None] = lambda t: None,
+    ) -> None:
+        self.window = window
+        self.rooms: dict[RoomKey, dict[Connection, None]] = {}
+        self.tenants: dict[str, int] = {}  # connections per tenant
+        self._due: list[Due] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._on_slow = on_slow
+        self._on_tenant_added = on_tenant_added
+        self._on_tenant_removed = on_tenant_removed
+        self.deliveries = 0  # notifications x receiving connections, for metrics
+        self.frames = 0
+
+    # -- membership ------------------------------------------------------------------------
+
+    def add(self, conn: Connection, rooms: Iterable[str]) -> None:
+        """Register a connection of ``conn.tenant`` in ``rooms`` (plus broadcast)."""
+        count = self.tenants.get(conn.tenant, 0)
+        self.tenants[conn.tenant] = count + 1
+        if count == 0:
+            self._on_tenant_added(conn.tenant)
+        self.join(conn, "broadcast")
+        for room in rooms:
+            self.join(conn, room)
+
+    def join(self, conn: Connection, room: str) -> None:
+        tenant = BROADCAST_TENANT if room == "broadcast" else conn.tenant
+        self.rooms.setdefault((tenant, room), {})[conn] = None
+        conn.rooms.add(room)
+
+    def leave(self, conn: Connection, room: str) -> None:
+        tenant = BROADCAST_TENANT if room == "broadcast" else conn.tenant
+        members = self.rooms.get((tenant, room))
+        if members is not None:
+            members.pop(conn, None)
+            if not members:
+                del self.rooms[(tenant, room)]
+        conn.rooms.discard(room)
+
+    def remove(self, conn: Connection) -> None:
+        """Forget a connection entirely (idempotent)."""
+        if conn.tenant not in self.tenants or not conn.rooms:
+            return
+        for room in list(conn.rooms):
+            self.leave(conn, room)
+        left = self.tenants[conn.tenant] - 1
+        if left:
+            self.tenants[conn.tenant] = left
+        else:
+            del self.tenants[conn.tenant]
+            self._on_tenant_removed(conn.tenant)
+
+    def connections(self) -> Iterable[Connection]:
+        return list(self.rooms.get((BROADCAST_TENANT, "broadcast"), {}))
+
+    def tenant_connections(self, tenant: str) -> list[Connection]:
+        return [c for c in self.connections() if c.tenant == tenant]
+
+    # -- fan-out ---------------------------------------------------------------------------
+
+    def publish(self, seq: int, tenant: str, room: str, body: bytes) -> None:
+        """Queue one encoded notification; it goes out within the batching window."""
+        self._due.append(Due(seq, tenant, room, body))
+        if self.window <= 0:
+            self.flush()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(self.window, self.flush)
+
+    def flush(self) -> None:
+        """Write everything due, in stream order per connection."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()  # a no-op when it is the timer calling
+            self._flush_handle = None
+        due, self._due = self._due, []
+        by_tenant: dict[str, list[Due]] = {}
+        for d in due:
+            if d.tenant == BROADCAST_TENANT:
+                self._write_tenants(by_tenant)  # a broadcast is a barrier for every tenant
+                by_tenant = {}
+                self._write_run((BROADCAST_TENANT, d.room), [d])
+            else:
+                by_tenant.setdefault(d.tenant, []).append(d)
+        self._write_tenants(by_tenant)
+
+    def _write_tenants(self, by_tenant: dict[str, list[Due]]) -> None:
+        for tenant, items in by_tenant.items():
+            start = 0
+            for i in range(1, len(items) + 1):
+                if i == len(items) or items[i].room != items[start].room:
+                    self._write_run((tenant, items[start].room), items[start:i])
+                    start = i
+
+    def _write_run(self, key: RoomKey, run: list[Due]) -> None:
+        members = self.rooms.get(key)
+        if not members:
+            return
+        frame = text_frame(b"\n".join(d.body for d in run))
+        items = [(d.seq, d.body) for d in run]
+        slow: list[Connection] = []
+        for conn in members:
+            try:
+                conn.deliver(frame, items)
+            except SlowConsumer:
+                slow.append(conn)
+        self.frames += 1
+        self.deliveries += len(run) * (len(members) - len(slow))
+        for conn in slow:
+            self._on_slow(conn)

@@ -1,0 +1,296 @@
+"""The NATS side of a gateway: interest-based live subscriptions and the recent windows.
+
+A gateway subscribes to ``live.tenant.<t>.>`` only while it hosts a connection of tenant t
+(reference-counted by the hub, kept a short while after the last one leaves so a reconnecting
+client finds it warm), plus ``live.broadcast.>``. Every live message is decoded and encoded for
+the wire once, remembered in its tenant's window, and handed to the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from tidings.envelope import Notification
+from tidings.errors import TidingsError
+from tidings.gateway.fanout import BROADCAST_TENANT, Hub
+from tidings.gateway.replay import fetch_range
+from tidings.gateway.window import Entry, Window
+from tidings.protocol import encode_notification
+from tidings.subjects import LIVE_PREFIX
+from tidings.telemetry import context_from, tracing_enabled
+
+_tracer = trace.get_tracer("tidings.gateway")
+
+log = logging.getLogger(__name__)
+
+# Subject tokens of live.tenant.<t>.<domain>.<action> and live.tenant.<t>.<kind>.<name>.<d>.<a>
+_TENANT_ROOM_TOKENS = 5
+_NAMED_ROOM_TOKENS = 7
+_BROADCAST_TOKENS = 4
+
+
+def route_of(subject: str) -> tuple[str, str] | None:
+    """(tenant, room) of a live subject, or None for anything the grammar cannot produce."""
+    tokens = subject.split(".")
+    n = len(tokens)
+    if n == _BROADCAST_TOKENS and tokens[1] == "broadcast":
+        return BROADCAST_TENANT, "broadcast"
+    if tokens[1] != "tenant" or not tokens[2]:
+        return None
+    if n == _TENANT_ROOM_TOKENS:
+        return tokens[2], "tenant"
+    if n == _NAMED_ROOM_TOKENS and tokens[3] in ("user", "role", "room"):
+        return tokens[2], f"{tokens[3]}:{tokens[4]}"
+    return None
+
+
+def tenant_subjects(tenant: str) -> list[str]:
+    """Stream subjects that make up a tenant's window (and the broadcast one's)."""
+    if tenant == BROADCAST_TENANT:
+        return ["broadcast.>"]
+    return [f"tenant.{tenant}.>"]
+
+
+class Live:
+    """Subscriptions by interest, the per-tenant windows, and range backfills from JetStream."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        js: JetStreamContext,
+        hub: Hub,
+        *,
+        stream: str,
+        window_count: int,
+        window_age: float,
+        replay_max: int,
+        replay_concurrency: int,
+        linger: float,
+        timeout: float,
+        on_delivered: Callable[[Notification, float], None] = lambda n, lag: None,
+    ) -> None:
+        self.nc = nc
+        self.js = js
+        self.hub = hub
+        self.stream = stream
+        self.windows: dict[str, Window] = {}
+        self.subs: dict[str, Subscription] = {}
+        self._ready: dict[str, asyncio.Future[None]] = {}
+        self._lingering: dict[str, asyncio.TimerHandle] = {}
+        self._backfills: dict[str, tuple[int, asyncio.Task[None]]] = {}
+        self._replays = asyncio.Semaphore(replay_concurrency)
+        self.window_count = window_count
+        self.window_age = window_age
+        self.replay_max = replay_max
+        self.linger = linger
+        self.timeout = timeout
+        self.head = 0  # highest stream seq seen or read
+        self.on_delivered = on_delivered
+        self.dropped = 0  # live messages that could not be routed or decoded
+
+    # -- interest --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.ensure(BROADCAST_TENANT)
+
+    def tenant_added(self, tenant: str) -> None:
+        handle = self._lingering.pop(tenant, None)
+        if handle is not None:
+            handle.cancel()
+        if tenant not in self._ready:
+            self._ready[tenant] = asyncio.ensure_future(self._subscribe(tenant))
+
+    def tenant_removed(self, tenant: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._lingering[tenant] = loop.call_later(
+            self.linger, lambda: asyncio.ensure_future(self._unsubscribe(tenant))
+        )
+
+    async def ensure(self, tenant: str) -> Window:
+        """Wait until ``tenant``'s live subscription is active and its window armed."""
+        if tenant not in self._ready:
+            self._ready[tenant] = asyncio.ensure_future(self._subscribe(tenant))
+        await asyncio.shield(self._ready[tenant])
+        return self.windows[tenant]
+
+    async def _subscribe(self, tenant: str) -> None:
+        subject = (
+            f"{LIVE_PREFIX}.broadcast.>"
+            if tenant == BROADCAST_TENANT
+            else f"{LIVE_PREFIX}.tenant.{tenant}.>"
+        )
+        window = self.windows.setdefault(
+            tenant, Window(max_count=self.window_count, max_age=self.window_age)
+        )
+        self.subs[tenant] = await self.nc.subscribe(
+            subject, cb=self._on_message, pending_msgs_limit=65536, pending_bytes_limit=-1
+        )
+        await self.nc.flush(
+            int(max(1, self.timeout))
+        )  # the server has the SUB: nothing stored now is missed
+        await self._arm(window)
+
+    async def _arm(self, window: Window) -> None:
+        info = await self.js.stream_info(self.stream)
+        last = info.state.last_seq
+        self.head = max(self.head, last)
+        window.arm(last)
+
+    async def _unsubscribe(self, tenant: str) -> None:
+        self._lingering.pop(tenant, None)
+        if self.hub.tenants.get(tenant):
+            return  # somebody came back meanwhile
+        ready = self._ready.pop(tenant, None)
+        sub = self.subs.pop(tenant, None)
+        self.windows.pop(tenant, None)
+        if ready is not None and not ready.done():
+            ready.cancel()
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    # -- the live handler ------------------------------------------------------------------
+
+    async def _on_message(self, msg: Msg) -> None:
+        route = route_of(msg.subject)
+        headers = msg.headers or {}
+        try:
+            seq = int(headers["Nats-Sequence"])
+            if route is None:
+                raise ValueError(f"not a notification subject: {msg.subject}")
+            n = Notification.from_bytes(msg.data)
+            body = encode_notification(n, seq, route[1])
+        except Exception as exc:  # a bad message must never stop the others
+            self.dropped += 1
+            log.warning("dropped live message", extra={"subject": msg.subject, "error": str(exc)})
+            return
+        tenant, room = route
+        self.head = max(self.head, seq)
+        window = self.windows.get(tenant)
+        if window is not None:
+            window.add(seq, room, body)
+        if n.traceparent and tracing_enabled():
+            self._traced_publish(n, seq, tenant, room, body)
+        else:
+            self.hub.publish(seq, tenant, room, body)
+        stamp = headers.get("Nats-Time-Stamp")
+        if stamp:
+            self.on_delivered(n, _lag(stamp))
+
+    def _traced_publish(
+        self, n: Notification, seq: int, tenant: str, room: str, body: bytes
+    ) -> None:
+        """One delivery span per notification (not per connection), child of the publish."""
+        members = self.hub.rooms.get((tenant, room), {})
+        with _tracer.start_as_current_span(
+            "tidings.deliver",
+            context=context_from(n.traceparent, n.tracestate),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.operation.type": "process",
+                "tidings.notification.id": n.id,
+                "tidings.seq": seq,
+                "tidings.tenant": tenant,
+                "tidings.room": room,
+                "tidings.receivers": len(members),
+            },
+        ):
+            self.hub.publish(seq, tenant, room, body)
+
+    # -- resume support --------------------------------------------------------------------
+
+    async def cover(self, tenant: str, since: int) -> bool:
+        """Make ``tenant``'s window complete from ``since + 1``; False when that is impossible.
+
+        Concurrent callers share one backfill per tenant (a reconnect storm costs one JetStream
+        read per tenant, not one per client); beyond the count or age bound it answers False.
+        """
+        window = await self.ensure(tenant)
+        while not window.covers(since):
+            if self.windows.get(tenant) is not window or not window.armed:
+                return False
+            running = self._backfills.get(tenant)
+            if running is None:
+                running = self._start_backfill(tenant, window, since + 1)
+            try:
+                await asyncio.shield(running[1])
+            except TidingsError:
+                return False
+            if running[0] <= since + 1 and not window.covers(since):
+                return False  # read as far back as asked, and it still does not fit
+        return True
+
+    def _start_backfill(
+        self, tenant: str, window: Window, start: int
+    ) -> tuple[int, asyncio.Task[None]]:
+        task = asyncio.ensure_future(self._backfill(tenant, window, start))
+        entry = (start, task)
+        self._backfills[tenant] = entry
+
+        def done(_: asyncio.Task[None]) -> None:
+            if self._backfills.get(tenant) is entry:
+                del self._backfills[tenant]
+
+        task.add_done_callback(done)
+        return entry
+
+    async def _backfill(self, tenant: str, window: Window, start: int) -> None:
+        upto = window.complete_from - 1
+        async with self._replays:
+            msgs = await fetch_range(
+                self.js,
+                stream=self.stream,
+                subjects=tenant_subjects(tenant),
+                start=start,
+                upto=upto,
+                max_count=min(self.replay_max, self.window_count),
+                timeout=self.timeout,
+            )
+        now_wall, now_mono = time.time(), time.monotonic()
+        entries: list[Entry] = []
+        for m in msgs:
+            route = route_of(f"{LIVE_PREFIX}.{m.subject}")
+            seq = m.metadata.sequence.stream
+            if route is None:
+                continue
+            try:
+                body = encode_notification(Notification.from_bytes(m.data), seq, route[1])
+            except Exception:
+                self.dropped += 1
+                continue
+            age = max(0.0, now_wall - m.metadata.timestamp.timestamp())
+            entries.append(Entry(seq, route[1], body, now_mono - age))
+        window.merge(entries, start=start)
+
+    # -- NATS connection loss ------------------------------------------------------------------
+
+    def disarm_all(self) -> None:
+        for window in self.windows.values():
+            window.disarm()
+
+    async def rearm_all(self) -> None:
+        for window in list(self.windows.values()):
+            await self._arm(window)
+
+
+def _lag(stamp: str) -> float:
+    """Seconds from the stream's timestamp (RFC 3339, ns precision) to now."""
+    try:
+        head, _, frac = stamp.rstrip("Z").partition(".")
+        stored = datetime.fromisoformat(head + "+00:00").timestamp() + float(f"0.{frac or 0}")
+    except ValueError:
+        return 0.0
+    return max(0.0, time.time() - stored)

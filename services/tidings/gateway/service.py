@@ -1,0 +1,375 @@
+"""A gateway process: NATS, the hub, sessions, resume/heal, drain — one lifecycle.
+
+``Gateway.run()`` starts everything, serves until SIGTERM/SIGINT, drains (readiness false,
+``reconnect`` frames spread over the drain period, close 1012) and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+import orjson
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from websockets.asyncio.server import Server, ServerConnection, serve
+
+from tidings import protocol as p
+from tidings.auth import Claims, Verifier
+from tidings.gateway.connection import Connection, State
+from tidings.gateway.fanout import BROADCAST_TENANT, Hub
+from tidings.gateway.live import Live
+from tidings.gateway.metrics import GatewayMetrics
+from tidings.gateway.routes import Routes
+from tidings.gateway.session import Session, spawn
+from tidings.nats import connect, stream_epoch
+from tidings.settings import Settings
+from tidings.telemetry import setup_logging, setup_tracing
+
+log = logging.getLogger(__name__)
+
+STATUS_SUBJECT = "tidings.gateway.status"
+
+
+class Expiry:
+    """Closes connections whose token expired without a refresh (4401); one heap, one timer."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        self._heap: list[tuple[float, int, Connection]] = []
+        self._n = 0
+
+    def watch(self, conn: Connection) -> None:
+        if conn.expires_at is not None:
+            self._n += 1
+            heapq.heappush(self._heap, (conn.expires_at, self._n, conn))
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            now = time.time()
+            while self._heap and self._heap[0][0] <= now:
+                at, _, conn = heapq.heappop(self._heap)
+                session = self.gw.sessions.get(conn)
+                if session is not None and conn.expires_at == at:
+                    await session.refuse(p.ErrorCode.TOKEN_EXPIRED)
+
+
+class Gateway:
+    """Everything one gateway process holds."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        gs = settings.gateway
+        self.id = gs.id or f"{socket.gethostname()}-{os.getpid()}"
+        self.hub = Hub(
+            window=gs.batch_window,
+            on_slow=self._on_slow,
+            on_tenant_added=self._tenant_added,
+            on_tenant_removed=self._tenant_removed,
+        )
+        self.verifier = Verifier(settings.auth)
+        self.metrics = GatewayMetrics(lambda: self)
+        self.sessions: dict[Connection, Session] = {}
+        self.expiry = Expiry(self)
+        self.routes = Routes(self)
+        self.nc: NATS | None = None
+        self.js: JetStreamContext | None = None
+        self.live: Live | None = None
+        self.epoch = ""
+        self.draining = False
+        self.nats_connected = False
+        self.server: Server | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stopped = asyncio.Event()
+        self.drained = asyncio.Event()  # set when the last session ends while draining
+
+    # -- start / stop --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.nc = await connect(
+            settings.nats,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        self.nats_connected = True
+        self.js = self.nc.jetstream(timeout=settings.nats.request_timeout)
+        info = await self.js.stream_info(settings.stream.name)
+        self.epoch = stream_epoch(info)
+        gs = settings.gateway
+        self.live = Live(
+            self.nc,
+            self.js,
+            self.hub,
+            stream=settings.stream.name,
+            window_count=gs.replay_max_messages,
+            window_age=gs.replay_max_age,
+            replay_max=gs.replay_max_messages,
+            replay_concurrency=gs.replay_concurrency,
+            linger=gs.interest_linger,
+            timeout=settings.nats.request_timeout,
+            on_delivered=self._on_delivered,
+        )
+        await self.live.start()
+        await self.nc.subscribe(STATUS_SUBJECT, cb=self._on_status_request)
+        self._tasks.append(asyncio.ensure_future(self.expiry.run()))
+        self.server = await serve(
+            self._handle,
+            gs.host,
+            gs.port,
+            process_request=self.routes.process_request,
+            subprotocols=[p.SUBPROTOCOL],  # type: ignore[list-item]
+            compression=None,  # frames are pre-built once for every member
+            max_size=gs.max_frame_bytes,
+            ping_interval=gs.ping_interval,
+            ping_timeout=gs.ping_interval,
+            close_timeout=2,
+        )
+        log.info(
+            "gateway listening",
+            extra={"address": f"{gs.host}:{self.port}", "id": self.id, "epoch": self.epoch},
+        )
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        sockets = self.server.sockets
+        return int(sockets[0].getsockname()[1]) if sockets else self.settings.gateway.port
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close(close_connections=False)
+        for session in list(self.sessions.values()):
+            with contextlib.suppress(Exception):
+                await session.refuse(p.ErrorCode.RESTARTING)
+        if self.server is not None:
+            await self.server.wait_closed()
+        for task in self._tasks:
+            task.cancel()
+        await self.verifier.aclose()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        self._stopped.set()
+
+    async def run(self) -> None:
+        """Serve until SIGTERM/SIGINT, then drain and stop."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await self.drain()
+        await self.stop()
+
+    # -- drain ---------------------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Readiness goes false; every client is told to reconnect after its own delay, spread
+        over the drain period so they do not all land on the other gateways at once; whoever
+        is still connected at the end is closed with 1012."""
+        self.draining = True
+        period = self.settings.gateway.drain_seconds
+        sessions = list(self.sessions.values())
+        log.info("draining", extra={"connections": len(sessions), "seconds": period})
+        spread = period * 0.8  # leave the last fifth for reconnects that were told late
+        for i, session in enumerate(sessions):
+            conn = session.conn
+            if conn.state in (State.LIVE, State.SYNCING):
+                delay_ms = int(spread * 1000 * i / max(1, len(sessions)))
+                conn.write_control(p.encode(p.ReconnectFrame(delay_ms=delay_ms)))
+        if self.sessions:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.drained.wait(), period)
+        for session in list(self.sessions.values()):
+            session.conn.move(State.DRAINING)
+            spawn(session.ws.close(int(p.CloseCode.SERVICE_RESTART), p.ErrorCode.RESTARTING.value))
+
+    # -- connections ---------------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        await Session(self, ws).run()
+
+    def _on_slow(self, conn: Connection) -> None:
+        self.metrics.slow_consumers.inc()
+        conn.move(State.CLOSED)
+        self.hub.remove(conn)
+        conn.sink.close(int(p.CloseCode.TRY_AGAIN_LATER), p.ErrorCode.SLOW_CONSUMER.value)
+
+    def _tenant_added(self, tenant: str) -> None:
+        if self.live is not None:
+            self.live.tenant_added(tenant)
+
+    def _tenant_removed(self, tenant: str) -> None:
+        if self.live is not None:
+            self.live.tenant_removed(tenant)
+
+    def _on_delivered(self, _n: Any, lag: float) -> None:
+        self.metrics.notifications.inc()
+        self.metrics.latency.observe(lag)
+
+    # -- resume and heal -----------------------------------------------------------------------
+
+    async def resync(
+        self,
+        conn: Connection,
+        *,
+        since: int | None,
+        epoch: str | None,
+        claims: Claims,
+        first: bool,
+    ) -> bool:
+        """Bring a SYNCING connection up to date and make it LIVE; True when nothing is missing.
+
+        Live frames for it are buffered meanwhile; what JetStream or the window holds after
+        ``since`` is written first, then the buffer without what was already written.
+        """
+        assert self.live is not None
+        live = self.live
+        recovered = False
+        reason = p.ResetReason.OUT_OF_RANGE
+        try:
+            await live.ensure(conn.tenant)
+            if since is not None and epoch == self.epoch:
+                had_memory = live.windows[conn.tenant].covers(since) and live.windows[
+                    BROADCAST_TENANT
+                ].covers(since)
+                recovered = await live.cover(conn.tenant, since) and await live.cover(
+                    BROADCAST_TENANT, since
+                )
+                self.metrics.resumes.labels(
+                    "not_recovered" if not recovered else "memory" if had_memory else "jetstream"
+                ).inc()
+            elif since is not None:
+                reason = p.ResetReason.EPOCH_CHANGED
+                self.metrics.resumes.labels("not_recovered").inc()
+        except Exception:
+            log.exception("resume failed", extra={"connection": conn.id})
+            reason = p.ResetReason.REPLAY_FAILED
+            recovered = False
+        if conn.state is not State.SYNCING:
+            return False  # closed or draining meanwhile
+        head = live.head
+        if first:
+            conn.write_control(
+                p.encode(
+                    p.Welcome(
+                        connection=conn.id,
+                        tenant=conn.tenant,
+                        user=conn.user,
+                        roles=tuple(sorted(claims.roles)),
+                        rooms=tuple(sorted(conn.rooms)),
+                        seq=head,
+                        epoch=self.epoch,
+                        recovered=recovered,
+                        expires_at=claims.expires_at,
+                    )
+                )
+            )
+        if recovered:
+            assert since is not None
+            conn.last_seq = since
+            items = live.windows[conn.tenant].after(since, conn.rooms) + live.windows[
+                BROADCAST_TENANT
+            ].after(since, conn.rooms)
+            items.sort()
+            conn.write_items(items)
+        elif since is not None or not first:
+            conn.write_control(p.encode(p.Reset(seq=head, epoch=self.epoch, reason=reason)))
+            conn.last_seq = max(conn.last_seq, head)
+        else:
+            conn.last_seq = head
+        pending, conn.pending = conn.pending, []
+        conn.write_items(pending)
+        conn.write_control(p.encode(p.Synced(seq=max(head, conn.last_seq))))
+        conn.move(State.LIVE)
+        return recovered
+
+    async def _on_disconnected(self) -> None:
+        """Live messages are at-most-once: from now on nothing held is trusted."""
+        self.nats_connected = False
+        if self.live is not None:
+            self.live.disarm_all()
+        for conn in list(self.sessions):
+            if conn.state is State.LIVE:
+                conn.move(State.SYNCING)
+        log.warning("NATS disconnected; connections wait for the heal")
+
+    async def _on_reconnected(self) -> None:
+        self.nats_connected = True
+        if self.live is None or self.nc is None:
+            return
+        log.info("NATS reconnected; healing connections")
+        await self.nc.flush()
+        await self.live.rearm_all()
+        for conn, session in list(self.sessions.items()):
+            if conn.state is State.SYNCING and session.claims is not None:
+                spawn(
+                    self.resync(
+                        conn,
+                        since=conn.last_seq,
+                        epoch=self.epoch,
+                        claims=session.claims,
+                        first=False,
+                    )
+                )
+
+    # -- cluster status ------------------------------------------------------------------------
+
+    def local_counts(self, tenant: str, user: str) -> dict[str, int]:
+        conns = self.hub.rooms.get((tenant, f"user:{user}"), {})
+        return {"tenant": self.hub.tenants.get(tenant, 0), "user": len(conns)}
+
+    async def _on_status_request(self, msg: Msg) -> None:
+        try:
+            ask = orjson.loads(msg.data)
+            counts = self.local_counts(str(ask["tenant"]), str(ask["user"]))
+        except Exception:
+            return
+        await msg.respond(orjson.dumps({"gateway": self.id, **counts}))
+
+    async def cluster_status(self, tenant: str, user: str) -> dict[str, Any]:
+        """Connection counts of ``tenant`` and ``user`` summed over every gateway."""
+        assert self.nc is not None
+        inbox = self.nc.new_inbox()
+        replies: list[dict[str, Any]] = []
+        done = asyncio.Event()
+
+        async def on_reply(msg: Msg) -> None:
+            with contextlib.suppress(Exception):
+                replies.append(orjson.loads(msg.data))
+
+        sub = await self.nc.subscribe(inbox, cb=on_reply)
+        try:
+            await self.nc.publish(
+                STATUS_SUBJECT, orjson.dumps({"tenant": tenant, "user": user}), reply=inbox
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), self.settings.gateway.status_timeout)
+        finally:
+            await sub.unsubscribe()
+        gateways = {r.get("gateway") for r in replies}
+        return {
+            "tenant": tenant,
+            "user": user,
+            "tenant_connections": sum(int(r.get("tenant", 0)) for r in replies),
+            "user_connections": sum(int(r.get("user", 0)) for r in replies),
+            "gateways": len(gateways),
+        }
+
+
+def serve_gateway(settings: Settings) -> None:
+    """Blocking entry point of ``tidings gateway``."""
+    setup_logging(settings.log)
+    setup_tracing(settings.telemetry, process="gateway")
+    asyncio.run(Gateway(settings).run())

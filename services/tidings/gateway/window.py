@@ -1,0 +1,85 @@
+"""Recent notifications per tenant, in memory: what makes most resumes free.
+
+A window is *complete from* a sequence number: every notification of its tenant stored at or
+after ``complete_from`` is in it. A resume from ``since`` is answered from memory when
+``since + 1 >= complete_from``; otherwise the window is first backfilled from JetStream (once per
+tenant, however many clients ask at the same time). Bounded by count and age: what falls out
+moves ``complete_from`` forward, and a resume from before it gets ``recovered: false``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import NamedTuple
+
+UNARMED = 1 << 62  # complete from "never": the window cannot answer anything yet
+
+
+class Entry(NamedTuple):
+    seq: int
+    room: str
+    body: bytes
+    at: float  # monotonic time it entered the window
+
+
+class Window:
+    """One tenant's (or the broadcast room's) recent notifications, ordered by seq."""
+
+    __slots__ = ("complete_from", "entries", "max_age", "max_count")
+
+    def __init__(self, *, max_count: int, max_age: float) -> None:
+        self.entries: deque[Entry] = deque()
+        self.complete_from = UNARMED
+        self.max_count = max_count
+        self.max_age = max_age
+
+    @property
+    def armed(self) -> bool:
+        return self.complete_from != UNARMED
+
+    def arm(self, last_seq: int) -> None:
+        """The live subscription is active and the stream's last seq was ``last_seq``."""
+        self.complete_from = min(self.complete_from, last_seq + 1)
+
+    def disarm(self) -> None:
+        """Live messages may have been lost (NATS disconnect): trust nothing held so far."""
+        self.entries.clear()
+        self.complete_from = UNARMED
+
+    def add(self, seq: int, room: str, body: bytes, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if self.entries and seq <= self.entries[-1].seq:
+            return  # already held (a backfill got there first)
+        self.entries.append(Entry(seq, room, body, now))
+        self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        entries = self.entries
+        while entries and (len(entries) > self.max_count or now - entries[0].at > self.max_age):
+            gone = entries.popleft()
+            self.complete_from = max(self.complete_from, gone.seq + 1)
+
+    def covers(self, since: int) -> bool:
+        return self.armed and since + 1 >= self.complete_from
+
+    def merge(self, backfill: Iterable[Entry], *, start: int) -> None:
+        """Add what JetStream returned for ``[start, complete_from)``; now complete from start."""
+        held = {e.seq: e for e in self.entries}
+        for e in backfill:
+            held.setdefault(e.seq, e)
+        self.entries = deque(held[s] for s in sorted(held))
+        self.complete_from = min(self.complete_from, start) if self.armed else start
+        self._trim(time.monotonic())
+
+    def after(self, since: int, rooms: set[str]) -> list[tuple[int, bytes]]:
+        """Entries newer than ``since`` in any of ``rooms``, oldest first."""
+        out: list[tuple[int, bytes]] = []
+        for e in reversed(self.entries):
+            if e.seq <= since:
+                break
+            if e.room in rooms:
+                out.append((e.seq, e.body))
+        out.reverse()
+        return out

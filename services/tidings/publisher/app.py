@@ -1,0 +1,384 @@
+"""The publisher sidecar's HTTP API: validate, publish (or queue durably), answer.
+
+Routes: ``POST /v1/notifications``, ``POST /v1/notifications/batch``, ``GET /healthz``,
+``GET /readyz``, ``GET /metrics``. Validation is the core's ``publishing.parse_request``, the
+same code the SDK runs; nothing reaches NATS before every check passed. The lifespan opens the
+outbox and starts the NATS link in the background, so the sidecar starts and accepts while NATS
+is down.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import signal
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import orjson
+import uvicorn
+from opentelemetry import propagate, trace
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tidings.catalogue import Catalogue
+from tidings.embedded import port_in_use
+from tidings.errors import (
+    ConfigError,
+    InvalidField,
+    MalformedBody,
+    OutboxFull,
+    PayloadTooLarge,
+    TidingsError,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from tidings.publisher.link import NatsLink
+from tidings.publisher.metrics import PublisherMetrics
+from tidings.publisher.outbox import Outbox
+from tidings.publisher.relay import Relay
+from tidings.publishing import (
+    OutgoingMessage,
+    PublishPolicy,
+    PublishResult,
+    parse_batch,
+    parse_request,
+)
+from tidings.settings import Settings, unknown_variables
+from tidings.telemetry import setup_logging, setup_tracing
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("tidings.publisher")
+
+# A publish route returns its 202 body and the outcome it is counted under.
+Handler = Callable[[Request], Awaitable[tuple[Any, str]]]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def error_response(exc: TidingsError) -> Response:
+    """``{"error": {"code", "reason", "field"?}}`` with the error's status and headers."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, OutboxFull):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="tidings-publisher"'
+    return json_response({"error": exc.to_dict()}, exc.http_status, headers)
+
+
+@dataclass(slots=True)
+class Sidecar:
+    """The running parts of one sidecar, shared by its routes."""
+
+    settings: Settings
+    catalogue: Catalogue
+    policy: PublishPolicy
+    metrics: PublisherMetrics
+    outbox: Outbox
+    link: NatsLink
+    relay: Relay
+
+    @classmethod
+    def build(cls, settings: Settings) -> Sidecar:
+        pub = settings.publisher
+        catalogue = Catalogue.build(
+            extra=settings.events.extra, allow_unknown=settings.events.allow_unknown
+        )
+        metrics = PublisherMetrics()
+        outbox = Outbox(
+            pub.outbox_dir,
+            max_messages=pub.outbox_max_messages,
+            max_bytes=pub.outbox_max_bytes,
+            retry_after=pub.retry_after,
+        )
+        link = NatsLink(settings.nats)
+        relay = Relay(
+            link,
+            outbox,
+            stream=settings.stream.name,
+            timeout=settings.nats.request_timeout,
+            metrics=metrics,
+        )
+        link.on_connect = relay.wake
+        metrics.bind(
+            outbox_messages=lambda: outbox.depth,
+            outbox_bytes=lambda: outbox.size,
+            nats_connected=lambda: 1.0 if link.connected else 0.0,
+        )
+        policy = PublishPolicy(catalogue, pub.allow_broadcast, pub.source)
+        return cls(settings, catalogue, policy, metrics, outbox, link, relay)
+
+    @property
+    def ready(self) -> bool:
+        """Able to accept: NATS is up, or the outbox has room for what NATS cannot take."""
+        return self.outbox.is_open and (self.link.connected or self.outbox.has_room)
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        await self.outbox.open()
+        if self.outbox.depth:
+            log.info(
+                "outbox holds %d messages from before; draining once NATS is up",
+                self.outbox.depth,
+            )
+        self.relay.start()
+        self.link.start()
+        try:
+            yield
+        finally:
+            await self.relay.stop()
+            await self.link.close()
+            await self.outbox.close()
+
+    # -- request reading ----------------------------------------------------------------------
+
+    def authorize(self, request: Request) -> None:
+        expected = self.settings.publisher.token
+        if expected is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise Unauthorized("send Authorization: Bearer <token>", field="Authorization")
+        if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+            raise Unauthorized("the bearer token is not valid", field="Authorization")
+
+    async def read_json(self, request: Request, *, limit: int) -> Any:
+        """The decoded body; 415 unless JSON, 413 past ``limit`` (reads at most limit+1 bytes)."""
+        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media != "application/json" and not (
+            media.startswith("application/") and media.endswith("+json")
+        ):
+            raise UnsupportedMediaType(
+                f"send Content-Type: application/json, not {media or 'nothing'!r}",
+                field="Content-Type",
+            )
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise MalformedBody("Content-Length is not a number", field="Content-Length")
+            if int(declared) > limit:
+                raise PayloadTooLarge(
+                    f"the body is {declared} bytes; at most {limit} are accepted", field="body"
+                )
+        chunks: list[bytes] = []
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:  # a chunked or lying client: stop reading here
+                raise PayloadTooLarge(f"the body exceeds {limit} bytes", field="body")
+            chunks.append(chunk)
+        try:
+            return orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError as exc:
+            raise MalformedBody(f"not valid JSON: {exc}", field="body") from None
+
+    # -- routes -------------------------------------------------------------------------------
+
+    async def publish_one(self, request: Request) -> tuple[Any, str]:
+        self.authorize(request)
+        body = await self.read_json(request, limit=self.settings.publisher.max_body_bytes)
+        try:
+            notification = parse_request(body, self.policy)
+        except MalformedBody as exc:
+            exc.field = exc.field or "body"
+            raise
+        with traced(request, 1):
+            msg = OutgoingMessage.of(notification, catalogue=self.catalogue)
+            (result,) = await self.submit([msg])
+        return result.to_dict(), _outcome([result])
+
+    async def publish_batch(self, request: Request) -> tuple[Any, str]:
+        self.authorize(request)
+        pub = self.settings.publisher
+        body = await self.read_json(request, limit=pub.batch_max_bytes)
+        if not isinstance(body, dict):
+            raise MalformedBody(
+                'expected {"notifications": [...]}, got ' + type(body).__name__, field="body"
+            )
+        extra = sorted(set(body) - {"notifications"})
+        if extra:
+            raise InvalidField("unknown field", field=extra[0])
+        notifications = parse_batch(
+            body.get("notifications"), self.policy, max_items=pub.batch_max_items
+        )
+        with traced(request, len(notifications)):
+            msgs = [OutgoingMessage.of(n, catalogue=self.catalogue) for n in notifications]
+            for i, msg in enumerate(msgs):
+                # The single-request limit holds for each item too; NATS refuses huge messages.
+                if len(msg.payload) > pub.max_body_bytes:
+                    raise PayloadTooLarge(
+                        f"encodes to {len(msg.payload)} bytes; "
+                        f"at most {pub.max_body_bytes} per item",
+                        field=f"notifications[{i}]",
+                    )
+            results = await self.submit(msgs)
+        return {"results": [r.to_dict() for r in results]}, _outcome(results)
+
+    async def submit(self, msgs: list[OutgoingMessage]) -> list[PublishResult]:
+        try:
+            results = await self.relay.submit(msgs)
+        except OutboxFull:
+            self.metrics.outbox_full.inc(len(msgs))
+            raise
+        for r in results:
+            outcome = "queued" if r.queued else "duplicate" if r.duplicate else "published"
+            self.metrics.notifications.labels(outcome).inc()
+        return results
+
+    async def healthz(self, _request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(self, _request: Request) -> Response:
+        body = {
+            "ready": self.ready,
+            "nats": self.link.state.value,
+            "outbox": {
+                "messages": self.outbox.depth,
+                "bytes": self.outbox.size,
+                "max_messages": self.outbox.max_messages,
+                "max_bytes": self.outbox.max_bytes,
+            },
+        }
+        return json_response(body, 200 if self.ready else 503)
+
+    async def metrics_page(self, _request: Request) -> Response:
+        return Response(self.metrics.render(), headers={"Content-Type": self.metrics.content_type})
+
+    def counted(self, route: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """Run a publish route: errors become JSON bodies; every outcome is counted."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                body, outcome = await handler(request)
+            except TidingsError as exc:
+                self.metrics.requests.labels(route, exc.code).inc()
+                return error_response(exc)
+            except ClientDisconnect:
+                self.metrics.requests.labels(route, "disconnected").inc()
+                return Response(status_code=400)
+            except Exception:
+                log.exception("publish request failed", extra={"route": route})
+                self.metrics.requests.labels(route, "internal").inc()
+                return error_response(TidingsError("internal error; see the sidecar's log"))
+            self.metrics.requests.labels(route, outcome).inc()
+            return json_response(body, 202)
+
+        return endpoint
+
+
+@contextmanager
+def traced(request: Request, count: int) -> Iterator[None]:
+    """A span continuing the caller's W3C trace context; its context goes into NATS headers."""
+    parent = propagate.extract(request.headers)
+    with tracer.start_as_current_span(
+        "tidings.publish",
+        context=parent,
+        kind=trace.SpanKind.SERVER,
+        attributes={"tidings.notifications": count},
+    ):
+        yield
+
+
+async def http_error(_request: Request, exc: Exception) -> Response:
+    """404/405 and friends in the same JSON shape as every other error."""
+    if not isinstance(exc, HTTPException):
+        return error_response(TidingsError("internal error; see the sidecar's log"))
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    body = {"error": {"code": code, "reason": exc.detail}}
+    return json_response(body, exc.status_code, dict(exc.headers or {}))
+
+
+def _outcome(results: list[PublishResult]) -> str:
+    return "queued" if any(r.queued for r in results) else "published"
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The sidecar as an ASGI app; its lifespan opens the outbox and starts the NATS link."""
+    sidecar = Sidecar.build(settings)
+    routes = [
+        Route(
+            "/v1/notifications",
+            sidecar.counted("/v1/notifications", sidecar.publish_one),
+            methods=["POST"],
+        ),
+        Route(
+            "/v1/notifications/batch",
+            sidecar.counted("/v1/notifications/batch", sidecar.publish_batch),
+            methods=["POST"],
+        ),
+        Route("/healthz", sidecar.healthz, methods=["GET"]),
+        Route("/readyz", sidecar.readyz, methods=["GET"]),
+        Route("/metrics", sidecar.metrics_page, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=sidecar.lifespan,
+        exception_handlers={HTTPException: http_error},
+    )
+    app.state.sidecar = sidecar
+    return app
+
+
+@contextmanager
+def _absorb_exit_signals() -> Iterator[list[int]]:
+    """Let a SIGTERM/SIGINT end ``serve`` normally (exit 0) once uvicorn shut down gracefully.
+
+    uvicorn re-raises the signal after its graceful shutdown; with these handlers in place the
+    re-raised signal is recorded instead of killing the process with a signal status.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def record(sig: int, _frame: FrameType | None) -> None:
+        received.append(sig)
+
+    previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def serve(settings: Settings) -> None:
+    """Run the sidecar until SIGTERM/SIGINT; finishes in-flight requests, then closes cleanly."""
+    setup_logging(settings.log)
+    setup_tracing(settings.telemetry, process="publisher")
+    for name in unknown_variables():
+        log.warning("unknown setting %s is ignored", name)
+    pub = settings.publisher
+    # Fail fast with a message naming the variable, before uvicorn's generic start-up error.
+    if pub.port and port_in_use(pub.port, pub.host):
+        raise ConfigError(
+            f"{pub.host}:{pub.port} is already in use; choose another port",
+            field="TIDINGS_PUBLISHER_PORT",
+        )
+    Outbox.check_directory(pub.outbox_dir)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=pub.host,
+        port=pub.port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        # In-flight requests wait at most one PubAck timeout; then shutdown goes on regardless.
+        timeout_graceful_shutdown=math.ceil(settings.nats.request_timeout) + 2,
+    )
+    server = uvicorn.Server(config)
+    with _absorb_exit_signals() as received:
+        server.run()
+    if received:
+        log.info("publisher stopped", extra={"signal": signal.Signals(received[0]).name})

@@ -1,0 +1,157 @@
+"""The hot path's ordering and batching rules, on recorded frames."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tidings.gateway.connection import Connection, IllegalTransition, State
+from tidings.gateway.fanout import Hub
+from tidings.gateway.frames import text_frame
+
+
+class RecordingSink:
+    """Keeps the bytes a socket would have sent (the unit under test is the hub, not a socket)."""
+
+    def __init__(self, limit: int = 1 << 30) -> None:
+        self.frames: list[bytes] = []
+        self.limit = limit
+        self.closed: tuple[int, str] | None = None
+
+    def write_frame(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    def buffered(self) -> int:
+        return sum(map(len, self.frames)) if self.limit < 1 << 30 else 0
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    def lines(self) -> list[bytes]:
+        out: list[bytes] = []
+        for f in self.frames:
+            out.extend(_payload(f).split(b"\n"))
+        return out
+
+
+def _payload(frame: bytes) -> bytes:
+    n = frame[1] & 0x7F
+    if n == 126:
+        return frame[4:]
+    if n == 127:
+        return frame[10:]
+    return frame[2:]
+
+
+def live(hub: Hub, tenant: str, rooms: list[str], sink: RecordingSink) -> Connection:
+    conn = Connection(sink, max_buffer=1 << 20)
+    conn.tenant = tenant
+    conn.move(State.SYNCING)
+    hub.add(conn, rooms)
+    conn.move(State.LIVE)
+    return conn
+
+
+def test_frame_lengths_follow_rfc6455() -> None:
+    for n in (0, 125, 126, 65535, 65536):
+        frame = text_frame(b"x" * n)
+        assert frame[0] == 0x81
+        assert _payload(frame) == b"x" * n
+
+
+async def test_one_frame_per_room_run_shared_by_all_members() -> None:
+    hub = Hub(window=0.05, on_slow=lambda c: None)
+    sinks = [RecordingSink() for _ in range(3)]
+    for s in sinks:
+        live(hub, "acme", ["tenant"], s)
+    for seq in (1, 2, 3):
+        hub.publish(seq, "acme", "tenant", b'{"seq":%d}' % seq)
+    assert sinks[0].frames == []  # held for the batching window
+    await asyncio.sleep(0.1)
+    assert all(len(s.frames) == 1 for s in sinks)
+    assert sinks[0].frames[0] is sinks[1].frames[0]  # the same bytes object, built once
+    assert sinks[0].lines() == [b'{"seq":1}', b'{"seq":2}', b'{"seq":3}']
+    assert hub.deliveries == 9
+
+
+async def test_stream_order_is_kept_across_rooms_of_one_connection() -> None:
+    hub = Hub(window=1.0, on_slow=lambda c: None)
+    both, only_user = RecordingSink(), RecordingSink()
+    live(hub, "acme", ["tenant", "user:alice"], both)
+    live(hub, "acme", ["user:alice"], only_user)
+    hub.publish(1, "acme", "user:alice", b"1")
+    hub.publish(2, "acme", "tenant", b"2")
+    hub.publish(3, "acme", "user:alice", b"3")
+    hub.publish(4, "", "broadcast", b"4")
+    hub.publish(5, "acme", "tenant", b"5")
+    hub.flush()
+    assert both.lines() == [b"1", b"2", b"3", b"4", b"5"]
+    assert only_user.lines() == [b"1", b"3", b"4"]
+
+
+def test_other_tenants_rooms_never_receive() -> None:
+    hub = Hub(window=0, on_slow=lambda c: None)
+    a, b = RecordingSink(), RecordingSink()
+    live(hub, "acme", ["tenant", "user:alice"], a)
+    live(hub, "other", ["tenant", "user:alice"], b)
+    hub.publish(1, "acme", "tenant", b"1")
+    hub.publish(2, "acme", "user:alice", b"2")
+    assert a.lines() == [b"1", b"2"]
+    assert b.frames == []
+
+
+def test_syncing_connections_buffer_items_not_frames() -> None:
+    hub = Hub(window=0, on_slow=lambda c: None)
+    sink = RecordingSink()
+    conn = Connection(sink, max_buffer=1 << 20)
+    conn.tenant = "acme"
+    conn.move(State.SYNCING)
+    hub.add(conn, ["tenant"])
+    hub.publish(7, "acme", "tenant", b"7")
+    assert sink.frames == []
+    assert conn.pending == [(7, b"7")]
+    conn.last_seq = 7
+    conn.write_items(conn.pending)  # already seen: nothing written
+    assert sink.frames == []
+
+
+def test_slow_consumer_is_reported_and_others_keep_receiving() -> None:
+    slow: list[Connection] = []
+    hub = Hub(window=0, on_slow=slow.append)
+    fast_sink, slow_sink = RecordingSink(), RecordingSink(limit=10)
+    live(hub, "acme", ["tenant"], fast_sink)
+    laggard = live(hub, "acme", ["tenant"], slow_sink)
+    laggard.max_buffer = 10
+    hub.publish(1, "acme", "tenant", b"x" * 50)
+    assert slow == [laggard]
+    assert len(fast_sink.frames) == 1
+
+
+def test_tenant_interest_is_reference_counted() -> None:
+    added: list[str] = []
+    removed: list[str] = []
+    hub = Hub(
+        window=0,
+        on_slow=lambda c: None,
+        on_tenant_added=added.append,
+        on_tenant_removed=removed.append,
+    )
+    c1 = live(hub, "acme", ["tenant"], RecordingSink())
+    c2 = live(hub, "acme", ["tenant"], RecordingSink())
+    assert added == ["acme"]
+    hub.remove(c1)
+    assert removed == []
+    hub.remove(c2)
+    hub.remove(c2)  # idempotent
+    assert removed == ["acme"]
+    assert hub.rooms == {}
+
+
+def test_illegal_transitions_raise() -> None:
+    conn = Connection(RecordingSink(), max_buffer=1)
+    with pytest.raises(IllegalTransition):
+        conn.move(State.LIVE)  # hello first
+    conn.move(State.CLOSED)
+    with pytest.raises(IllegalTransition):
+        conn.move(State.SYNCING)
