@@ -56,6 +56,8 @@ class Catalogue:
 
     def check(self, event: object, *, field_name: str = "event") -> str:
         """Return ``event`` if this catalogue accepts it, else raise a precise error."""
+        if event in self.events:
+            return str(event)  # a member: already a checked string
         checked = check_event_syntax(event, field_name=field_name)
         if checked not in self.events and not self.allow_unknown:
             raise UnknownEvent(

@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import orjson
+import uuid_utils
 from google.protobuf.timestamp_pb2 import Timestamp
-from ulid import ULID
 
 from tidings.subjects import Audience, AudienceKind, Route, build_subject
 from tidings.v1 import notification_pb2 as pb
@@ -33,9 +33,13 @@ _KIND_TO_PB = {k: pb.Audience.Kind.Value(f"KIND_{k.name}") for k in AudienceKind
 _KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+
+
 def new_id() -> str:
-    """A time-ordered, unique notification id (ULID, 26 characters)."""
-    return str(ULID())
+    """A time-ordered, unique notification id (UUIDv7, 36 characters)."""
+    return str(uuid_utils.uuid7())
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +73,8 @@ class Notification:
         return value
 
     def to_bytes(self) -> bytes:
-        ts = Timestamp()
-        ts.FromDatetime(self.time)
+        seconds = (self.time - _EPOCH) // _SECOND  # exact, unlike float timestamp()
+        ts = Timestamp(seconds=seconds, nanos=self.time.microsecond * 1000)
         return pb.Notification(
             id=self.id,
             tenant=self.tenant or "",

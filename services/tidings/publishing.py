@@ -18,7 +18,7 @@ from nats.errors import ConnectionClosedError, NoRespondersError, OutboundBuffer
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NoStreamResponseError
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 
 from tidings.catalogue import DEFAULT_CATALOGUE, Catalogue
 from tidings.envelope import Notification, Severity, new_id
@@ -175,7 +175,8 @@ class OutgoingMessage:
         cls, notification: Notification, *, catalogue: Catalogue = DEFAULT_CATALOGUE
     ) -> OutgoingMessage:
         headers: dict[str, str] = {}
-        propagate.inject(headers)  # W3C trace context of the current span, if any
+        if trace.get_current_span().get_span_context().is_valid:
+            propagate.inject(headers)  # W3C trace context of the current span
         if headers.get("traceparent"):
             notification = replace(
                 notification,

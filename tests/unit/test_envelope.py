@@ -60,5 +60,5 @@ def test_broadcast_round_trip_has_no_tenant() -> None:
 def test_ids_are_time_ordered_and_unique() -> None:
     ids = [new_id() for _ in range(1000)]
     assert len(set(ids)) == 1000
-    assert all(len(i) == 26 for i in ids)
+    assert all(len(i) == 36 for i in ids)
     assert ids[0] <= ids[-1]

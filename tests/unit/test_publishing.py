@@ -32,7 +32,7 @@ def test_minimal_request_gets_defaults() -> None:
     assert n.severity.value == "info"
     assert n.source == "incidents"
     assert n.data == b"{}"
-    assert len(n.id) == 26
+    assert len(n.id) == 36
 
 
 @pytest.mark.parametrize(

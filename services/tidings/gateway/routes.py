@@ -29,6 +29,9 @@ def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
             ("Content-Type", content_type),
             ("Content-Length", str(len(body))),
             ("Cache-Control", "no-store"),
+            # websockets closes the connection after any non-101 response: say so, or a
+            # keep-alive client (a Prometheus scraper, httpx) reuses it and fails.
+            ("Connection", "close"),
         ]
     )
     return Response(status.value, status.phrase, headers, body)
