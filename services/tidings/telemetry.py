@@ -53,6 +53,8 @@ def setup_logging(settings: LogSettings) -> None:
     root.setLevel(settings.level)
     # uvicorn's access log duplicates our own request metrics; keep its errors only.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # websockets logs every connection and every probe at INFO: noise at gateway scale.
+    logging.getLogger("websockets").setLevel(max(root.level, logging.WARNING))
 
 
 _propagator = TraceContextTextMapPropagator()

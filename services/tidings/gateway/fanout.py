@@ -27,6 +27,10 @@ class Due(NamedTuple):
     body: bytes
 
 
+def _by_seq(d: Due) -> int:
+    return d.seq
+
+
 class Hub:
     """Room membership and batched fan-out for one gateway process."""
 
@@ -110,6 +114,10 @@ class Hub:
             self._flush_handle.cancel()  # a no-op when it is the timer calling
             self._flush_handle = None
         due, self._due = self._due, []
+        # nats-py runs each subscription's callback in its own task, so a tenant's messages and
+        # broadcasts read in one go can be queued out of stream order: restore it (nearly sorted,
+        # so this costs a linear pass).
+        due.sort(key=_by_seq)
         by_tenant: dict[str, list[Due]] = {}
         for d in due:
             if d.tenant == BROADCAST_TENANT:

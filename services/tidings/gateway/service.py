@@ -129,7 +129,9 @@ class Gateway:
             process_request=self.routes.process_request,
             subprotocols=[p.SUBPROTOCOL],  # type: ignore[list-item]
             compression=None,  # frames are pre-built once for every member
-            max_size=gs.max_frame_bytes,
+            # Frames up to 4x the limit reach the session, which refuses them with a
+            # `too_large` error frame; bigger ones are cut off by websockets itself (1009).
+            max_size=4 * gs.max_frame_bytes,
             ping_interval=gs.ping_interval,
             ping_timeout=gs.ping_interval,
             close_timeout=2,

@@ -258,7 +258,9 @@ class Session:
         conn, hub = self.conn, self.gw.hub
         for role in old.roles - new.roles:
             hub.leave(conn, f"role:{role}")
-            conn.write_control(p.encode(p.Unsubscribed(room=f"role:{role}", reason="role removed")))
+            conn.write_control(
+                p.encode(p.Unsubscribed(room=f"role:{role}", reason=p.UnsubscribeReason.FORBIDDEN))
+            )
         for role in new.roles - old.roles:
             hub.join(conn, f"role:{role}")
         for room in self._named():

@@ -66,11 +66,15 @@ class Window:
 
     def merge(self, backfill: Iterable[Entry], *, start: int) -> None:
         """Add what JetStream returned for ``[start, complete_from)``; now complete from start."""
+        if not self.armed:
+            # Disarmed while the read ran (NATS dropped): what followed it is gone, so the read
+            # must not make the window look complete again.
+            return
         held = {e.seq: e for e in self.entries}
         for e in backfill:
             held.setdefault(e.seq, e)
         self.entries = deque(held[s] for s in sorted(held))
-        self.complete_from = min(self.complete_from, start) if self.armed else start
+        self.complete_from = min(self.complete_from, start)
         self._trim(time.monotonic())
 
     def after(self, since: int, rooms: set[str]) -> list[tuple[int, bytes]]:
