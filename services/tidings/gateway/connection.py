@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Protocol
 
 from tidings.errors import TidingsError
-from tidings.gateway.frames import text_frame
+from tidings.gateway.frames import cuts, text_frame
 
 
 class Sink(Protocol):
@@ -50,6 +50,9 @@ class SlowConsumer(TidingsError):
 
 
 _ids = itertools.count(1)
+# Notifications held for one connection while it syncs (a resume or a heal that takes long);
+# beyond this it is closed as a slow consumer and resumes later, instead of growing without end.
+MAX_PENDING = 20_000
 
 
 class Connection:
@@ -104,13 +107,16 @@ class Connection:
                 raise SlowConsumer(f"{self.id}: more than {self.max_buffer} bytes unsent")
         elif state is State.SYNCING:
             self.pending.extend(items)
+            if len(self.pending) > MAX_PENDING:
+                raise SlowConsumer(f"{self.id}: more than {MAX_PENDING} held while syncing")
 
     def write_items(self, items: list[tuple[int, bytes]]) -> None:
         """Write items not shared with others (replay, buffer flush), skipping seen seqs."""
         fresh = [body for seq, body in items if seq > self.last_seq]
         if not fresh:
             return
-        self.sink.write_frame(text_frame(b"\n".join(fresh)))
+        for start, end in cuts([len(body) for body in fresh]):
+            self.sink.write_frame(text_frame(b"\n".join(fresh[start:end])))
         self.last_seq = items[-1][0]
 
     def write_control(self, body: bytes) -> None:

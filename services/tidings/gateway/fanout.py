@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from tidings.gateway.connection import Connection, SlowConsumer
-from tidings.gateway.frames import text_frame
+from tidings.gateway.frames import MAX_PAYLOAD, cuts, text_frame
 
 BROADCAST_TENANT = ""  # broadcast notifications belong to no tenant
 RoomKey = tuple[str, str]  # (tenant, room name as clients write it)
@@ -46,7 +46,7 @@ class Hub:
         self.rooms: dict[RoomKey, dict[Connection, None]] = {}
         self.tenants: dict[str, int] = {}  # connections per tenant
         self._due: list[Due] = []
-        self._flush_handle: asyncio.TimerHandle | None = None
+        self._flush_handle: asyncio.Handle | None = None
         self._on_slow = on_slow
         self._on_tenant_added = on_tenant_added
         self._on_tenant_removed = on_tenant_removed
@@ -103,10 +103,19 @@ class Hub:
     def publish(self, seq: int, tenant: str, room: str, body: bytes) -> None:
         """Queue one encoded notification; it goes out within the batching window."""
         self._due.append(Due(seq, tenant, room, body))
-        if self.window <= 0:
+        if self._flush_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven by hand, without an event loop: write at once
             self.flush()
-        elif self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_later(self.window, self.flush)
+            return
+        if self.window > 0:
+            self._flush_handle = loop.call_later(self.window, self.flush)
+        else:
+            # Not at once even then: the other subscriptions' callbacks of this loop turn may
+            # hold older notifications (see flush), so write after them.
+            self._flush_handle = loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Write everything due, in stream order per connection."""
@@ -129,14 +138,19 @@ class Hub:
         self._write_tenants(by_tenant)
 
     def _write_tenants(self, by_tenant: dict[str, list[Due]]) -> None:
+        single = self.window <= 0  # batching off: one notification per frame
         for tenant, items in by_tenant.items():
             start = 0
             for i in range(1, len(items) + 1):
-                if i == len(items) or items[i].room != items[start].room:
+                if i == len(items) or single or items[i].room != items[start].room:
                     self._write_run((tenant, items[start].room), items[start:i])
                     start = i
 
     def _write_run(self, key: RoomKey, run: list[Due]) -> None:
+        if len(run) > 1 and sum(len(d.body) for d in run) + len(run) > MAX_PAYLOAD:
+            for start, end in cuts([len(d.body) for d in run]):
+                self._write_run(key, run[start:end])
+            return
         members = self.rooms.get(key)
         if not members:
             return

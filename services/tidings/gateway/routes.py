@@ -6,9 +6,10 @@ plain HTTP request, returning ``None`` lets the WebSocket handshake go on.
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,6 +22,8 @@ from tidings.auth import AuthError
 
 if TYPE_CHECKING:
     from tidings.gateway.service import Gateway
+
+log = logging.getLogger(__name__)
 
 
 def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
@@ -50,6 +53,11 @@ class Routes:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
+        if gateway.settings.gateway.demo:
+            log.warning(
+                "TIDINGS_GATEWAY_DEMO is on: /demo/api/token mints tokens for any tenant;"
+                " development only"
+            )
 
     async def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
@@ -65,7 +73,28 @@ class Routes:
             )
         if path == "/api/notifications/status":
             return await self._status(request)
+        if self.gw.settings.gateway.demo and (path == "/demo" or path.startswith("/demo/")):
+            return self._demo(request)
         return error_response(HTTPStatus.NOT_FOUND, "not_found", f"no route {path}")
+
+    def _demo(self, request: Request) -> Response:
+        """Development only (``TIDINGS_GATEWAY_DEMO``): the demo page, its config, dev tokens."""
+        from tidings import demo
+
+        minter = demo.Minter.from_settings(self.gw.settings.auth)
+        url = urlsplit(request.path)
+        answer = demo.answer_get(
+            url.path,
+            dict(parse_qsl(url.query)),
+            config=lambda: demo.gateway_config(minter),
+            minter=minter,
+        )
+        assert answer is not None  # only called for /demo paths
+        response = _response(answer.status, answer.body, answer.content_type)
+        for name, value in answer.headers.items():
+            if name not in response.headers:
+                response.headers[name] = value
+        return response
 
     def _ready(self) -> Response:
         gw = self.gw

@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 STATUS_SUBJECT = "tidings.gateway.status"
 
 
+class NatsUnavailable(p.WireError):
+    error = p.ErrorCode.UNAVAILABLE
+
+
 class Expiry:
     """Closes connections whose token expired without a refresh (4401); one heap, one timer."""
 
@@ -87,6 +91,7 @@ class Gateway:
         self.epoch = ""
         self.draining = False
         self.nats_connected = False
+        self.generation = 0  # bumped on every NATS disconnect
         self.server: Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
@@ -238,6 +243,7 @@ class Gateway:
         """
         assert self.live is not None
         live = self.live
+        generation = self.generation
         recovered = False
         reason = p.ResetReason.OUT_OF_RANGE
         try:
@@ -261,6 +267,15 @@ class Gateway:
             recovered = False
         if conn.state is not State.SYNCING:
             return False  # closed or draining meanwhile
+        if generation != self.generation or not self.nats_connected:
+            # NATS dropped while this ran: what it read may have a hole. The connection stays
+            # syncing and the next heal resumes it from where it really is.
+            if first:
+                raise NatsUnavailable("NATS connection lost during the resume; retry")
+            return False
+        # What the fan-out still holds in its batch is in the windows already: let it reach
+        # `pending` now, or it would be written again once the connection is live.
+        self.hub.flush()
         head = live.head
         if first:
             conn.write_control(
@@ -293,13 +308,20 @@ class Gateway:
             conn.last_seq = head
         pending, conn.pending = conn.pending, []
         conn.write_items(pending)
-        conn.write_control(p.encode(p.Synced(seq=max(head, conn.last_seq))))
+        synced = head
+        if recovered:
+            # Only as far as both of its windows are complete: `head` may be ahead of messages
+            # of this tenant still queued in the NATS client, and a client trusts `synced`.
+            tenant, everyone = live.windows[conn.tenant], live.windows[BROADCAST_TENANT]
+            synced = min(tenant.last_seq, everyone.last_seq)
+        conn.write_control(p.encode(p.Synced(seq=max(synced, conn.last_seq))))
         conn.move(State.LIVE)
         return recovered
 
     async def _on_disconnected(self) -> None:
         """Live messages are at-most-once: from now on nothing held is trusted."""
         self.nats_connected = False
+        self.generation += 1  # resyncs started before this point must not go live
         if self.live is not None:
             self.live.disarm_all()
         for conn in list(self.sessions):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import OPEN
 
 from tidings import protocol as p
 from tidings.auth import AuthError, Claims
@@ -49,7 +50,10 @@ class WebSocketSink:
         self.ws = ws
 
     def write_frame(self, frame: bytes) -> None:
-        self.ws.transport.write(frame)
+        # Once the closing handshake began the transport may be half-closed (write() raises);
+        # the client resumes elsewhere, so whatever is left for it is dropped here.
+        if self.ws.protocol.state is OPEN:
+            self.ws.transport.write(frame)
 
     def buffered(self) -> int:
         size: int = self.ws.transport.get_write_buffer_size()
@@ -170,6 +174,11 @@ class Session:
         if gw.draining:
             await self.refuse(p.ErrorCode.RESTARTING)
             return False
+        if not gw.nats_connected:
+            # What was published meanwhile is unknown until the heal: a resume now could only
+            # be answered with a needless reset. Retry later (1013), here or elsewhere.
+            await self.refuse(p.ErrorCode.UNAVAILABLE)
+            return False
         self.claims = claims
         conn = self.conn
         conn.tenant, conn.user = claims.tenant, claims.user
@@ -177,9 +186,13 @@ class Session:
         conn.move(State.SYNCING)
         gw.hub.add(conn, [r for r in claims.default_rooms if r != "broadcast"] + named)
         gw.expiry.watch(conn)
-        recovered = await gw.resync(
-            conn, since=hello.since, epoch=hello.epoch, claims=claims, first=True
-        )
+        try:
+            recovered = await gw.resync(
+                conn, since=hello.since, epoch=hello.epoch, claims=claims, first=True
+            )
+        except TidingsError as exc:
+            await self.refuse(exc)
+            return False
         log.debug(
             "connected",
             extra={"connection": conn.id, "tenant": conn.tenant, "recovered": recovered},

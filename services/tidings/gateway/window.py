@@ -27,11 +27,12 @@ class Entry(NamedTuple):
 class Window:
     """One tenant's (or the broadcast room's) recent notifications, ordered by seq."""
 
-    __slots__ = ("complete_from", "entries", "max_age", "max_count")
+    __slots__ = ("complete_from", "entries", "last_seq", "max_age", "max_count")
 
     def __init__(self, *, max_count: int, max_age: float) -> None:
         self.entries: deque[Entry] = deque()
         self.complete_from = UNARMED
+        self.last_seq = 0  # complete up to here: the arm point, or the newest seq added since
         self.max_count = max_count
         self.max_age = max_age
 
@@ -42,16 +43,19 @@ class Window:
     def arm(self, last_seq: int) -> None:
         """The live subscription is active and the stream's last seq was ``last_seq``."""
         self.complete_from = min(self.complete_from, last_seq + 1)
+        self.last_seq = max(self.last_seq, last_seq)
 
     def disarm(self) -> None:
         """Live messages may have been lost (NATS disconnect): trust nothing held so far."""
         self.entries.clear()
         self.complete_from = UNARMED
+        self.last_seq = 0
 
     def add(self, seq: int, room: str, body: bytes, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         if self.entries and seq <= self.entries[-1].seq:
             return  # already held (a backfill got there first)
+        self.last_seq = max(self.last_seq, seq)
         self.entries.append(Entry(seq, room, body, now))
         self._trim(now)
 
