@@ -77,8 +77,10 @@ class EmbeddedNats:
         port: int | None = None,
         host: str = "127.0.0.1",
         log_file: Path | None = None,
+        config: Path | None = None,
     ) -> None:
         self.store_dir = store_dir
+        self.config = config  # a nats-server config file (auth, TLS, websocket), if any
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.log_file = log_file or store_dir / "nats-server.log"
@@ -110,6 +112,8 @@ class EmbeddedNats:
             "--server_name",
             f"tidings-{self.port}",
         ]
+        if self.config is not None:
+            cmd[1:1] = ["--config", str(self.config)]  # flags after it still win
         with self.log_file.open("ab") as log:
             # Own session: a terminal's Ctrl-C reaches the owner (`tidings dev`), which stops
             # the server after its clients.

@@ -7,6 +7,7 @@ settings, idempotently, and reports what it could not change in place.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
+from tidings.errors import Unavailable
 from tidings.settings import NatsSettings, StreamSettings
 from tidings.subjects import BROADCAST_PREFIX, LIVE_PREFIX, TENANT_PREFIX
 
@@ -76,22 +78,40 @@ def connect_options(settings: NatsSettings) -> dict[str, Any]:
 async def connect(
     settings: NatsSettings,
     *,
+    within: float | None = None,
     disconnected_cb: Callback | None = None,
     reconnected_cb: Callback | None = None,
     closed_cb: Callback | None = None,
 ) -> NATS:
-    """Connect (raises if no server answers); reconnects forever once connected."""
+    """Connect, then reconnect forever once connected.
+
+    nats-py retries a *first* connect forever too (reconnect is on), which is right for a
+    server waiting for NATS; ``within`` bounds it for commands and tests, raising
+    :class:`Unavailable` with the last error the servers gave (e.g. an authorization violation).
+    """
+    errors: list[str] = []
 
     async def on_error(exc: Exception) -> None:
-        log.warning("nats error: %s", exc)
+        errors.append(str(exc) or type(exc).__name__)
+        if within is None:
+            log.warning("nats error: %s", exc)
 
-    return await nats.connect(
+    opening = nats.connect(
         **connect_options(settings),
         error_cb=on_error,
         disconnected_cb=disconnected_cb,
         reconnected_cb=reconnected_cb,
         closed_cb=closed_cb,
     )
+    if within is None:
+        return await opening
+    try:
+        return await asyncio.wait_for(opening, within)
+    except (TimeoutError, OSError) as exc:
+        seen = "; ".join(dict.fromkeys(errors[-6:])) or str(exc) or "no answer"
+        raise Unavailable(
+            f"cannot connect to NATS at {', '.join(settings.urls)} within {within:g}s: {seen}"
+        ) from None
 
 
 def desired_config(settings: StreamSettings) -> StreamConfig:
