@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from typing import Any
 
@@ -20,10 +21,12 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from tidings import protocol as p
 from tidings.auth import Claims, Verifier
+from tidings.errors import TidingsError, Unavailable
 from tidings.gateway.connection import Connection, State
 from tidings.gateway.fanout import BROADCAST_TENANT, Hub
 from tidings.gateway.live import Live
@@ -92,6 +95,7 @@ class Gateway:
         self.draining = False
         self.nats_connected = False
         self.generation = 0  # bumped on every NATS disconnect
+        self.stopping = False
         self.server: Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
@@ -108,7 +112,15 @@ class Gateway:
         )
         self.nats_connected = True
         self.js = self.nc.jetstream(timeout=settings.nats.request_timeout)
-        info = await self.js.stream_info(settings.stream.name)
+        try:
+            info = await self.js.stream_info(settings.stream.name)
+        except NotFoundError:
+            self.stopping = True
+            await self.nc.close()
+            raise Unavailable(
+                f"stream {settings.stream.name} does not exist; run `tidings nats init` first",
+                field="TIDINGS_STREAM_NAME",
+            ) from None
         self.epoch = stream_epoch(info)
         gs = settings.gateway
         self.live = Live(
@@ -153,6 +165,7 @@ class Gateway:
         return int(sockets[0].getsockname()[1]) if sockets else self.settings.gateway.port
 
     async def stop(self) -> None:
+        self.stopping = True
         if self.server is not None:
             self.server.close(close_connections=False)
         for session in list(self.sessions.values()):
@@ -321,6 +334,8 @@ class Gateway:
     async def _on_disconnected(self) -> None:
         """Live messages are at-most-once: from now on nothing held is trusted."""
         self.nats_connected = False
+        if self.stopping:
+            return
         self.generation += 1  # resyncs started before this point must not go live
         if self.live is not None:
             self.live.disarm_all()
@@ -396,4 +411,9 @@ def serve_gateway(settings: Settings) -> None:
     """Blocking entry point of ``tidings gateway``."""
     setup_logging(settings.log)
     setup_tracing(settings.telemetry, process="gateway")
-    asyncio.run(Gateway(settings).run())
+    try:
+        asyncio.run(Gateway(settings).run())
+    except TidingsError as exc:
+        log.error("gateway cannot start: %s", exc.reason, extra={"field": exc.field})
+        print(f"tidings gateway: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
