@@ -517,6 +517,113 @@ def _conflict(report: ProvisionReport, settings: Settings) -> StreamConflict:
     )
 
 
+# --- bench ----------------------------------------------------------------------------------
+
+
+@app.command()
+def bench(
+    scenario: Annotated[
+        str, typer.Option(help="one-room, hundred-rooms, big-room, idle or smoke (presets).")
+    ] = "one-room",
+    systems: Annotated[
+        str, typer.Option(help="Comma-separated: tidings, nats, socketio-node, socketio-py.")
+    ] = "tidings,nats,socketio-node",
+    clients: Annotated[int | None, typer.Option(help="WebSocket clients (preset).")] = None,
+    rooms: Annotated[int | None, typer.Option(help="Tenant rooms (preset).")] = None,
+    rates: Annotated[
+        str | None, typer.Option(help="Notifications/s per step, comma-separated (preset).")
+    ] = None,
+    seconds: Annotated[float, typer.Option(help="Length of one step.")] = 5.0,
+    rounds: Annotated[int, typer.Option(help="Interleaved sweeps per system (medians).")] = 1,
+    p99_bound: Annotated[float, typer.Option(help="p99 bound (ms) of a passing step.")] = 50.0,
+    user_share: Annotated[float, typer.Option(help="Share of publishes to user rooms.")] = 0.0,
+    publishers: Annotated[int, typer.Option(help="Publisher processes (at most rooms).")] = 2,
+    per_process: Annotated[int, typer.Option(help="Clients per load-client process.")] = 5000,
+    idle_clients: Annotated[
+        int | None, typer.Option(help="Idle connections for KB/connection; 0 skips.")
+    ] = None,
+    server_core: Annotated[int, typer.Option(help="Core of the server under test.")] = 0,
+    generator_core: Annotated[int, typer.Option(help="Core of clients, publishers, brokers.")] = 1,
+    nice: Annotated[int, typer.Option(help="Nice of every child (negative needs root).")] = -10,
+    storage: Annotated[str, typer.Option(help="Stream storage: file or memory.")] = "file",
+    window: Annotated[
+        float | None, typer.Option(help="Gateway batch window, s (default: its own).")
+    ] = None,
+    max_minutes: Annotated[float, typer.Option(help="Wall-clock budget of the run.")] = 30.0,
+    profile_rate: Annotated[
+        float | None, typer.Option(help="py-spy the gateway during the step at this rate.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Directory for the JSON and PNG.")] = Path(
+        "benchmarks/results"
+    ),
+) -> None:
+    """Load-test the real path against its peers in the same run: JSON, table and PNG."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tidings.bench.main import SCENARIOS, BenchConfig, BenchError, run_bench
+
+    if scenario not in SCENARIOS:
+        fail(InvalidField(f"choose one of {', '.join(SCENARIOS)}", field="scenario"))
+    n, m, preset = SCENARIOS[scenario]
+    try:
+        steps = [float(r) for r in rates.split(",") if r.strip()] if rates else preset
+    except ValueError:
+        fail(InvalidField("is not a comma-separated list of numbers", field="rates"))
+    idle = idle_clients if idle_clients is not None else (n if scenario == "idle" else 0)
+    cfg = BenchConfig(
+        scenario=scenario,
+        clients=clients or n,
+        rooms=rooms or m,
+        rates=steps,
+        seconds=seconds,
+        systems=[s.strip() for s in systems.split(",") if s.strip()],
+        rounds=rounds,
+        p99_bound_ms=p99_bound,
+        user_share=user_share,
+        publishers=publishers,
+        per_process=per_process,
+        server_core=server_core,
+        gen_core=generator_core,
+        nice=nice if os.geteuid() == 0 or nice >= 0 else 0,
+        storage=storage,
+        window=window,
+        idle_clients=idle,
+        idle_only=scenario == "idle",
+        max_minutes=max_minutes,
+        profile_rate=profile_rate,
+        out=out,
+    )
+    try:
+        cfg.layout  # noqa: B018 - validates clients and rooms
+    except ValueError as exc:
+        fail(InvalidField(str(exc), field="clients"))
+    total = (0 if cfg.idle_only else rounds * len(cfg.systems) * len(steps)) + (
+        len(cfg.systems) if idle else 0
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task("starting", total=total)
+
+        def progress(what: str, finished: bool) -> None:
+            bar.update(task, description=what, advance=1 if finished else 0)
+            if finished:
+                bar.console.print(f"[dim]{escape(what)}[/]")
+
+        try:
+            result = run_bench(cfg, progress=progress, console=out_console())
+        except BenchError as exc:
+            fail(exc, 1)
+    err.print(f"wrote {', '.join(result['files'].values())}")
+    failures = [e for s in result["summary"].values() for e in s["errors"]]
+    failures += [m["error"] for m in result["idle"] if "error" in m]
+    if failures:
+        raise typer.Exit(1)
+
+
+def out_console() -> Console:
+    return out
+
+
 # --- services, events, dev ------------------------------------------------------------------
 
 
@@ -559,6 +666,7 @@ def dev(
     nats_port: Annotated[int, typer.Option(help="NATS client port.")] = 4222,
     publisher_port: Annotated[int, typer.Option(help="Publisher sidecar port.")] = 8081,
     gateway_port: Annotated[int, typer.Option(help="WebSocket gateway port.")] = 8080,
+    demo_port: Annotated[int, typer.Option(help="Demo page port.")] = 8082,
     dev_dir: DirOption = Path(".tidings"),
     tenant: Annotated[str, typer.Option(help="Dev token's tenant.")] = "demo",
     user: Annotated[str, typer.Option(help="Dev token's user.")] = "alice",
@@ -577,6 +685,7 @@ def dev(
         nats_port=nats_port,
         publisher_port=publisher_port,
         gateway_port=gateway_port,
+        demo_port=demo_port,
         tenant=tenant,
         user=user,
         roles=tuple(role) if role is not None else ("admin",),
@@ -604,8 +713,10 @@ def _announce(stack: devstack.DevStack) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_row("NATS", info["nats"]["url"])
     for child in stack.children:
-        extra = "  ".join(str(v) for v in child.spec.info.values())
-        grid.add_row(child.spec.name, f"{child.spec.url}  {extra}".rstrip())
+        shown = info.get(child.spec.name, {})
+        url = shown.get("url", child.spec.url)
+        extra = "  ".join(str(v) for k, v in shown.items() if k != "url")
+        grid.add_row(child.spec.name, f"{url}  {extra}".rstrip())
     grid.add_row("dev.json", escape(str(stack.info_path)))
     grid.add_row("logs", escape(str(stack.dir / "logs")))
     claims = info["claims"]

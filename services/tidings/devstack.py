@@ -70,6 +70,7 @@ class DevOptions:
     nats_port: int = 4222
     publisher_port: int = 8081
     gateway_port: int = 8080
+    demo_port: int = 8082
     tenant: str = "demo"
     user: str = "alice"
     roles: tuple[str, ...] = ("admin",)
@@ -101,9 +102,31 @@ class ServiceSpec:
         return f"http://{self.host}:{self.port}"
 
 
+def _gateway_origins(options: DevOptions) -> str:
+    """The gateway's Origin allow-list: the demo page's origins plus whatever the user set."""
+    configured = os.environ.get("TIDINGS_GATEWAY_ALLOWED_ORIGINS", "")
+    if "*" in configured.split(","):
+        return configured
+    hosts = (
+        {options.host, "127.0.0.1", "localhost"}
+        if options.host.startswith("127.")
+        else {options.host}
+    )
+    demo = sorted(f"http://{h}:{options.demo_port}" for h in hosts)
+    own = f"http://{options.host}:{options.gateway_port}"  # a page the gateway serves itself
+    return ",".join(item for item in [configured, *demo, own] if item)
+
+
 def services(options: DevOptions, *, secret: str) -> list[ServiceSpec]:
     """The children of the dev stack, one row each: a new service is one more row."""
     host, nats_url = options.host, options.nats_url
+    gateway_ws = f"ws://{host}:{options.gateway_port}/ws"
+    publisher_url = f"http://{host}:{options.publisher_port}"
+    demo_command = (
+        sys.executable, "-m", "tidings.demo", "--dir", str(options.dir),
+        "--host", host, "--port", str(options.demo_port),
+        "--gateway", gateway_ws, "--publisher", publisher_url,
+    )  # fmt: skip
     return [
         ServiceSpec(
             name="publisher",
@@ -133,8 +156,20 @@ def services(options: DevOptions, *, secret: str) -> list[ServiceSpec]:
                 "TIDINGS_GATEWAY_DRAIN_SECONDS": os.environ.get(
                     "TIDINGS_GATEWAY_DRAIN_SECONDS", "1"
                 ),
+                # The demo page comes from its own server, so its WebSocket is cross-origin.
+                "TIDINGS_GATEWAY_ALLOWED_ORIGINS": _gateway_origins(options),
             },
-            info={"ws": f"ws://{host}:{options.gateway_port}/ws"},
+            info={"ws": gateway_ws},
+        ),
+        ServiceSpec(
+            name="demo",
+            flag="--demo-port",
+            host=host,
+            port=options.demo_port,
+            command=demo_command,
+            env={SECRET_ENV: secret},  # it mints dev tokens the gateway accepts
+            ready_path="/healthz",
+            info={"url": f"http://{host}:{options.demo_port}/demo/"},
         ),
     ]
 

@@ -376,6 +376,11 @@ class GatewaySettings(BaseSettings):
     status_timeout: Seconds = Field(
         default=0.25, gt=0, description="How long the status API waits for other gateways."
     )
+    demo: bool = Field(
+        default=False,
+        description="Development only: serve the demo page at /demo/ and mint dev tokens for"
+        " any tenant at /demo/api/token. Never turn it on in production.",
+    )
 
 
 class TelemetrySettings(BaseSettings):

@@ -76,6 +76,7 @@ class Dev:
     nats_port: int
     publisher_port: int
     gateway_port: int
+    demo_port: int
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -106,13 +107,14 @@ def launch(cwd: Path, *, publisher_port: int | None = None) -> Dev:
         nats_port=free_port(),
         publisher_port=publisher_port or free_port(),
         gateway_port=free_port(),
+        demo_port=free_port(),
     )
     with (cwd / "dev.out").open("wb") as out, (cwd / "dev.err").open("wb") as err:
         dev.process = subprocess.Popen(
             [
                 sys.executable, "-m", "tidings", "dev", "--dir", str(dev.dir),
                 "--nats-port", str(dev.nats_port), "--publisher-port", str(dev.publisher_port),
-                "--gateway-port", str(dev.gateway_port),
+                "--gateway-port", str(dev.gateway_port), "--demo-port", str(dev.demo_port),
             ],
             cwd=cwd, env=clean_env(), stdout=out, stderr=err,
         )  # fmt: skip
@@ -299,7 +301,7 @@ def test_a_killed_publisher_comes_back_and_serves_again(stack: Dev) -> None:
 def test_sigint_stops_every_process_and_frees_the_ports(tmp_path: Path) -> None:
     dev = start(tmp_path)
     pids = dev.pids()
-    assert len(pids) == 4  # supervisor, nats-server, publisher, gateway
+    assert len(pids) == 5  # supervisor, nats-server, publisher, gateway, demo
     assert all(alive(pid) for pid in pids)
     began = time.monotonic()
     assert stop(dev) == 0
@@ -308,6 +310,7 @@ def test_sigint_stops_every_process_and_frees_the_ports(tmp_path: Path) -> None:
     assert not port_in_use(dev.nats_port)
     assert not port_in_use(dev.publisher_port)
     assert not port_in_use(dev.gateway_port)
+    assert not port_in_use(dev.demo_port)
     assert not (dev.dir / "dev.json").exists()
 
 

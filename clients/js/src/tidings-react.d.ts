@@ -1,0 +1,79 @@
+// Type declarations of tidings-react.js (React bindings of the Tidings SDK).
+
+import type { ReactElement, ReactNode } from "react";
+import type {
+  ConnectOptions,
+  ConnectionState,
+  Notification,
+  PositionStorage,
+  ResetEvent,
+  Severity,
+  TidingsClient,
+  TidingsError,
+  Welcome,
+} from "./tidings.js";
+
+export declare const SEVERITIES: readonly Severity[];
+export declare const BELL_CSS: string;
+
+/** A notification in the provider's list, with its local read flag. */
+export type NotificationItem = Notification & { read: boolean };
+
+export interface NotificationProviderProps {
+  /** Use this client (the provider neither starts nor closes it)… */
+  client?: TidingsClient;
+  /** …or let the provider connect (and close on unmount or when these change). */
+  url?: string;
+  token?: string;
+  getToken?: () => string | Promise<string>;
+  rooms?: Iterable<string>;
+  storage?: ConnectOptions["storage"] | PositionStorage;
+  storageKey?: string;
+  /** Any other connect option (backoff, maxAttempts, WebSocket…). */
+  options?: Partial<ConnectOptions>;
+  /** Notifications already loaded (REST history, server rendering) to start with. */
+  history?: Iterable<Notification | NotificationItem>;
+  /** Keep at most this many notifications (default 100). */
+  max?: number;
+  onNotification?: (notification: Notification) => void;
+  /** The view has a gap: reload history over REST and pass it to `merge`. */
+  onReset?: (reset: ResetEvent) => void;
+  children?: ReactNode;
+}
+
+export interface NotificationsValue {
+  client: TidingsClient | null;
+  /** Newest first, one entry per notification id. */
+  notifications: NotificationItem[];
+  unread: number;
+  state: ConnectionState;
+  connected: boolean;
+  error: TidingsError | null;
+  welcome: Welcome | null;
+  markRead(id: string | string[]): void;
+  markAllRead(): void;
+  /** Add notifications (e.g. history from REST); merged by id. */
+  merge(items: Iterable<Notification | NotificationItem>): void;
+  clear(): void;
+}
+
+export declare function NotificationProvider(props: NotificationProviderProps): ReactElement;
+
+export declare function useNotifications(): NotificationsValue;
+
+export interface NotificationBellProps {
+  label?: string;
+  /** How many notifications the dropdown shows (default 20). */
+  limit?: number;
+  emptyText?: string;
+  onSelect?: (notification: NotificationItem) => void;
+  className?: string;
+  /** Inject the default stylesheet (default true); false: bring your own (see BELL_CSS). */
+  styles?: boolean;
+  /** Start with the dropdown open (default false). */
+  defaultOpen?: boolean;
+}
+
+export declare function NotificationBell(props: NotificationBellProps): ReactElement;
+
+export declare function severityOf(notification: { severity?: string } | null | undefined): Severity;

@@ -1,0 +1,242 @@
+"""The demo page: its static files (package data beside this module) and its dev-only endpoints.
+
+Two servers answer for it, both development tools only — the token endpoint mints a token for
+any tenant and user, so it must never be reachable in a real deployment:
+
+- the demo server that `tidings dev` runs (:mod:`tidings.demo.server`): the page, its config
+  (the dev token `tidings dev` minted), dev tokens, and publishing through the publisher;
+- a gateway started with ``TIDINGS_GATEWAY_DEMO=true``: the page, its config and dev tokens
+  (GET only: the gateway's HTTP side answers nothing else, so the page cannot publish there).
+
+``tidings.js`` and ``tidings-react.js`` here are copies of ``clients/js/src/`` (the source of
+truth; ``npm run vendor`` in clients/js refreshes them and a test keeps them identical), and
+React's UMD builds come from the npm packages the same way: the page needs no build step and
+no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tidings.errors import InvalidField, TidingsError
+from tidings.settings import AuthSettings, parse_duration
+from tidings.subjects import check_id
+
+PREFIX = "/demo"
+HERE = Path(__file__).parent
+ASSET_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+ROOM_PATTERN_RE = re.compile(r"[A-Za-z0-9_*-]{1,64}")
+MIN_TTL, MAX_TTL, DEFAULT_TTL = 5.0, 7 * 86400.0, 8 * 3600.0
+IMPORT_MAP_RE = re.compile(rb'<script type="importmap">(.*?)</script>', re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A framework-neutral HTTP answer; each server turns it into its own response type."""
+
+    status: HTTPStatus
+    body: bytes
+    content_type: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, body: Any, status: HTTPStatus = HTTPStatus.OK) -> Answer:
+        return cls(status, orjson.dumps(body), "application/json")
+
+    @classmethod
+    def error(cls, exc: TidingsError, status: HTTPStatus | None = None) -> Answer:
+        return cls.json({"error": exc.to_dict()}, status or HTTPStatus(exc.http_status))
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Whom a dev token speaks for."""
+
+    tenant: str
+    user: str
+    roles: tuple[str, ...] = ()
+    rooms: tuple[str, ...] = ("*",)
+    ttl: float = DEFAULT_TTL
+
+    def claims(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "user": self.user,
+            "roles": list(self.roles),
+            "rooms": list(self.rooms),
+        }
+
+
+DEFAULT_IDENTITY = Identity(tenant="demo", user="alice", roles=("admin",), rooms=("*",))
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def identity_from_query(params: Mapping[str, str]) -> Identity:
+    """``?tenant=&user=&roles=a,b&rooms=site-*&ttl=1h`` checked like the gateway checks claims."""
+    tenant = check_id(params.get("tenant", ""), field="tenant")
+    user = check_id(params.get("user", ""), field="user")
+    roles = tuple(check_id(r, field="roles") for r in _split(params.get("roles", "")))
+    rooms = tuple(_split(params.get("rooms", "*")))
+    for pattern in rooms:
+        if not ROOM_PATTERN_RE.fullmatch(pattern):
+            raise InvalidField(f"{pattern!r} is not a room pattern", field="rooms")
+    try:
+        ttl = float(parse_duration(params.get("ttl") or DEFAULT_TTL))
+    except ValueError as exc:
+        raise InvalidField(str(exc), field="ttl") from None
+    if not MIN_TTL <= ttl <= MAX_TTL:
+        raise InvalidField(f"must be between {MIN_TTL:.0f}s and 7d", field="ttl")
+    return Identity(tenant, user, roles, rooms, ttl)
+
+
+class Minter:
+    """Mints dev tokens that a gateway with the same auth settings accepts (HS256 only)."""
+
+    def __init__(self, auth: AuthSettings, secret: str) -> None:
+        self.auth = auth
+        self.secret = secret
+
+    @classmethod
+    def from_settings(cls, auth: AuthSettings) -> Minter | None:
+        """``None`` when the gateway verifies with keys it cannot sign with (PEM, JWKS)."""
+        if auth.jwt_secret is None:
+            return None
+        return cls(auth, auth.jwt_secret.get_secret_value())
+
+    def mint(self, identity: Identity) -> str:
+        from tidings.devstack import mint_dev_token  # the one way dev tokens are made
+
+        return mint_dev_token(
+            self.auth,
+            self.secret,
+            tenant=identity.tenant,
+            user=identity.user,
+            roles=identity.roles,
+            rooms=identity.rooms,
+            ttl=identity.ttl,
+        )
+
+    def answer(self, params: Mapping[str, str]) -> Answer:
+        try:
+            identity = identity_from_query(params)
+        except TidingsError as exc:
+            return Answer.error(exc, HTTPStatus.BAD_REQUEST)
+        return Answer.json({"token": self.mint(identity), "claims": identity.claims()})
+
+
+def events() -> list[dict[str, str]]:
+    """The event types the page offers in its publish form."""
+    from tidings.catalogue import BUILTIN_EVENTS
+
+    return [{"name": k, "description": v} for k, v in sorted(BUILTIN_EVENTS.items())]
+
+
+@cache
+def _import_map_hash() -> str:
+    # The import map is the page's only inline script; the CSP allows exactly it, by hash.
+    match = IMPORT_MAP_RE.search((HERE / "index.html").read_bytes())
+    digest = hashlib.sha256(match.group(1) if match else b"").digest()
+    return "sha256-" + base64.b64encode(digest).decode()
+
+
+def security_headers(connect_src: str = "'self'") -> dict[str, str]:
+    """The page loads only its own files and talks only to itself and the gateway."""
+    csp = "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'self' '{_import_map_hash()}'",
+            "style-src 'self' 'unsafe-inline'",  # the bell injects its default stylesheet
+            "img-src 'self' data:",
+            f"connect-src {connect_src}",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+    return {
+        "Content-Security-Policy": csp,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
+
+
+def asset(name: str) -> tuple[bytes, str] | None:
+    """A file of the page by its name under ``/demo/`` (``""`` is the page); nothing else —
+    no subdirectories, no dotfiles, no Python sources."""
+    name = name or "index.html"
+    content_type = ASSET_TYPES.get(Path(name).suffix)
+    if content_type is None or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    path = HERE / name
+    if not path.is_file():
+        return None
+    return path.read_bytes(), content_type
+
+
+def answer_get(
+    path: str,
+    params: Mapping[str, str],
+    *,
+    config: Callable[[], Answer],
+    minter: Minter | None,
+    connect_src: str = "'self'",
+) -> Answer | None:
+    """The GET routes both servers share; ``None`` when ``path`` is not under ``/demo/``."""
+    if path == PREFIX:
+        return Answer(HTTPStatus.FOUND, b"", "text/plain", {"Location": PREFIX + "/"})
+    if not path.startswith(PREFIX + "/"):
+        return None
+    name = path.removeprefix(PREFIX + "/")
+    if name == "config.json":
+        return config()
+    if name == "api/token":
+        if minter is None:
+            return Answer.json(
+                {"error": {"code": "not_available", "reason": "this gateway cannot mint tokens"}},
+                HTTPStatus.NOT_FOUND,
+            )
+        return minter.answer(params)
+    found = asset(name)
+    if found is None:
+        return Answer.json(
+            {"error": {"code": "not_found", "reason": f"no file {name!r}"}}, HTTPStatus.NOT_FOUND
+        )
+    body, content_type = found
+    headers = security_headers(connect_src) if content_type.startswith("text/html") else {}
+    return Answer(HTTPStatus.OK, body, content_type, {"Cache-Control": "no-store", **headers})
+
+
+def gateway_config(minter: Minter | None) -> Answer:
+    """The page's config when a gateway serves it: same-origin WebSocket, a default dev token."""
+    identity = DEFAULT_IDENTITY
+    token = minter.mint(identity) if minter is not None else None
+    return Answer.json(
+        {
+            "served_by": "gateway",
+            "ws": None,  # same origin: /ws
+            "token": token,
+            "claims": identity.claims() if token else None,
+            "mint": minter is not None,
+            "publish": False,
+            "events": events(),
+        }
+    )

@@ -1,0 +1,136 @@
+"""What the end-to-end tests drive: a `tidings dev` stack, the demo page in Chromium, Node.
+
+Chromium is Debian's package (``/usr/bin/chromium``, installed by ``.ci/run``) driven by
+Playwright for Python; Playwright never downloads a browser of its own. A missing browser, Node
+or npm package fails the tests with the command that installs it — never a silent skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+REPO = Path(__file__).resolve().parents[2]
+JS_DIR = REPO / "clients" / "js"
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = os.environ.get("TIDINGS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def wait_until(check: Any, *, timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class DevStack:
+    """A running `tidings dev` and what its dev.json says."""
+
+    process: subprocess.Popen[bytes]
+    dir: Path
+    log: Path
+
+    def info(self) -> dict[str, Any]:
+        """dev.json as it is now (pids change when `tidings dev` restarts a child)."""
+        info: dict[str, Any] = json.loads((self.dir / "dev.json").read_text())
+        return info
+
+    @property
+    def publisher(self) -> str:
+        return str(self.info()["publisher"]["url"])
+
+    @property
+    def gateway(self) -> str:
+        return str(self.info()["gateway"]["url"])
+
+    @property
+    def demo(self) -> str:
+        return str(self.info()["demo"]["url"])
+
+    def publish(self, **body: Any) -> dict[str, Any]:
+        """Publish through the sidecar, as a producing service does."""
+        request = {"event": "incident.created", "message": "from the e2e tests", **body}
+        answer = httpx.post(self.publisher + "/v1/notifications", json=request, timeout=10)
+        assert answer.status_code == 202, answer.text
+        result: dict[str, Any] = answer.json()
+        return result
+
+    def gateway_ready(self) -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(self.gateway + "/readyz", timeout=1).status_code == 200
+        return False
+
+
+def stop_stack(stack: DevStack) -> None:
+    pids = []
+    with contextlib.suppress(OSError, ValueError):
+        pids = [int(p) for p in stack.info().get("pids", {}).values()]
+    if stack.process.poll() is None:
+        stack.process.send_signal(signal.SIGINT)
+    try:
+        stack.process.wait(20)
+    except subprocess.TimeoutExpired:
+        for pid in pids:  # only what this stack started, by PID
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        stack.process.wait(10)
+
+
+@dataclass
+class DemoPage:
+    """One browser context (its own sessionStorage) with the demo page open."""
+
+    page: Page
+    dialogs: list[str]
+    errors: list[str]
+
+    @property
+    def state(self) -> str:
+        return str(self.page.get_attribute("[data-testid=state]", "data-state"))
+
+    def feed_titles(self) -> list[str]:
+        return self.page.locator("[data-testid=feed-item] .feed__title").all_inner_texts()
+
+    def badge(self) -> str:
+        badge = self.page.locator(".tidings-bell__badge")
+        return badge.inner_text() if badge.count() else ""
+
+    def wait_live(self, timeout: float = 15) -> None:
+        self.page.wait_for_selector("[data-testid=state][data-state=live]", timeout=timeout * 1000)
+
+
+def node_command() -> str:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("Node.js is not installed: the JS client tests need `node` (>= 20)")
+    if not (JS_DIR / "node_modules" / "ws").is_dir():
+        pytest.fail(f"npm packages are missing: run `npm ci` in {JS_DIR} (as .ci/run does)")
+    return node
