@@ -262,9 +262,11 @@ async def _publish_nats(settings: Settings, body: dict[str, Any]) -> dict[str, A
     from tidings.client import Publisher
 
     try:
-        publisher = await devstack.connect_within(
+        publisher = await Publisher.connect(
             settings.nats,
-            Publisher.connect(settings.nats, stream=settings.stream, events=settings.events),
+            stream=settings.stream,
+            events=settings.events,
+            within=max(3.0, 2 * settings.nats.connect_timeout),
         )
     except TidingsError as exc:
         fail(exc)

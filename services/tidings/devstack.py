@@ -13,7 +13,6 @@ import ctypes
 import dataclasses
 import fcntl
 import json
-import logging
 import os
 import secrets
 import signal
@@ -21,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from io import TextIOWrapper
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tidings.auth import DEV_AUDIENCE, DEV_ISSUER, mint_token
 from tidings.embedded import EmbeddedNats, port_in_use
-from tidings.errors import ConfigError, InvalidField, TidingsError, Unavailable
+from tidings.errors import ConfigError, InvalidField, TidingsError
 from tidings.settings import AuthSettings, NatsSettings, Settings, StreamSettings
 
 if TYPE_CHECKING:  # nats-py and httpx load lazily: `tidings token` needs neither
@@ -259,47 +258,13 @@ def _write_json(path: Path, body: Mapping[str, Any]) -> None:
     tmp.replace(path)
 
 
-@contextlib.contextmanager
-def _collect_nats_errors() -> Iterator[list[str]]:
-    """Keep nats-py's connect errors (one per retry) for the final message instead of logging."""
-    errors: list[str] = []
-    logger = logging.getLogger("tidings.nats")
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            errors.append(record.getMessage().removeprefix("nats error: "))
-
-    handler, propagate = Collect(), logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        yield errors
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
-
-
-async def connect_within(nats_settings: NatsSettings, opening: Awaitable[T]) -> T:
-    """Await a connect, bounded: nats-py retries a first connect forever when reconnect is on."""
-    timeout = max(3.0, 2 * nats_settings.connect_timeout)
-    with _collect_nats_errors() as errors:
-        try:
-            return await asyncio.wait_for(opening, timeout)
-        except (TimeoutError, OSError) as exc:
-            urls = ", ".join(nats_settings.urls)
-            last = errors[-1] if errors else str(exc) or "no answer"
-            raise Unavailable(
-                f"cannot reach NATS at {urls} within {timeout:.0f}s: {last}"
-            ) from None
-
-
 async def provision(
     nats_settings: NatsSettings, stream_settings: StreamSettings
 ) -> ProvisionReport:
     """Connect and ensure the stream (what `tidings nats init` and `tidings dev` both do)."""
     from tidings.nats import connect, ensure_stream
 
-    nc = await connect_within(nats_settings, connect(nats_settings))
+    nc = await connect(nats_settings, within=max(3.0, 2 * nats_settings.connect_timeout))
     try:
         return await ensure_stream(nc.jetstream(), stream_settings)
     finally:

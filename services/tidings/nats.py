@@ -110,7 +110,7 @@ async def connect(
     except (TimeoutError, OSError) as exc:
         seen = "; ".join(dict.fromkeys(errors[-6:])) or str(exc) or "no answer"
         raise Unavailable(
-            f"cannot connect to NATS at {', '.join(settings.urls)} within {within:g}s: {seen}"
+            f"cannot reach NATS at {', '.join(settings.urls)} within {within:g}s: {seen}"
         ) from None
 
 

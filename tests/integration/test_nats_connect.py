@@ -145,5 +145,5 @@ async def test_tls_with_client_certificate(tmp_path: Path) -> None:
         # without the client certificate the server refuses the handshake
         await refused(
             NatsSettings(urls=[url], tls_ca_file=tmp_path / "ca.pem", connect_timeout=1),
-            reason="cannot connect",
+            reason="cannot reach NATS",
         )

@@ -59,11 +59,13 @@ class Publisher:
         events: EventsSettings | None = None,
         source: str = "",
         allow_broadcast: bool = True,
+        within: float | None = None,
     ) -> Publisher:
-        """Open a NATS connection of its own (closed by :meth:`close`)."""
+        """Open a NATS connection of its own (closed by :meth:`close`); ``within`` bounds the
+        first connect (see :func:`tidings.nats.connect`)."""
         nats = nats or NatsSettings()
         events = events or EventsSettings()
-        nc = await connect(nats)
+        nc = await connect(nats, within=within)
         policy = PublishPolicy(
             catalogue=Catalogue.build(extra=events.extra, allow_unknown=events.allow_unknown),
             allow_broadcast=allow_broadcast,
