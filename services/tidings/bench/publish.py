@@ -1,0 +1,223 @@
+"""A publisher process of the benchmark: publishes at a fixed rate through a system's real path.
+
+    python -m tidings.bench.publish '<json options>'      (JSON lines on stdin/stdout)
+
+Backends: ``jetstream`` (Tidings: envelopes through :func:`tidings.publishing.publish_many`,
+pipelined, acked), ``nats`` (core NATS publish, for nats-server's own WebSocket) and ``redis``
+(``PUBLISH bench``, for the Socket.IO peers). Every notification's data starts with
+``{"k":STEP,"s":SLOT,"i":INDEX,"t":MONOTONIC_NS`` — what the load client checks — and ``t`` is
+read just before the message is handed to the client library, on the clock the receiver reads.
+
+Pacing is self-clocking: whatever is due by now goes out as one pipelined batch, then the next
+batch; a backend that cannot keep up shows as a publish rate below the offered one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tidings.bench.layout import TENANT_SLOT, USER_SLOT, Layout
+
+Target = tuple[int, int]  # (slot, room or user index)
+SendBatch = Callable[[list[tuple[Target, bytes]]], Awaitable[None]]
+
+EVENT = "incident.created"
+TITLE = "Spill in hall 3"
+MESSAGE = "Cleanup under way, avoid the east entrance"
+
+
+def data_bytes(step: int, slot: int, index: int, pad: int) -> bytes:
+    """The checked prefix, then padding so every system carries a similar line size."""
+    head = b'{"k":%d,"s":%d,"i":%d,"t":%d' % (step, slot, index, time.monotonic_ns())
+    return head + (b',"p":"' + b"x" * pad + b'"}' if pad else b"}")
+
+
+async def jetstream_backend(
+    opts: dict[str, Any],
+) -> tuple[SendBatch, Callable[[], Awaitable[None]]]:
+    import nats
+
+    from tidings.envelope import new_id
+    from tidings.publishing import OutgoingMessage, PublishPolicy, parse_request, publish_many
+
+    nc = await nats.connect(opts["url"], pending_size=64 << 20)
+    js = nc.jetstream()
+    policy = PublishPolicy()
+    templates: dict[Target, Any] = {}
+
+    def template(target: Target) -> Any:
+        slot, n = target
+        if target not in templates:
+            body: dict[str, Any] = {
+                "tenant": f"t{n}" if slot == TENANT_SLOT else f"t{n % opts['rooms']}",
+                "event": EVENT,
+                "title": TITLE,
+                "message": MESSAGE,
+                "severity": "warning",
+            }
+            if slot == USER_SLOT:
+                body["audience"] = {"user": f"u{n}"}
+            note = parse_request(body, policy)
+            templates[target] = (note, OutgoingMessage.of(note).subject)
+        return templates[target]
+
+    async def send(batch: list[tuple[Target, bytes]]) -> None:
+        msgs = []
+        for target, data in batch:
+            note, subject = template(target)
+            nid = new_id()
+            payload = dataclasses.replace(note, id=nid, data=data).to_bytes()
+            msgs.append(OutgoingMessage(nid, subject, payload, {"Nats-Msg-Id": nid}))
+        await publish_many(js, msgs, stream=opts.get("stream", "TIDINGS"), timeout=10.0)
+
+    return send, nc.close
+
+
+async def nats_backend(opts: dict[str, Any]) -> tuple[SendBatch, Callable[[], Awaitable[None]]]:
+    import nats
+
+    nc = await nats.connect(opts["url"], pending_size=64 << 20)
+
+    def subject(target: Target) -> str:
+        slot, n = target
+        return f"bench.t.{n}" if slot == TENANT_SLOT else f"bench.u.{n}"
+
+    async def send(batch: list[tuple[Target, bytes]]) -> None:
+        for target, data in batch:
+            await nc.publish(subject(target), data)
+        await nc.flush(10)
+
+    return send, nc.close
+
+
+async def redis_backend(opts: dict[str, Any]) -> tuple[SendBatch, Callable[[], Awaitable[None]]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(opts["port"]))
+
+    async def send(batch: list[tuple[Target, bytes]]) -> None:
+        out = bytearray()
+        for (slot, n), data in batch:
+            room = b"t%d" % n if slot == TENANT_SLOT else b"u%d" % n
+            msg = b'{"r":"' + room + b'","d":' + data + b"}"
+            out += b"*3\r\n$7\r\nPUBLISH\r\n$5\r\nbench\r\n$%d\r\n%s\r\n" % (len(msg), msg)
+        writer.write(out)
+        await writer.drain()
+        replies = 0
+        while replies < len(batch):  # ":<receivers>\r\n" each
+            chunk = await reader.readuntil(b"\r\n")
+            replies += 1
+            if not chunk.startswith(b":"):
+                raise RuntimeError(f"redis said {chunk!r}")
+
+    async def close() -> None:
+        writer.close()
+
+    return send, close
+
+
+BACKENDS = {"jetstream": jetstream_backend, "nats": nats_backend, "redis": redis_backend}
+
+
+class Pacer:
+    """Targets in round-robin order, a gap-free index per target, ``user_share`` to users."""
+
+    def __init__(self, layout: Layout, worker: int, workers: int, pad: int) -> None:
+        self.rooms, self.users = layout.owned(worker, workers)
+        self.user_share = layout.user_share
+        self.pad = pad
+        self.index: dict[Target, int] = {}
+        self._room_i = self._user_i = 0
+        self._credit = 0.0
+
+    def next(self, step: int) -> tuple[Target, bytes]:
+        self._credit += self.user_share
+        if self._credit >= 1.0 and self.users:
+            self._credit -= 1.0
+            target = (USER_SLOT, self.users[self._user_i % len(self.users)])
+            self._user_i += 1
+        else:
+            target = (TENANT_SLOT, self.rooms[self._room_i % len(self.rooms)])
+            self._room_i += 1
+        i = self.index.get(target, 0)
+        self.index[target] = i + 1
+        return target, data_bytes(step, target[0], i, self.pad)
+
+
+TICK = 0.002  # at most one batch per tick: per-batch costs (futures, acks, flush) stay bounded
+
+
+async def run_step(
+    send: SendBatch, pacer: Pacer, step: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    tenant: dict[int, int] = {}
+    users = 0
+    sent = 0
+    batches = 0
+    max_batch = 0
+    cpu0, start = time.process_time(), time.monotonic()
+    total = int(rate * seconds)
+    next_batch = start
+    while sent < total:
+        now = time.monotonic()
+        due = min(total, int(rate * (now - start)) + 1) - sent
+        if due <= 0:
+            await asyncio.sleep(max(0.0005, (sent + 1) / rate - (now - start)))
+            continue
+        if now < next_batch and due < total - sent:
+            await asyncio.sleep(next_batch - now)
+            continue
+        next_batch = now + TICK
+        batch = [pacer.next(step) for _ in range(due)]
+        for (slot, n), _ in batch:
+            if slot == TENANT_SLOT:
+                tenant[n] = tenant.get(n, 0) + 1
+            else:
+                users += 1
+        await send(batch)
+        sent += due
+        batches += 1
+        max_batch = max(max_batch, due)
+    elapsed = time.monotonic() - start
+    return {
+        "event": "done",
+        "step": step,
+        "sent": sent,
+        "tenant": {str(k): v for k, v in tenant.items()},
+        "user": users,
+        "elapsed_s": round(elapsed, 4),
+        "publish_rate": round(sent / max(elapsed, 1e-9), 1),
+        "cpu_pct": round(100 * (time.process_time() - cpu0) / max(elapsed, 1e-9), 1),
+        "batches": batches,
+        "max_batch": max_batch,
+    }
+
+
+async def main(opts: dict[str, Any]) -> None:
+    layout = Layout(opts["clients"], opts["rooms"], opts.get("user_share", 0.0))
+    pacer = Pacer(layout, opts["worker"], opts["workers"], opts.get("pad", 0))
+    send, close = await BACKENDS[opts["backend"]](opts)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print(json.dumps({"event": "ready"}), flush=True)
+    try:
+        while line := await reader.readline():
+            cmd = json.loads(line)
+            if cmd.get("cmd") == "quit":
+                break
+            try:
+                result = await run_step(send, pacer, cmd["step"], cmd["rate"], cmd["seconds"])
+            except Exception as exc:  # reported to the runner, which fails the step
+                result = {"event": "error", "step": cmd.get("step"), "error": repr(exc)[:500]}
+            print(json.dumps(result), flush=True)
+    finally:
+        await close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(json.loads(sys.argv[1])))

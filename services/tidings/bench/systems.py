@@ -1,0 +1,261 @@
+"""The systems under test, each started fresh on loopback: Tidings and its peers.
+
+* ``tidings`` — the real path: a publisher process → JetStream (nats-server, file storage, the
+  production stream settings) → ``tidings gateway`` (whatever its data path is) → clients.
+* ``nats`` — nats-server's own WebSocket listener; clients speak the NATS protocol (the native
+  ceiling: no envelope, no auth, no stream; core NATS publish).
+* ``socketio-node`` — Socket.IO 4 on Node with ``@socket.io/redis-adapter`` and a local
+  redis-server; publishers ``PUBLISH`` to Redis (the stack Tidings replaces).
+* ``socketio-py`` — python-socketio on uvicorn (one process), fed the same way.
+
+The server under test runs on the server core; brokers (nats-server for Tidings, redis-server)
+run with the generator, as they would on other machines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tidings.auth import mint_token
+from tidings.bench.layout import Layout
+from tidings.bench.procs import BenchError, Child, pin, prioritize
+from tidings.embedded import EmbeddedNats, free_port, nats_server_binary, wait_for_port
+
+SECRET = "tidings-bench-secret-0123456789abcdef-xyz"  # noqa: S105 - signs bench tokens only
+SYSTEMS = ("tidings", "nats", "socketio-node", "socketio-py")
+
+
+def peers_dir() -> Path:
+    """``benchmarks/peers`` of this checkout (``TIDINGS_BENCH_PEERS`` overrides)."""
+    if "TIDINGS_BENCH_PEERS" in os.environ:
+        return Path(os.environ["TIDINGS_BENCH_PEERS"])
+    for base in (Path(__file__).resolve().parents[3], Path.cwd()):
+        candidate = base / "benchmarks" / "peers"
+        if candidate.is_dir():
+            return candidate
+    raise BenchError(
+        "benchmarks/peers not found; run from the repository or set TIDINGS_BENCH_PEERS"
+    )
+
+
+def _get_ok(url: str) -> bool:
+    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310
+        return int(r.status) == 200  # (a loopback URL we built)
+    return False
+
+
+class System:
+    """One system's processes for one sweep; ``start`` then ``stop`` (idempotent)."""
+
+    name = ""
+    proto = ""  # wsload protocol
+    backend = ""  # publisher backend
+
+    def __init__(self, workdir: Path, *, server_core: int | None, gen_core: int | None, nice: int):
+        self.workdir = workdir
+        self.server_core = server_core
+        self.gen_core = gen_core
+        self.nice = nice
+        self.port = 0
+        self.children: list[Child] = []
+        self.server_pids: list[int] = []
+        self.broker_pids: list[int] = []
+
+    def start(self, layout: Layout) -> None:
+        raise NotImplementedError
+
+    def spec(self, client: int, layout: Layout) -> str:
+        raise NotImplementedError
+
+    def publisher_options(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        self.children = []
+
+    def _child(self, argv: list[str], *, core: int | None, log: str, **kw: Any) -> Child:
+        child = Child(argv, core=core, nice=self.nice, log=self.workdir / log, **kw)
+        self.children.append(child)
+        return child
+
+    def _redis(self) -> int:
+        port = free_port()
+        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        argv += ["--appendonly", "no", "--daemonize", "no", "--maxclients", "1000"]
+        try:
+            child = self._child(argv, core=self.gen_core, log="redis.log", talk=False)
+        except FileNotFoundError:
+            raise BenchError("redis-server not found: run benchmarks/peers/setup.sh") from None
+        wait_for_port(port, timeout=10)
+        self.broker_pids.append(child.pid)
+        return port
+
+
+class Tidings(System):
+    name, proto, backend = "tidings", "tidings", "jetstream"
+
+    def __init__(self, *args: Any, storage: str = "file", window: float | None = None, **kw: Any):
+        super().__init__(*args, **kw)
+        self.storage = storage
+        self.window = window
+        self.nats: EmbeddedNats | None = None
+
+    def start(self, layout: Layout) -> None:
+        from tidings.nats import ensure_stream
+        from tidings.settings import StreamSettings
+
+        self.nats = EmbeddedNats(self.workdir / "nats").start()
+        assert self.nats.process is not None
+        pin(self.nats.process.pid, self.gen_core)
+        prioritize(self.nats.process.pid, self.nice)
+        self.broker_pids.append(self.nats.process.pid)
+
+        async def provision(url: str) -> None:
+            import nats
+
+            nc = await nats.connect(url)
+            try:
+                settings = StreamSettings(
+                    storage=self.storage,  # type: ignore[arg-type]
+                    max_bytes=4 << 30,
+                    max_age=3600.0,
+                    duplicate_window=60.0,
+                )
+                await ensure_stream(nc.jetstream(), settings)
+            finally:
+                await nc.close()
+
+        asyncio.run(provision(self.nats.url))
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+        env |= {
+            "TIDINGS_NATS_URLS": self.nats.url,
+            "TIDINGS_GATEWAY_HOST": "127.0.0.1",
+            "TIDINGS_GATEWAY_PORT": str(self.port),
+            "TIDINGS_GATEWAY_ALLOWED_ORIGINS": "*",
+            "TIDINGS_AUTH_JWT_SECRET": SECRET,
+            "TIDINGS_LOG_LEVEL": "WARNING",
+        }
+        if self.window is not None:
+            env["TIDINGS_GATEWAY_BATCH_WINDOW"] = str(self.window)
+        argv = [sys.executable, "-m", "tidings", "gateway"]
+        gw = self._child(argv, core=self.server_core, log="gateway.log", env=env, talk=False)
+        self.server_pids.append(gw.pid)
+        deadline = time.monotonic() + 30
+        while not _get_ok(f"http://127.0.0.1:{self.port}/readyz"):
+            if not gw.alive() or time.monotonic() > deadline:
+                raise BenchError(f"tidings gateway did not get ready{gw.tail()}")
+            time.sleep(0.1)
+        self._tokens: dict[int, str] = {}
+
+    def spec(self, client: int, layout: Layout) -> str:
+        token = mint_token(
+            SECRET, tenant=f"t{layout.room_of(client)}", user=f"u{client}", ttl=6 * 3600
+        )
+        return orjson.dumps({"type": "hello", "token": token}).decode()
+
+    def publisher_options(self) -> dict[str, Any]:
+        assert self.nats is not None
+        return {"backend": self.backend, "url": self.nats.url}
+
+    def stop(self) -> None:
+        super().stop()
+        if self.nats is not None:
+            self.nats.stop()
+            self.nats = None
+
+
+class NatsNative(System):
+    name, proto, backend = "nats", "nats", "nats"
+
+    def start(self, layout: Layout) -> None:
+        self.client_port, self.port = free_port(), free_port()
+        conf = self.workdir / "nats-ws.conf"
+        conf.write_text(
+            f"listen: 127.0.0.1:{self.client_port}\n"
+            "max_payload: 1MB\n"
+            "websocket {\n"
+            f'  listen: "127.0.0.1:{self.port}"\n'
+            "  no_tls: true\n"
+            "  compression: false\n"
+            "}\n"
+        )
+        argv = [str(nats_server_binary()), "-c", str(conf)]
+        child = self._child(argv, core=self.server_core, log="nats-ws.log", talk=False)
+        self.server_pids.append(child.pid)
+        wait_for_port(self.port, timeout=10)
+        wait_for_port(self.client_port, timeout=10)
+
+    def spec(self, client: int, layout: Layout) -> str:
+        return f"bench.t.{layout.room_of(client)} bench.u.{client}"
+
+    def publisher_options(self) -> dict[str, Any]:
+        return {"backend": self.backend, "url": f"nats://127.0.0.1:{self.client_port}"}
+
+
+class SocketIO(System):
+    backend, proto = "redis", "sio"
+
+    def server_argv(self, port: int, redis_port: int) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, layout: Layout) -> None:
+        self.redis_port = self._redis()
+        self.port = free_port()
+        child = self._child(
+            self.server_argv(self.port, self.redis_port),
+            core=self.server_core,
+            log=f"{self.name}.log",
+        )
+        self.server_pids.append(child.pid)
+        ready = child.read(timeout=30)
+        if ready.get("event") != "ready":
+            raise BenchError(f"{self.name} did not start: {ready}")
+
+    def spec(self, client: int, layout: Layout) -> str:
+        return orjson.dumps({"room": f"t{layout.room_of(client)}", "user": f"u{client}"}).decode()
+
+    def publisher_options(self) -> dict[str, Any]:
+        return {"backend": self.backend, "port": self.redis_port}
+
+
+class SocketIONode(SocketIO):
+    name = "socketio-node"
+
+    def server_argv(self, port: int, redis_port: int) -> list[str]:
+        script = peers_dir() / "sio_node.js"
+        if not (script.parent / "node_modules" / "socket.io").is_dir():
+            raise BenchError("socket.io is not installed: run benchmarks/peers/setup.sh")
+        return ["node", str(script), str(port), str(redis_port)]
+
+
+class SocketIOPy(SocketIO):
+    name = "socketio-py"
+
+    def server_argv(self, port: int, redis_port: int) -> list[str]:
+        return [sys.executable, str(peers_dir() / "sio_py.py"), str(port), str(redis_port)]
+
+
+def make(name: str, workdir: Path, **kw: Any) -> System:
+    if name == "tidings":
+        return Tidings(workdir, **kw)
+    extra = {k: v for k, v in kw.items() if k not in ("storage", "window")}
+    classes: dict[str, type[System]] = {
+        "nats": NatsNative,
+        "socketio-node": SocketIONode,
+        "socketio-py": SocketIOPy,
+    }
+    if name not in classes:
+        raise BenchError(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
+    return classes[name](workdir, **extra)
