@@ -73,6 +73,17 @@ def fail(exc: TidingsError, code: int | None = None) -> NoReturn:
     raise typer.Exit(exit_code(exc) if code is None else code)
 
 
+def _ttl_seconds(ttl: str) -> float:
+    """A token lifetime such as ``1h`` or ``3600``, positive, or a clean exit naming ``ttl``."""
+    try:
+        seconds = float(parse_duration(ttl))
+    except ValueError as exc:
+        fail(InvalidField(str(exc), field="ttl"))
+    if seconds <= 0:
+        fail(InvalidField("must be positive", field="ttl"))
+    return seconds
+
+
 @app.callback()
 def _root() -> None:
     """Tidings: multi-tenant real-time notifications on NATS JetStream."""
@@ -118,12 +129,7 @@ def token(
 ) -> None:
     """Mint a dev JWT and print it alone on stdout."""
     settings = _settings(ctx)
-    try:
-        seconds = float(parse_duration(ttl))
-    except ValueError as exc:
-        fail(InvalidField(str(exc), field="ttl"))
-    if seconds <= 0:
-        fail(InvalidField("must be positive", field="ttl"))
+    seconds = _ttl_seconds(ttl)
     rooms = room or []
     for pattern in rooms:
         if not ROOM_PATTERN_RE.fullmatch(pattern):
@@ -678,10 +684,7 @@ def dev(
 ) -> None:
     """Run NATS, the stream and the services on loopback until Ctrl-C."""
     settings = _settings(ctx)
-    try:
-        seconds = float(parse_duration(ttl))
-    except ValueError as exc:
-        fail(InvalidField(str(exc), field="ttl"))
+    seconds = _ttl_seconds(ttl)
     options = devstack.DevOptions(
         dir=dev_dir,
         nats_port=nats_port,
