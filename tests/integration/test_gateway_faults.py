@@ -158,12 +158,16 @@ async def test_nats_restart_under_traffic_leaves_no_client_with_a_gap(
             await pub.until(30, timeout=20)
 
             await asyncio.to_thread(nats_server.stop)
-            await asyncio.sleep(1.0)  # publishing keeps trying meanwhile
+            # Down until a publish has failed for it (not a fixed pause: on a quick machine the
+            # outage could end before any publish timed out, and the gap would not be tested).
+            async with asyncio.timeout(15):
+                while pub.retries == 0:
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # and a little longer, so more than one is stored late
             await asyncio.to_thread(nats_server.start)
 
             await pub.until(len(pub.results) + 45, timeout=60)
             await pub.stop()
-            assert pub.retries > 0, "the outage did not interrupt publishing"
             await settle(fl, js, after=start)
             # Nobody had to reconnect: each gateway healed its own NATS link.
             assert [f.name for f in fl.followers if len(f.welcomed) != 1] == []
