@@ -49,7 +49,11 @@ def test_backfill_merges_without_duplicates() -> None:
     w.arm(50)
     w.add(49, "tenant", b"49")  # arrived live before the arm point was read
     w.add(51, "tenant", b"51")
-    w.merge([Entry(s, "tenant", str(s).encode(), 0.0 + 1e12) for s in (40, 45, 49)], start=40)
+    w.merge(
+        [Entry(s, "tenant", str(s).encode(), 0.0 + 1e12) for s in (40, 45, 49)],
+        start=40,
+        generation=w.generation,
+    )
     assert [e.seq for e in w.entries] == [40, 45, 49, 51]
     assert w.covers(39)
 
@@ -61,3 +65,15 @@ def test_disarm_forgets_everything() -> None:
     w.disarm()
     assert not w.covers(5)
     assert not w.entries
+
+
+def test_a_read_begun_before_a_disconnect_never_completes_the_window() -> None:
+    w = Window(max_count=100, max_age=1e9)
+    w.arm(50)
+    began = w.generation
+    w.disarm()  # NATS dropped while JetStream was read ...
+    w.arm(80)  # ... and came back: 51..80 may have been missed live
+    w.merge([Entry(45, "tenant", b"45", 1e12)], start=40, generation=began)
+    assert not w.covers(39)
+    assert not w.covers(60)
+    assert w.covers(80)

@@ -248,7 +248,7 @@ class Live:
         return entry
 
     async def _backfill(self, tenant: str, window: Window, start: int) -> None:
-        upto = window.complete_from - 1
+        upto, generation = window.complete_from - 1, window.generation
         async with self._replays:
             msgs = await fetch_range(
                 self.js,
@@ -273,7 +273,7 @@ class Live:
                 continue
             age = max(0.0, now_wall - m.metadata.timestamp.timestamp())
             entries.append(Entry(seq, route[1], body, now_mono - age))
-        window.merge(entries, start=start)
+        window.merge(entries, start=start, generation=generation)
 
     # -- NATS connection loss ------------------------------------------------------------------
 

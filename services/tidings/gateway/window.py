@@ -27,11 +27,12 @@ class Entry(NamedTuple):
 class Window:
     """One tenant's (or the broadcast room's) recent notifications, ordered by seq."""
 
-    __slots__ = ("complete_from", "entries", "last_seq", "max_age", "max_count")
+    __slots__ = ("complete_from", "entries", "generation", "last_seq", "max_age", "max_count")
 
     def __init__(self, *, max_count: int, max_age: float) -> None:
         self.entries: deque[Entry] = deque()
         self.complete_from = UNARMED
+        self.generation = 0  # bumped by every disarm: a read begun before it is stale
         self.last_seq = 0  # complete up to here: the arm point, or the newest seq added since
         self.max_count = max_count
         self.max_age = max_age
@@ -49,6 +50,7 @@ class Window:
         """Live messages may have been lost (NATS disconnect): trust nothing held so far."""
         self.entries.clear()
         self.complete_from = UNARMED
+        self.generation += 1
         self.last_seq = 0
 
     def add(self, seq: int, room: str, body: bytes, now: float | None = None) -> None:
@@ -68,11 +70,14 @@ class Window:
     def covers(self, since: int) -> bool:
         return self.armed and since + 1 >= self.complete_from
 
-    def merge(self, backfill: Iterable[Entry], *, start: int) -> None:
-        """Add what JetStream returned for ``[start, complete_from)``; now complete from start."""
-        if not self.armed:
-            # Disarmed while the read ran (NATS dropped): what followed it is gone, so the read
-            # must not make the window look complete again.
+    def merge(self, backfill: Iterable[Entry], *, start: int, generation: int) -> None:
+        """Add what JetStream returned for ``[start, complete_from)``; now complete from start.
+
+        ``generation`` is the window's when the read began: if NATS dropped since (even if the
+        window was re-armed meanwhile), live messages after the read may be lost, so the read
+        must not make the window look complete.
+        """
+        if not self.armed or generation != self.generation:
             return
         held = {e.seq: e for e in self.entries}
         for e in backfill:
