@@ -94,6 +94,8 @@ class UnexpectedFrame(p.WireError):
 class Session:
     """Runs one connection from its first frame to its close."""
 
+    __slots__ = ("_tokens", "_tokens_at", "claims", "conn", "gw", "ws")
+
     def __init__(self, gateway: Gateway, ws: ServerConnection) -> None:
         self.gw = gateway
         self.ws = ws
