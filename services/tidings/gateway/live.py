@@ -56,6 +56,16 @@ def route_of(subject: str) -> tuple[str, str] | None:
     return None
 
 
+def wire_line(subject: str, payload: bytes, seq: int) -> tuple[str, str, Notification, bytes]:
+    """(tenant, room, notification, encoded line) of a stored message, live or read back;
+    raises on a subject the grammar cannot produce or a payload that is no envelope."""
+    route = route_of(subject)
+    if route is None:
+        raise ValueError(f"not a notification subject: {subject}")
+    n = Notification.from_bytes(payload)
+    return route[0], route[1], n, encode_notification(n, seq, route[1])
+
+
 def tenant_subjects(tenant: str) -> list[str]:
     """Stream subjects that make up a tenant's window (and the broadcast one's)."""
     if tenant == BROADCAST_TENANT:
@@ -164,19 +174,14 @@ class Live:
     # -- the live handler ------------------------------------------------------------------
 
     async def _on_message(self, msg: Msg) -> None:
-        route = route_of(msg.subject)
         headers = msg.headers or {}
         try:
             seq = int(headers["Nats-Sequence"])
-            if route is None:
-                raise ValueError(f"not a notification subject: {msg.subject}")
-            n = Notification.from_bytes(msg.data)
-            body = encode_notification(n, seq, route[1])
+            tenant, room, n, body = wire_line(msg.subject, msg.data, seq)
         except Exception as exc:  # a bad message must never stop the others
             self.dropped += 1
             log.warning("dropped live message", extra={"subject": msg.subject, "error": str(exc)})
             return
-        tenant, room = route
         self.head = max(self.head, seq)
         window = self.windows.get(tenant)
         if window is not None:
@@ -262,17 +267,14 @@ class Live:
         now_wall, now_mono = time.time(), time.monotonic()
         entries: list[Entry] = []
         for m in msgs:
-            route = route_of(f"{LIVE_PREFIX}.{m.subject}")
             seq = m.metadata.sequence.stream
-            if route is None:
-                continue
             try:
-                body = encode_notification(Notification.from_bytes(m.data), seq, route[1])
+                _, room, _, body = wire_line(f"{LIVE_PREFIX}.{m.subject}", m.data, seq)
             except Exception:
                 self.dropped += 1
                 continue
             age = max(0.0, now_wall - m.metadata.timestamp.timestamp())
-            entries.append(Entry(seq, route[1], body, now_mono - age))
+            entries.append(Entry(seq, room, body, now_mono - age))
         window.merge(entries, start=start, generation=generation)
 
     # -- NATS connection loss ------------------------------------------------------------------
