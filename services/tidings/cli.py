@@ -534,7 +534,11 @@ def bench(
         str, typer.Option(help="one-room, hundred-rooms, big-room, idle or smoke (presets).")
     ] = "one-room",
     systems: Annotated[
-        str, typer.Option(help="Comma-separated: tidings, nats, socketio-node, socketio-py.")
+        str,
+        typer.Option(
+            help="Comma-separated: tidings, nats, socketio-node, socketio-py"
+            " (tidings@c / tidings@python pick its publisher)."
+        ),
     ] = "tidings,nats,socketio-node",
     clients: Annotated[int | None, typer.Option(help="WebSocket clients (preset).")] = None,
     rooms: Annotated[int | None, typer.Option(help="Tenant rooms (preset).")] = None,
@@ -546,6 +550,9 @@ def bench(
     p99_bound: Annotated[float, typer.Option(help="p99 bound (ms) of a passing step.")] = 50.0,
     user_share: Annotated[float, typer.Option(help="Share of publishes to user rooms.")] = 0.0,
     publishers: Annotated[int, typer.Option(help="Publisher processes (at most rooms).")] = 2,
+    publisher: Annotated[
+        str, typer.Option(help="Tidings' publishers: c (jspub) or python (the SDK's path).")
+    ] = "c",
     per_process: Annotated[int, typer.Option(help="Clients per load-client process.")] = 5000,
     idle_clients: Annotated[
         int | None, typer.Option(help="Idle connections for KB/connection; 0 skips.")
@@ -572,6 +579,8 @@ def bench(
 
     if scenario not in SCENARIOS:
         fail(InvalidField(f"choose one of {', '.join(SCENARIOS)}", field="scenario"))
+    if publisher not in ("c", "python"):
+        fail(InvalidField("choose c or python", field="publisher"))
     n, m, preset = SCENARIOS[scenario]
     try:
         steps = [float(r) for r in rates.split(",") if r.strip()] if rates else preset
@@ -589,6 +598,7 @@ def bench(
         p99_bound_ms=p99_bound,
         user_share=user_share,
         publishers=publishers,
+        publisher=publisher,
         per_process=per_process,
         server_core=server_core,
         gen_core=generator_core,

@@ -1,7 +1,8 @@
 """`tidings bench` run as a user runs it: a tiny sweep against the real stack and nats-server.
 
-Publisher processes → JetStream → a real `tidings gateway` process → 20 WebSocket clients held
-by the C load client; nats-server's own WebSocket listener beside it. The result file must
+Publisher processes (the compiled jspub and the SDK's Python path, side by side) → JetStream →
+a real `tidings gateway` process → 20 WebSocket clients held by the C load client; nats-server's
+own WebSocket listener beside it. The result file must
 account for every delivery the stream owed (none lost, duplicated or reordered) and carry the
 fields a reader of RESULTS.md relies on.
 """
@@ -12,8 +13,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
+from nats.js import JetStreamContext
+
+from tidings.bench.layout import Layout
+from tidings.bench.loadgen import JSPUB_SOURCE, build
+from tidings.bench.procs import Child
+from tidings.bench.publish import c_argv, write_targets
+from tidings.embedded import EmbeddedNats
+from tidings.envelope import Notification
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,11 +33,12 @@ def test_bench_smoke_accounts_for_every_delivery(tmp_path: Path) -> None:
     done = subprocess.run(
         [
             sys.executable, "-m", "tidings", "bench", "--scenario", "smoke",
-            "--systems", "tidings,nats", "--clients", "20", "--rooms", "2",
+            "--systems", "tidings@c,tidings,nats", "--publisher", "python",
+            "--clients", "20", "--rooms", "2",
             "--rates", "50,100", "--seconds", "1", "--user-share", "0.2",
             "--publishers", "2", "--nice", "0", "--max-minutes", "2", "--out", str(tmp_path),
         ],
-        cwd=ROOT, env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=60,
+        cwd=ROOT, env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=120,
         check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -37,7 +48,8 @@ def test_bench_smoke_accounts_for_every_delivery(tmp_path: Path) -> None:
 
     assert result["config"]["clients"] == 20
     assert result["machine"]["cpus"] == os.cpu_count()
-    for name in ("tidings", "nats"):
+    publishers = {"tidings@c": "C jspub", "tidings": "Python publish_many", "nats": "Python"}
+    for name, publisher in publishers.items():
         (sweep,) = [s for s in result["sweeps"] if s["system"] == name]
         assert "error" not in sweep, sweep.get("error")
         assert sweep["connect"]["ready"] == 20
@@ -52,7 +64,97 @@ def test_bench_smoke_accounts_for_every_delivery(tmp_path: Path) -> None:
             assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] <= row["max_ms"] + 0.02
             assert row["server_rss_mb"] > 0 and row["server_cpu_pct"] >= 0
             assert row["publisher_behind"] is False
+            assert row["publish_errors"] == []
+            assert row["acked"] == row["published"]
+            assert row["publishers_us_per_n"] >= 0 and row["broker_us_per_n"] >= 0
         summary = result["summary"][name]
         assert [r["rate"] for r in summary["rates"]] == [50, 100]
         assert summary["errors"] == []
+        assert sweep["publisher"].startswith(publisher)
+        assert summary["publisher"] == sweep["publisher"]
+    assert "tidings@c — 20 clients / 2 rooms" in done.stdout
     assert "tidings — 20 clients / 2 rooms" in done.stdout
+
+
+# --- jspub, the compiled JetStream publisher, against a real nats-server ---------------------
+
+
+def start_jspub(server: EmbeddedNats, tmp_path: Path, *, stream: str, inflight: int) -> Child:
+    layout = Layout(clients=10, rooms=2, user_share=0.2)
+    targets = write_targets(tmp_path / "targets.txt", layout, 0, 1)
+    opts = {"url": server.url, "user_share": layout.user_share, "stream": stream}
+    argv = c_argv(build(source=JSPUB_SOURCE), opts, targets, inflight=inflight)
+    pub = Child(argv, core=None, log=tmp_path / "jspub.log")
+    assert pub.read(timeout=15) == {"event": "ready", "publisher": "c"}
+    return pub
+
+
+def step(pub: Child, k: int, rate: float, seconds: float) -> dict[str, Any]:
+    return pub.ask({"cmd": "step", "step": k, "rate": rate, "seconds": seconds}, timeout=30)
+
+
+async def test_jspub_owes_exactly_what_jetstream_acknowledged(
+    js: JetStreamContext, nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    pub = start_jspub(nats_server, tmp_path, stream="TIDINGS", inflight=8)
+    try:
+        first = step(pub, 0, 400, 0.5)
+        second = step(pub, 1, 4000, 0.25)
+    finally:
+        pub.stop('{"cmd":"quit"}')
+    for done, k, sent in ((first, 0, 200), (second, 1, 1000)):
+        assert done["event"] == "done" and done["step"] == k
+        assert (done["sent"], done["acked"]) == (sent, sent)
+        assert (done["failed"], done["duplicates"], done["unacked"]) == (0, 0, 0)
+        assert "error" not in done
+        assert sum(done["tenant"].values()) + done["user"] == sent
+        assert done["user"] == sent // 5  # user_share 0.2
+        assert 1 <= done["max_inflight"] <= 8  # the window bounds what is unacknowledged
+        assert done["publish_rate"] > 0.5 * sent / (0.5 if k == 0 else 0.25)
+    assert (await js.stream_info("TIDINGS")).state.messages == 1200
+    # what the stream holds: unique ids, and per room a gap-free index across both steps
+    stored = [await js.get_msg("TIDINGS", seq) for seq in range(1, 1201)]
+    ids: set[str] = set()
+    indexes: dict[str, list[int]] = {}
+    per_step: dict[int, dict[str, int]] = {0: {}, 1: {}}
+    for m in stored:
+        assert m.data is not None and m.headers is not None
+        note = Notification.from_bytes(m.data)
+        assert m.headers["Nats-Msg-Id"] == note.id
+        ids.add(note.id)
+        data = orjson.loads(note.data)
+        room = note.audience.name or note.tenant or ""
+        indexes.setdefault(room, []).append(data["i"])
+        if not note.audience.name:
+            per_step[data["k"]][room[1:]] = per_step[data["k"]].get(room[1:], 0) + 1
+    assert len(ids) == 1200
+    assert all(got == list(range(len(got))) for got in indexes.values()), indexes
+    assert (per_step[0], per_step[1]) == (first["tenant"], second["tenant"])
+
+
+async def test_jspub_refused_publishes_are_reported_not_owed(
+    js: JetStreamContext, nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    # a stream name JetStream does not match: every publish gets an error PubAck
+    pub = start_jspub(nats_server, tmp_path, stream="ELSEWHERE", inflight=50)
+    try:
+        done = step(pub, 0, 200, 0.25)
+    finally:
+        pub.stop('{"cmd":"quit"}')
+    assert (done["sent"], done["acked"], done["failed"]) == (50, 0, 50)
+    assert done["tenant"] == {} and done["user"] == 0
+    assert done["publish_rate"] == 0
+    assert "JetStream refused a publish" in done["error"]
+    assert (await js.stream_info("TIDINGS")).state.messages == 0
+
+
+def test_jspub_without_a_stream_reports_no_responders(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    pub = start_jspub(nats_server, tmp_path, stream="TIDINGS", inflight=50)
+    try:
+        done = step(pub, 0, 100, 0.2)
+    finally:
+        pub.stop('{"cmd":"quit"}')
+    assert (done["sent"], done["acked"], done["failed"]) == (20, 0, 20)
+    assert "no responders" in done["error"]

@@ -1,8 +1,9 @@
 """The load generator: several ``wsload`` C processes holding the clients, on their own core.
 
-``wsload.c`` ships in this package and is compiled on first use (``cc -O2``) into a cache
-directory keyed by the source's hash. One process holds at most ``per_process`` connections (a
-process may open 20,000 descriptors here), so big runs spread over several.
+``wsload.c`` (and ``jspub.c``, the JetStream publisher) ship in this package and are compiled on
+first use (``cc -O2``) into a cache directory keyed by the source's hash. One process holds at
+most ``per_process`` connections (a process may open 20,000 descriptors here), so big runs
+spread over several.
 """
 
 from __future__ import annotations
@@ -19,23 +20,24 @@ from typing import Any
 from tidings.bench.procs import BenchError, Child
 
 SOURCE = Path(__file__).with_name("wsload.c")
+JSPUB_SOURCE = Path(__file__).with_name("jspub.c")
 BUCKET_MS = 0.02  # wsload's histogram resolution
 
 
-def build(cache: Path | None = None) -> Path:
-    """Compile wsload once per source version; returns the binary."""
-    src = SOURCE.read_bytes()
+def build(cache: Path | None = None, source: Path = SOURCE) -> Path:
+    """Compile one of the package's C programs once per source version; returns the binary."""
+    src = source.read_bytes()
     tag = hashlib.sha256(src).hexdigest()[:12]
     base = cache or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tidings"
-    binary = base / f"wsload-{tag}"
+    binary = base / f"{source.stem}-{tag}"
     if binary.exists():
         return binary
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        raise BenchError("a C compiler (cc) is needed to build the load client wsload")
+        raise BenchError(f"a C compiler (cc) is needed to build the benchmark's {source.name}")
     base.mkdir(parents=True, exist_ok=True)
-    tmp = binary.with_suffix(".tmp")
-    subprocess.run([cc, "-O2", "-o", str(tmp), str(SOURCE)], check=True)
+    tmp = base / f"{binary.name}.{os.getpid()}.tmp"  # two builds at once must not share it
+    subprocess.run([cc, "-O2", "-o", str(tmp), str(source)], check=True)
     tmp.replace(binary)
     return binary
 

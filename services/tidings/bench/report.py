@@ -87,6 +87,7 @@ def tables(result: dict[str, Any], console: Console) -> None:
             f"{name} — {cfg['clients']:,} clients / {cfg['rooms']} rooms — max rate with no loss "
             f"and p99 ≤ {bound:g} ms: "
             + (f"{best:g}/s = {s['max_deliveries_per_s']:,.0f} deliveries/s" if best else "none")
+            + (f" — publisher: {s['publisher']}" if s.get("publisher") else "")
         )
         t = Table(title=title, title_justify="left")
         for col in (
@@ -104,13 +105,14 @@ def tables(result: dict[str, Any], console: Console) -> None:
             "RSS MB",
             "gen CPU%",
             "gen core%",
+            "pub/broker µs/n",
             "load",
             "ok",
         ):
             t.add_column(col, justify="right")
         for r in s["rates"]:
             if not r.get("runs"):
-                t.add_row(f"{r['rate']:g}", *(["—"] * 14), "skipped")
+                t.add_row(f"{r['rate']:g}", *(["—"] * 15), "skipped")
                 continue
             flags = ("" if r["pass"] else "✗") + (" gen-sat" if r["generator_saturated"] else "")
             flags += " pub-behind" if r["publisher_behind"] else ""
@@ -129,6 +131,7 @@ def tables(result: dict[str, Any], console: Console) -> None:
                 _fmt(r["server_rss_mb"], ".0f"),
                 _fmt(r["generator_cpu_pct"], ".0f"),
                 _fmt(r.get(gen), ".0f"),
+                f"{_fmt(r.get('publishers_us_per_n'))}/{_fmt(r.get('broker_us_per_n'))}",
                 _fmt(r["loadavg_1m"], ".1f"),
                 flags.strip() or "✓",
             )
@@ -260,16 +263,18 @@ def markdown(result: dict[str, Any]) -> str:
                 if best
                 else "**none**"
             )
+            + (f" — publisher: {s['publisher']}" if s.get("publisher") else "")
         )
         lines.append("")
         lines.append(
             "| R/s | offered/s | delivered/s | lost | dup | p50 ms | p95 ms | p99 ms (per round) "
-            "| max ms | server CPU % | server RSS MB | generator CPU % | gen. core busy % | load |"
+            "| max ms | server CPU % | server RSS MB | generator CPU % | gen. core busy % "
+            "| publishers µs/n | broker µs/n | load |"
         )
-        lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        lines.append("|---:" * 16 + "|")
         for r in s["rates"]:
             if not r.get("runs"):
-                lines.append(f"| {r['rate']:g} | skipped | | | | | | | | | | | | |")
+                lines.append(f"| {r['rate']:g} | skipped |" + " |" * 14)
                 continue
             runs = "/".join(f"{x:.0f}" for x in r["p99_ms_runs"])
             flag = "" if r["pass"] else " ✗"
@@ -280,7 +285,9 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{r['lost']:,} | {r['duplicated']:,} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
                 f"**{r['p99_ms']:.1f}** ({runs}){flag} | {r['max_ms']:.0f} | "
                 f"{r['server_cpu_pct']:.0f} | {r['server_rss_mb']:.0f} | "
-                f"{r['generator_cpu_pct']:.0f} | {r.get(gen, 0):.0f} | {r['loadavg_1m']:.1f} |"
+                f"{r['generator_cpu_pct']:.0f} | {r.get(gen, 0):.0f} | "
+                f"{_fmt(r.get('publishers_us_per_n'), '.1f')} | "
+                f"{_fmt(r.get('broker_us_per_n'), '.1f')} | {r['loadavg_1m']:.1f} |"
             )
         for e in s["errors"]:
             lines.append(f"\nerror: {e[:300]}")

@@ -1,7 +1,10 @@
 """The systems under test, each started fresh on loopback: Tidings and its peers.
 
-* ``tidings`` — the real path: a publisher process → JetStream (nats-server, file storage, the
+* ``tidings`` — the real path: publisher processes → JetStream (nats-server, file storage, the
   production stream settings) → ``tidings gateway`` (whatever its data path is) → clients.
+  The publishers are the compiled ``jspub`` (``--publisher c``, the default) or the SDK's own
+  ``publish_many`` (``python``); ``tidings@c`` / ``tidings@python`` name one explicitly, so
+  both can run side by side in one run.
 * ``nats`` — nats-server's own WebSocket listener; clients speak the NATS protocol (the native
   ceiling: no envelope, no auth, no stream; core NATS publish).
 * ``socketio-node`` — Socket.IO 4 on Node with ``@socket.io/redis-adapter`` and a local
@@ -32,6 +35,10 @@ from tidings.embedded import EmbeddedNats, free_port, nats_server_binary, wait_f
 
 SECRET = "tidings-bench-secret-0123456789abcdef-xyz"  # noqa: S105 - signs bench tokens only
 SYSTEMS = ("tidings", "nats", "socketio-node", "socketio-py")
+PUBLISHERS = {
+    "c": "C jspub (HPUB pipelined, PubAcks counted)",
+    "python": "Python publish_many (nats-py)",
+}
 
 
 def peers_dir() -> Path:
@@ -59,6 +66,8 @@ class System:
     name = ""
     proto = ""  # wsload protocol
     backend = ""  # publisher backend
+    publisher = "python"  # which publisher program: "python" (tidings.bench.publish) or "c"
+    publisher_label = "Python"
 
     def __init__(self, workdir: Path, *, server_core: int | None, gen_core: int | None, nice: int):
         self.workdir = workdir
@@ -105,10 +114,23 @@ class System:
 class Tidings(System):
     name, proto, backend = "tidings", "tidings", "jetstream"
 
-    def __init__(self, *args: Any, storage: str = "file", window: float | None = None, **kw: Any):
+    def __init__(
+        self,
+        *args: Any,
+        storage: str = "file",
+        window: float | None = None,
+        publisher: str = "c",
+        name: str = "tidings",
+        **kw: Any,
+    ):
         super().__init__(*args, **kw)
+        if publisher not in PUBLISHERS:
+            raise BenchError(f"unknown publisher {publisher!r}; choose from c, python")
+        self.name = name
         self.storage = storage
         self.window = window
+        self.publisher = publisher
+        self.publisher_label = PUBLISHERS[publisher]
         self.nats: EmbeddedNats | None = None
 
     def start(self, layout: Layout) -> None:
@@ -167,7 +189,7 @@ class Tidings(System):
 
     def publisher_options(self) -> dict[str, Any]:
         assert self.nats is not None
-        return {"backend": self.backend, "url": self.nats.url}
+        return {"backend": self.backend, "url": self.nats.url, "stream": "TIDINGS"}
 
     def stop(self) -> None:
         super().stop()
@@ -178,6 +200,7 @@ class Tidings(System):
 
 class NatsNative(System):
     name, proto, backend = "nats", "nats", "nats"
+    publisher_label = "Python nats-py (core NATS)"
 
     def start(self, layout: Layout) -> None:
         self.client_port, self.port = free_port(), free_port()
@@ -206,6 +229,7 @@ class NatsNative(System):
 
 class SocketIO(System):
     backend, proto = "redis", "sio"
+    publisher_label = "Python asyncio (Redis PUBLISH)"
 
     def server_argv(self, port: int, redis_port: int) -> list[str]:
         raise NotImplementedError
@@ -248,9 +272,13 @@ class SocketIOPy(SocketIO):
 
 
 def make(name: str, workdir: Path, **kw: Any) -> System:
-    if name == "tidings":
-        return Tidings(workdir, **kw)
-    extra = {k: v for k, v in kw.items() if k not in ("storage", "window")}
+    """A system by name; ``tidings@c`` / ``tidings@python`` override the ``publisher`` option."""
+    base, _, publisher = name.partition("@")
+    if base == "tidings":
+        if publisher:
+            kw["publisher"] = publisher
+        return Tidings(workdir, name=name, **kw)
+    extra = {k: v for k, v in kw.items() if k not in ("storage", "window", "publisher")}
     classes: dict[str, type[System]] = {
         "nats": NatsNative,
         "socketio-node": SocketIONode,
