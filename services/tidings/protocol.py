@@ -23,7 +23,7 @@ from tidings.errors import TidingsError
 from tidings.subjects import Audience, AudienceKind
 
 if TYPE_CHECKING:
-    from tidings.envelope import Notification
+    from tidings.envelope import Notification, WireNotification
 
 SUBPROTOCOL = "tidings.v1.json"
 PATH = "/ws"
@@ -737,8 +737,12 @@ def error_frame(
     )
 
 
-def encode_notification(n: Notification, seq: int, room: str) -> bytes:
-    """The ``notification`` line for ``n`` at stream ``seq``: built once, sent to many."""
+def encode_notification(n: Notification | WireNotification, seq: int, room: str) -> bytes:
+    """The ``notification`` line for ``n`` at stream ``seq``: built once, sent to many.
+
+    The gateway's live path passes a :class:`~tidings.envelope.WireNotification`, whose time
+    is already the text orjson writes for the ``datetime`` (the same bytes, without building it).
+    """
     data = n.data
     if b"\n" in data or b"\r" in data:
         # A line must not contain a raw newline; orjson's own output never does.

@@ -147,15 +147,19 @@ class Hub:
                     start = i
 
     def _write_run(self, key: RoomKey, run: list[Due]) -> None:
-        if len(run) > 1 and sum(len(d.body) for d in run) + len(run) > MAX_PAYLOAD:
-            for start, end in cuts([len(d.body) for d in run]):
-                self._write_run(key, run[start:end])
-            return
         members = self.rooms.get(key)
         if not members:
             return
-        frame = text_frame(b"\n".join(d.body for d in run))
-        items = [(d.seq, d.body) for d in run]
+        if len(run) == 1:  # the common case once rooms are many: one notification per frame
+            d = run[0]
+            payload, items = d.body, [(d.seq, d.body)]
+        elif sum(len(d.body) for d in run) + len(run) > MAX_PAYLOAD:
+            for start, end in cuts([len(d.body) for d in run]):
+                self._write_run(key, run[start:end])
+            return
+        else:
+            payload, items = b"\n".join([d.body for d in run]), [(d.seq, d.body) for d in run]
+        frame = text_frame(payload)
         slow: list[Connection] = []
         for conn in members:
             try:

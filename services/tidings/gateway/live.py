@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from tidings.envelope import Notification
+from tidings.envelope import WireNotification, decode_wire
 from tidings.errors import TidingsError
 from tidings.gateway.fanout import BROADCAST_TENANT, Hub
 from tidings.gateway.replay import fetch_range
@@ -56,13 +56,13 @@ def route_of(subject: str) -> tuple[str, str] | None:
     return None
 
 
-def wire_line(subject: str, payload: bytes, seq: int) -> tuple[str, str, Notification, bytes]:
+def wire_line(subject: str, payload: bytes, seq: int) -> tuple[str, str, WireNotification, bytes]:
     """(tenant, room, notification, encoded line) of a stored message, live or read back;
     raises on a subject the grammar cannot produce or a payload that is no envelope."""
     route = route_of(subject)
     if route is None:
         raise ValueError(f"not a notification subject: {subject}")
-    n = Notification.from_bytes(payload)
+    n = decode_wire(payload)
     return route[0], route[1], n, encode_notification(n, seq, route[1])
 
 
@@ -89,7 +89,7 @@ class Live:
         replay_concurrency: int,
         linger: float,
         timeout: float,
-        on_delivered: Callable[[Notification, float], None] = lambda n, lag: None,
+        on_delivered: Callable[[float], None] = lambda lag: None,
     ) -> None:
         self.nc = nc
         self.js = js
@@ -182,7 +182,8 @@ class Live:
             self.dropped += 1
             log.warning("dropped live message", extra={"subject": msg.subject, "error": str(exc)})
             return
-        self.head = max(self.head, seq)
+        if seq > self.head:
+            self.head = seq
         window = self.windows.get(tenant)
         if window is not None:
             window.add(seq, room, body)
@@ -192,10 +193,10 @@ class Live:
             self.hub.publish(seq, tenant, room, body)
         stamp = headers.get("Nats-Time-Stamp")
         if stamp:
-            self.on_delivered(n, _lag(stamp))
+            self.on_delivered(_lag(stamp))
 
     def _traced_publish(
-        self, n: Notification, seq: int, tenant: str, room: str, body: bytes
+        self, n: WireNotification, seq: int, tenant: str, room: str, body: bytes
     ) -> None:
         """One delivery span per notification (not per connection), child of the publish."""
         members = self.hub.rooms.get((tenant, room), {})
@@ -288,11 +289,28 @@ class Live:
             await self._arm(window)
 
 
-def _lag(stamp: str) -> float:
-    """Seconds from the stream's timestamp (RFC 3339, ns precision) to now."""
+_second_of: dict[str, float] = {}  # "YYYY-MM-DDTHH:MM:SS" -> POSIX seconds (few in use at once)
+
+
+def stored_at(stamp: str) -> float | None:
+    """POSIX time of a ``Nats-Time-Stamp`` (RFC 3339, UTC, ns precision); None if unreadable.
+
+    The whole seconds are parsed once per second of stamps, not once per message.
+    """
+    head, _, frac = stamp.rstrip("Z").partition(".")
     try:
-        head, _, frac = stamp.rstrip("Z").partition(".")
-        stored = datetime.fromisoformat(head + "+00:00").timestamp() + float(f"0.{frac or 0}")
+        second = _second_of.get(head)
+        if second is None:
+            second = datetime.fromisoformat(head + "+00:00").timestamp()
+            if len(_second_of) >= 64:
+                _second_of.clear()
+            _second_of[head] = second
+        return second + float(f"0.{frac or 0}")
     except ValueError:
-        return 0.0
-    return max(0.0, time.time() - stored)
+        return None
+
+
+def _lag(stamp: str) -> float:
+    """Seconds from the stream's timestamp to now (0 when the stamp is unreadable)."""
+    stored = stored_at(stamp)
+    return 0.0 if stored is None else max(0.0, time.time() - stored)

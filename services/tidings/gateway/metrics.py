@@ -1,17 +1,26 @@
 """Prometheus metrics of one gateway. No per-tenant label: cardinality stays bounded.
 
 Hot-path counters are plain integers on the hub, read at scrape time by a collector, so the
-fan-out pays nothing per delivery.
+fan-out pays nothing per delivery; the per-notification latency histogram likewise
+(:class:`LatencyHistogram`: a ``bisect`` and two additions instead of a locked
+``Histogram.observe`` and ``Counter.inc``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
     from tidings.gateway.service import Gateway
@@ -59,23 +68,72 @@ class _HotPath(Collector):
         )
 
 
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class LatencyHistogram:
+    """A histogram in plain numbers, for the one event loop that observes and scrapes it.
+
+    Same semantics as ``prometheus_client.Histogram`` (a value lands in the first bucket whose
+    upper bound is >= it; the last bucket is +Inf), exported by :class:`_Delivery`.
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float] = LATENCY_BUCKETS) -> None:
+        self.bounds = tuple(float(b) for b in bounds)
+        if list(self.bounds) != sorted(self.bounds):
+            raise ValueError("bucket bounds must be sorted")
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative ``(le, count)`` pairs as Prometheus writes them, ending with +Inf."""
+        out: list[tuple[str, float]] = []
+        total = 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            total += n
+            out.append((floatToGoString(bound), float(total)))  # type: ignore[no-untyped-call]
+        return out
+
+
+class _Delivery(Collector):
+    """The live notifications and their latency, from the plain numbers the live path keeps."""
+
+    def __init__(self, latency: LatencyHistogram) -> None:
+        self._latency = latency
+
+    def collect(self) -> Iterator[Metric]:
+        latency = self._latency
+        yield HistogramMetricFamily(
+            "tidings_gateway_delivery_latency_seconds",
+            "From the stream's timestamp to the fan-out, per notification.",
+            buckets=latency.buckets(),
+            sum_value=latency.sum,
+        )
+        yield CounterMetricFamily(
+            "tidings_gateway_notifications",
+            "Live notifications fanned out.",
+            value=latency.count,  # every one is observed once
+        )
+
+
 class GatewayMetrics:
     """The registry served on ``/metrics``."""
 
     def __init__(self, gateway: Callable[[], Gateway]) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_HotPath(gateway))
-        self.latency = Histogram(
-            "tidings_gateway_delivery_latency_seconds",
-            "From the stream's timestamp to the fan-out, per notification.",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-            registry=self.registry,
-        )
-        self.notifications = Counter(
-            "tidings_gateway_notifications",
-            "Live notifications fanned out.",
-            registry=self.registry,
-        )
+        self.latency = LatencyHistogram()  # observed once per live notification
+        self.registry.register(_Delivery(self.latency))
         self.resumes = Counter(
             "tidings_gateway_resumes",
             "Resumes by outcome: memory, jetstream (backfilled), not_recovered.",

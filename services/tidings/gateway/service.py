@@ -271,9 +271,8 @@ class Gateway:
         if self.live is not None:
             self.live.tenant_removed(tenant)
 
-    def _on_delivered(self, _n: Any, lag: float) -> None:
-        self.metrics.notifications.inc()
-        self.metrics.latency.observe(lag)
+    def _on_delivered(self, lag: float) -> None:
+        self.metrics.latency.observe(lag)  # plain numbers; also counts the notification
 
     # -- resume and heal -----------------------------------------------------------------------
 

@@ -55,11 +55,14 @@ class Window:
 
     def add(self, seq: int, room: str, body: bytes, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        if self.entries and seq <= self.entries[-1].seq:
+        entries = self.entries
+        if entries and seq <= entries[-1].seq:
             return  # already held (a backfill got there first)
-        self.last_seq = max(self.last_seq, seq)
-        self.entries.append(Entry(seq, room, body, now))
-        self._trim(now)
+        if seq > self.last_seq:
+            self.last_seq = seq
+        entries.append(Entry(seq, room, body, now))
+        if len(entries) > self.max_count or now - entries[0].at > self.max_age:
+            self._trim(now)  # once per live message: skip the call when nothing falls out
 
     def _trim(self, now: float) -> None:
         entries = self.entries

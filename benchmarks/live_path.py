@@ -1,0 +1,239 @@
+"""CPU per live notification inside the gateway, without sockets: where the µs go.
+
+The end-to-end bench (`tidings bench --scenario hundred-rooms`) says how much gateway CPU one
+notification costs in total; this says which step costs what, steadily enough to compare two
+versions of the code on a shared machine. Everything is the gateway's own code: a real
+``Gateway`` object (not started), its ``Live`` handler fed with ``Msg`` objects shaped like
+nats-py's for a republished message (the seven headers a stored message carries), its hub
+flushing every few messages as the 2 ms batch window does at ~2,000/s over 100 rooms, into
+connections whose sinks only count bytes (no kernel write: the end-to-end bench measures that).
+nats-py's own header parser is timed on the same header blocks, with and without
+``Nats-Expected-Stream``. Each stage is timed with ``time.process_time`` over ``--messages``
+messages, ``--rounds`` times; the median and the minimum per message are printed.
+
+    taskset -c 1 python -m benchmarks.live_path --messages 50000 --rounds 5
+    PYTHONPATH=/path/to/other/tree/services:. python -m benchmarks.live_path   # another version
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import gc
+import json
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from tidings import envelope
+from tidings.envelope import Notification, new_id
+from tidings.gateway import live as live_module
+from tidings.gateway.connection import Connection, State
+from tidings.gateway.live import Live
+from tidings.gateway.service import Gateway
+from tidings.gateway.window import Window
+from tidings.protocol import encode_notification
+from tidings.publishing import PublishPolicy, parse_request
+from tidings.settings import AuthSettings, load_settings
+
+SECRET = "x" * 32  # a Gateway needs one to be built; nothing is verified here
+
+
+class CountingSink:
+    """Takes frames like a transport would, without a socket."""
+
+    __slots__ = ("bytes",)
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def write_frame(self, frame: bytes) -> None:
+        self.bytes += len(frame)
+
+    def buffered(self) -> int:
+        return 0
+
+    def close(self, code: int, reason: str) -> None:
+        pass
+
+
+def stamp(ns: int) -> str:
+    """``Nats-Time-Stamp`` as nats-server writes it (RFC 3339, nanoseconds, Z)."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+
+
+def messages(count: int, rooms: int) -> list[Msg]:
+    """Republished messages as the bench publishes them: tenant rooms in turn."""
+    policy = PublishPolicy()
+    out: list[Msg] = []
+    base = time.time_ns()
+    for i in range(count):
+        tenant = f"t{i % rooms}"
+        note = parse_request(
+            {
+                "tenant": tenant,
+                "event": "incident.created",
+                "title": "Spill in hall 3",
+                "message": "Cleanup under way, avoid the east entrance",
+                "severity": "warning",
+            },
+            policy,
+        )
+        nid = new_id()
+        data = b'{"k":1,"s":0,"i":%d,"t":%d}' % (i, time.monotonic_ns())
+        payload = dataclasses.replace(note, id=nid, data=data).to_bytes()
+        seq = i + 1
+        headers = {
+            "Nats-Msg-Id": nid,
+            "Nats-Expected-Stream": "TIDINGS",
+            "Nats-Stream": "TIDINGS",
+            "Nats-Subject": f"tenant.{tenant}.incident.created",
+            "Nats-Sequence": str(seq),
+            "Nats-Time-Stamp": stamp(base + i * 500_000),
+            "Nats-Last-Sequence": str(seq - 1),
+        }
+        out.append(
+            Msg(
+                _client=None,  # type: ignore[arg-type]
+                subject=f"live.tenant.{tenant}.incident.created",
+                data=payload,
+                headers=headers,
+            )
+        )
+    return out
+
+
+def header_block(headers: dict[str, str]) -> bytes:
+    """The bytes nats-py parses for every message (after ``NATS/1.0\\r\\n``)."""
+    return b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n"
+
+
+def per_message(fn: Callable[[], object], n: int) -> float:
+    """µs of process CPU per message for ``fn``, which handles ``n`` messages."""
+    gc.collect()
+    start = time.process_time()
+    fn()
+    return (time.process_time() - start) * 1e6 / n
+
+
+def build_gateway(rooms: int, receivers: int) -> tuple[Gateway, Live]:
+    settings = load_settings(auth=AuthSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
+    gw = Gateway(settings)
+    gs = settings.gateway
+    live = Live(
+        None,  # type: ignore[arg-type]  # no subscription is made: messages are fed by hand
+        None,  # type: ignore[arg-type]
+        gw.hub,
+        stream=settings.stream.name,
+        window_count=gs.replay_max_messages,
+        window_age=gs.replay_max_age,
+        replay_max=gs.replay_max_messages,
+        replay_concurrency=gs.replay_concurrency,
+        linger=gs.interest_linger,
+        timeout=settings.nats.request_timeout,
+        on_delivered=gw._on_delivered,
+    )
+    gw.live = live
+    for r in range(rooms):
+        tenant = f"t{r}"
+        window = Window(max_count=gs.replay_max_messages, max_age=gs.replay_max_age)
+        window.arm(0)
+        live.windows[tenant] = window
+        for _ in range(receivers):
+            conn = Connection(CountingSink(), max_buffer=gs.max_outbound_bytes)
+            conn.tenant = tenant
+            conn.move(State.SYNCING)
+            conn.move(State.LIVE)
+            gw.hub.join(conn, "tenant")
+    return gw, live
+
+
+async def run_handler(live: Live, msgs: list[Msg], batch: int, *, write: bool = True) -> None:
+    """``Live._on_message`` for every message (it never awaits), flushing every ``batch``;
+    without ``write`` what is due is thrown away instead (the handler's own cost)."""
+    hub = live.hub
+    for i, msg in enumerate(msgs, 1):
+        with contextlib.suppress(StopIteration):
+            live._on_message(msg).send(None)
+        if i % batch == 0:
+            if write:
+                hub.flush()
+            else:
+                hub._due.clear()
+    hub.flush()
+
+
+def measure(count: int, rooms: int, receivers: int, batch: int) -> dict[str, float]:
+    msgs = messages(count, rooms)
+    payloads = [m.data for m in msgs]
+    blocks = [header_block(m.headers or {}) for m in msgs]
+    without_expected = [
+        header_block({k: v for k, v in (m.headers or {}).items() if k != "Nats-Expected-Stream"})
+        for m in msgs
+    ]
+    stamps = [(m.headers or {})["Nats-Time-Stamp"] for m in msgs]
+    decoded = [Notification.from_bytes(p) for p in payloads]
+    parse = NATS._parse_header_lines  # nats-py's own parser, as it runs for every message
+    out: dict[str, float] = {}
+    out["nats-py headers (7)"] = per_message(lambda: [parse(b) for b in blocks], count)
+    out["nats-py headers (6)"] = per_message(lambda: [parse(b) for b in without_expected], count)
+    out["Notification.from_bytes"] = per_message(
+        lambda: [Notification.from_bytes(p) for p in payloads], count
+    )
+    out["encode_notification"] = per_message(
+        lambda: [encode_notification(n, 7, "tenant") for n in decoded], count
+    )
+    lean: Any = getattr(envelope, "decode_wire", None)  # the live path's decode, where it exists
+    if lean is not None:
+        out["decode_wire"] = per_message(lambda: [lean(p) for p in payloads], count)
+        wire = [lean(p) for p in payloads]
+        out["encode_notification (wire)"] = per_message(
+            lambda: [encode_notification(n, 7, "tenant") for n in wire], count
+        )
+    lag = live_module._lag
+    out["lag (Nats-Time-Stamp)"] = per_message(lambda: [lag(s) for s in stamps], count)
+    _, live = build_gateway(rooms, receivers)
+    out["Live._on_message (no writes)"] = per_message(
+        lambda: asyncio.run(run_handler(live, msgs, batch, write=False)), count
+    )
+    gw, live = build_gateway(rooms, receivers)
+    out["Live._on_message + Hub.flush"] = per_message(
+        lambda: asyncio.run(run_handler(live, msgs, batch)), count
+    )
+    assert live.dropped == 0, "the benchmark's messages must all be delivered"
+    assert gw.hub.deliveries == count * receivers
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--messages", type=int, default=50_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rooms", type=int, default=100, help="tenant rooms (one tenant each)")
+    ap.add_argument("--receivers", type=int, default=10, help="connections per room")
+    ap.add_argument("--batch", type=int, default=4, help="messages per hub flush")
+    ap.add_argument("--json", action="store_true", help="print the medians as JSON")
+    args = ap.parse_args()
+    rounds = [
+        measure(args.messages, args.rooms, args.receivers, args.batch) for _ in range(args.rounds)
+    ]
+    medians = {k: round(statistics.median(r[k] for r in rounds), 2) for k in rounds[0]}
+    if args.json:
+        print(json.dumps(medians))
+        return
+    print(f"µs of CPU per message over {args.messages:,} messages, {args.rounds} rounds")
+    print(f"  {'stage':<30} {'median':>8} {'min':>8}")
+    for name, value in medians.items():
+        print(f"  {name:<30} {value:8.2f} {min(r[name] for r in rounds):8.2f}")
+
+
+if __name__ == "__main__":
+    main()
