@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from tidings.gateway.connection import Connection, SlowConsumer
-from tidings.gateway.frames import MAX_PAYLOAD, cuts, text_frame
+from tidings.gateway.frames import MAX_PAYLOAD, cuts, frame_buffer
 
 BROADCAST_TENANT = ""  # broadcast notifications belong to no tenant
 RoomKey = tuple[str, str]  # (tenant, room name as clients write it)
@@ -154,7 +154,7 @@ class Hub:
         members = self.rooms.get(key)
         if not members:
             return
-        frame = text_frame(b"\n".join(d.body for d in run))
+        frame = frame_buffer(b"\n".join(d.body for d in run))
         items = [(d.seq, d.body) for d in run]
         slow: list[Connection] = []
         for conn in members:
