@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Callable
 
 import httpx
@@ -99,3 +101,26 @@ async def test_a_client_close_is_answered_and_forgets_the_connection(
     async with asyncio.timeout(5):
         while gateway.sessions or gateway.hub.tenants:
             await asyncio.sleep(0.02)
+
+
+async def test_a_closed_connection_is_freed_without_the_cyclic_collector(
+    gateway: Gateway, token: Callable[..., str]
+) -> None:
+    """Its objects form no cycle once the socket is gone, so refcounting frees them at once:
+    the gateway may freeze the collector's view of long-lived objects (`tune_gc`) safely."""
+    gc.collect()
+    gc.disable()
+    try:
+        async with RawClient(f"ws://127.0.0.1:{gateway.port}/ws") as client:
+            await client.hello(token())
+            await client.next("synced")
+            (session,) = gateway.sessions.values()
+            ref = weakref.ref(session)
+            del session
+        async with asyncio.timeout(5):
+            while gateway.sessions:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)  # the transport's own close callbacks
+        assert ref() is None, gc.get_referrers(ref())
+    finally:
+        gc.enable()

@@ -25,6 +25,24 @@ class Sink(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
 
+class _Gone:
+    """The sink of a connection whose socket is gone: writes go nowhere."""
+
+    __slots__ = ()
+
+    def write_frame(self, frame: bytearray) -> None:
+        pass
+
+    def buffered(self) -> int:
+        return 0
+
+    def close(self, code: int, reason: str) -> None:
+        pass
+
+
+GONE: Sink = _Gone()
+
+
 class State(Enum):
     HANDSHAKING = "handshaking"  # waiting for hello
     SYNCING = "syncing"  # in its rooms, live frames buffered while replay runs

@@ -28,6 +28,7 @@ from picows import ws_create_server
 from tidings import protocol as p
 from tidings.auth import Claims, Verifier
 from tidings.errors import TidingsError, Unavailable
+from tidings.gateway.collector import Collector
 from tidings.gateway.connection import Connection, State
 from tidings.gateway.fanout import BROADCAST_TENANT, Hub
 from tidings.gateway.live import Live
@@ -119,6 +120,8 @@ class Gateway:
         self.verifier = Verifier(settings.auth)
         self.metrics = GatewayMetrics(lambda: self)
         self.sessions: dict[Connection, Session] = {}
+        self.accepted = 0  # WebSocket connections accepted so far
+        self.collector = Collector(lambda: self.accepted)
         self.expiry = Expiry(self)
         self.keepalive = Keepalive(self)
         self.routes = Routes(self)
@@ -265,6 +268,9 @@ class Gateway:
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT, then drain and stop."""
         await self.start()
+        # A process of its own: hide the long-lived objects from the cyclic collector.
+        self.collector.start()
+        self._tasks.append(asyncio.ensure_future(self.collector.run()))
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -24,7 +24,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 from tidings import protocol as p
 from tidings.auth import AuthError, Claims
 from tidings.errors import TidingsError
-from tidings.gateway.connection import Connection, State
+from tidings.gateway.connection import GONE, Connection, State
 from tidings.gateway.frames import HEADROOM
 from tidings.subjects import Audience
 
@@ -140,6 +140,7 @@ class Session(WSListener):
         transport.request.headers.clear()
         transport.response.headers.clear()
         self.gw.sessions[self.conn] = self
+        self.gw.accepted += 1
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.gw.settings.gateway.hello_timeout, self._hello_timeout)
 
@@ -149,6 +150,9 @@ class Session(WSListener):
         conn.move(State.CLOSED)
         gw.hub.remove(conn)
         gw.sessions.pop(conn, None)
+        # No reference cycle outlives the socket: refcounting frees the connection at once,
+        # the cyclic collector never has to find it (see `tune_gc`).
+        conn.sink = GONE
         self.transport = None
         if (gw.draining or gw.stopping) and not gw.sessions:
             gw.drained.set()
