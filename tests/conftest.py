@@ -69,7 +69,7 @@ def gateway_settings(nats_settings: NatsSettings) -> Settings:
     return Settings(
         nats=nats_settings,
         auth=AuthSettings(jwt_secret=JWT_SECRET),
-        gateway=GatewaySettings(host="127.0.0.1", port=0, drain_seconds=1.0),
+        gateway=GatewaySettings(host="127.0.0.1", port=0, api_port=0, drain_seconds=1.0),
     )
 
 

@@ -47,6 +47,7 @@ class GatewayProcess:
     ) -> None:
         self.name = name
         self.port = port or free_port()
+        self.api_port = free_port()
         urls = [nats_urls] if isinstance(nats_urls, str) else list(nats_urls)
         base = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
         own = {
@@ -54,6 +55,7 @@ class GatewayProcess:
             "TIDINGS_NATS_RECONNECT_WAIT": "0.2",
             "TIDINGS_GATEWAY_HOST": "127.0.0.1",
             "TIDINGS_GATEWAY_PORT": str(self.port),
+            "TIDINGS_GATEWAY_API_PORT": str(self.api_port),
             "TIDINGS_GATEWAY_ID": name,
             "TIDINGS_GATEWAY_DRAIN_SECONDS": "1",
             "TIDINGS_LOG_FORMAT": "json",
@@ -70,7 +72,7 @@ class GatewayProcess:
 
     @property
     def url(self) -> str:
-        """Base URL of the HTTP side (``/healthz``, ``/metrics``, ``/api/...``)."""
+        """Base URL of the data port's HTTP side (``/healthz``, ``/metrics``)."""
         return f"http://127.0.0.1:{self.port}"
 
     @property
@@ -222,9 +224,11 @@ class GatewayProcess:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    def http(self, *, timeout: float = 5.0) -> httpx.AsyncClient:
-        """A client for the HTTP side (the caller closes it, e.g. ``async with``)."""
-        return httpx.AsyncClient(base_url=self.url, timeout=timeout)
+    def http(self, *, timeout: float = 5.0, api: bool = False) -> httpx.AsyncClient:
+        """A client for the data port's HTTP side, or with ``api`` the API port's (the caller
+        closes it, e.g. ``async with``)."""
+        base = f"http://127.0.0.1:{self.api_port}" if api else self.url
+        return httpx.AsyncClient(base_url=base, timeout=timeout)
 
 
 @asynccontextmanager

@@ -69,6 +69,7 @@ class DevOptions:
     nats_port: int = 4222
     publisher_port: int = 8081
     gateway_port: int = 8080
+    gateway_api_port: int = 8083
     demo_port: int = 8082
     tenant: str = "demo"
     user: str = "alice"
@@ -150,6 +151,7 @@ def services(options: DevOptions, *, secret: str) -> list[ServiceSpec]:
                 "TIDINGS_NATS_URLS": nats_url,
                 "TIDINGS_GATEWAY_HOST": host,
                 "TIDINGS_GATEWAY_PORT": str(options.gateway_port),
+                "TIDINGS_GATEWAY_API_PORT": str(options.gateway_api_port),
                 SECRET_ENV: secret,  # the secret the dev token is signed with
                 # Ctrl-C should not wait out a production-length drain.
                 "TIDINGS_GATEWAY_DRAIN_SECONDS": os.environ.get(
@@ -158,7 +160,7 @@ def services(options: DevOptions, *, secret: str) -> list[ServiceSpec]:
                 # The demo page comes from its own server, so its WebSocket is cross-origin.
                 "TIDINGS_GATEWAY_ALLOWED_ORIGINS": _gateway_origins(options),
             },
-            info={"ws": gateway_ws},
+            info={"ws": gateway_ws, "api": f"http://{host}:{options.gateway_api_port}"},
         ),
         ServiceSpec(
             name="demo",

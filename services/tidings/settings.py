@@ -333,7 +333,18 @@ class GatewaySettings(BaseSettings):
     model_config = _config("TIDINGS_GATEWAY_")
 
     host: str = Field(default="0.0.0.0", description="Bind address.")
-    port: int = Field(default=8080, ge=0, le=65535, description="Bind port (WebSocket and HTTP).")
+    port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        description="Data port: the WebSocket `/ws`, probes, `/metrics` (and the demo page).",
+    )
+    api_port: int = Field(
+        default=8083,
+        ge=0,
+        le=65535,
+        description="API port: `GET /api/notifications/status` (and `/healthz`).",
+    )
     id: str = Field(default="", description="Instance id in status answers; default host-pid.")
     allowed_origins: StrList = Field(
         default=[],

@@ -74,13 +74,17 @@ class GatewayPod:
 
     def __init__(self, rendered: Rendered, root: Path, **kw: Any) -> None:
         workload = rendered.get("Deployment", "gateway")
-        self.port = free_port()
+        self.port, self.api_port = free_port(), free_port()
         self.c = LocalContainer(
             rendered,
             workload,
             "gateway",
             root=root,
-            env={"TIDINGS_GATEWAY_HOST": "127.0.0.1", "TIDINGS_GATEWAY_PORT": str(self.port)},
+            env={
+                "TIDINGS_GATEWAY_HOST": "127.0.0.1",
+                "TIDINGS_GATEWAY_PORT": str(self.port),
+                "TIDINGS_GATEWAY_API_PORT": str(self.api_port),
+            },
             **kw,
         )
         self.spec = self.c.container
@@ -88,6 +92,10 @@ class GatewayPod:
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def api_url(self, path: str) -> str:
+        assert self.c.port("api") == 8083  # the container port the chart exposes for the API
+        return f"http://127.0.0.1:{self.api_port}{path}"
 
     def probe_url(self, probe: str) -> str:
         get = self.spec[probe]["httpGet"]
@@ -429,7 +437,7 @@ async def test_nats_values_give_each_component_what_it_needs_and_nothing_more(
                     # The status scatter: request, the gateway's own answer, the reply inbox.
                     async with httpx.AsyncClient(timeout=5) as http:
                         status = await http.get(
-                            gateway.url("/api/notifications/status"),
+                            gateway.api_url("/api/notifications/status"),
                             headers={"Authorization": f"Bearer {token}"},
                         )
                     assert status.status_code == 200, status.text

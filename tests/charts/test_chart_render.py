@@ -157,7 +157,10 @@ def _gateway_container(rendered: Rendered) -> dict[str, Any]:
 def test_gateway_probes_use_its_routes_and_liveness_does_not_depend_on_nats(variant: str) -> None:
     container = _gateway_container(render_variant(variant))
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": 8080}
+    assert ports == {"http": 8080, "api": 8083}
+    rendered = render_variant(variant)
+    env = rendered.data("ConfigMap", container["envFrom"][0]["configMapRef"]["name"])
+    assert (env["TIDINGS_GATEWAY_PORT"], env["TIDINGS_GATEWAY_API_PORT"]) == ("8080", "8083")
     probes = {name: container[name]["httpGet"] for name in ("startupProbe", "livenessProbe")}
     probes["readinessProbe"] = container["readinessProbe"]["httpGet"]
     # /readyz turns 503 without NATS or while draining; liveness must not, or a NATS outage
@@ -348,9 +351,15 @@ def test_ingress_is_websocket_friendly_and_routes_to_the_gateway_service() -> No
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
     assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
     service = rendered.get("Service", "gateway")
-    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
-    assert backend["name"] == service["metadata"]["name"]
-    assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+    ports = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
+    assert ports == {"http": "http", "api": "api"}
+    routes = {
+        p["path"]: p["backend"]["service"] for p in ingress["spec"]["rules"][0]["http"]["paths"]
+    }
+    assert {b["name"] for b in routes.values()} == {service["metadata"]["name"]}
+    # WebSocket and everything else to the data port; the status API to its own port.
+    assert routes["/"]["port"] == {"name": "http"}
+    assert routes["/api/notifications"]["port"] == {"name": "api"}
     assert ingress["spec"]["tls"][0]["hosts"] == ["tidings.example.com"]
 
 
@@ -384,7 +393,7 @@ def test_pdb_service_and_service_monitor_select_the_gateway_pods() -> None:
     assert pdb["spec"]["maxUnavailable"] == 1
     service = rendered.get("Service", "gateway")
     assert _selects(service["spec"]["selector"], labels)
-    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http", "api"]
     monitor = rendered.get("ServiceMonitor", "gateway")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert _selects(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
@@ -408,7 +417,10 @@ def test_network_policies_cover_every_pod_and_open_only_what_is_used() -> None:
     gateway = rendered.get("NetworkPolicy", "gateway")["spec"]
     assert gateway["policyTypes"] == ["Ingress", "Egress"]
     (ingress,) = gateway["ingress"]
-    assert ingress["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert ingress["ports"] == [
+        {"port": "http", "protocol": "TCP"},
+        {"port": "api", "protocol": "TCP"},
+    ]
     sources = ingress["from"]
     assert {"namespaceSelector": {"matchLabels": {"name": "ingress-nginx"}}} in sources
     test_pod = rendered.get("Pod", "test")["metadata"]["labels"]

@@ -189,7 +189,16 @@ class Service(Strict):
         description="Service type of the gateways.",
     )
     port: int = Field(
-        default=80, ge=1, le=65535, description="Service port (targets the gateways' 8080)."
+        default=80,
+        ge=1,
+        le=65535,
+        description="Service port of the data port: WebSocket, probes, metrics (gateway 8080).",
+    )
+    apiPort: int = Field(
+        default=8083,
+        ge=1,
+        le=65535,
+        description="Service port of the status API (gateway 8083).",
     )
     annotations: dict[str, str] = Field(default={}, description="Service annotations.")
 
@@ -197,6 +206,9 @@ class Service(Strict):
 class IngressPath(Strict):
     path: str = "/"
     pathType: Literal["Prefix", "Exact", "ImplementationSpecific"] = "Prefix"
+    port: Literal["http", "api"] = Field(
+        default="http", description="`http`: WebSocket and probes; `api`: the status API."
+    )
 
 
 class IngressHost(Strict):
@@ -212,7 +224,12 @@ class Ingress(Strict):
     )
     annotations: dict[str, str] = Field(default={}, description="More Ingress annotations.")
     hosts: list[IngressHost] = Field(
-        default=[IngressHost(host="tidings.example.com", paths=[IngressPath()])],
+        default=[
+            IngressHost(
+                host="tidings.example.com",
+                paths=[IngressPath(), IngressPath(path="/api/notifications", port="api")],
+            )
+        ],
         description="Hosts and paths routed to the gateways.",
     )
     tls: list[Obj] = Field(default=[], description="TLS blocks (`[{secretName, hosts}]`).")

@@ -76,6 +76,7 @@ class Dev:
     nats_port: int
     publisher_port: int
     gateway_port: int
+    gateway_api_port: int
     demo_port: int
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -107,6 +108,7 @@ def launch(cwd: Path, *, publisher_port: int | None = None) -> Dev:
         nats_port=free_port(),
         publisher_port=publisher_port or free_port(),
         gateway_port=free_port(),
+        gateway_api_port=free_port(),
         demo_port=free_port(),
     )
     with (cwd / "dev.out").open("wb") as out, (cwd / "dev.err").open("wb") as err:
@@ -115,6 +117,7 @@ def launch(cwd: Path, *, publisher_port: int | None = None) -> Dev:
                 sys.executable, "-m", "tidings", "dev", "--dir", str(dev.dir),
                 "--nats-port", str(dev.nats_port), "--publisher-port", str(dev.publisher_port),
                 "--gateway-port", str(dev.gateway_port), "--demo-port", str(dev.demo_port),
+                "--gateway-api-port", str(dev.gateway_api_port),
             ],
             cwd=cwd, env=clean_env(), stdout=out, stderr=err,
         )  # fmt: skip
@@ -194,6 +197,7 @@ def test_dev_json_names_working_urls_and_a_dev_token(stack: Dev) -> None:
     assert info["gateway"] == {
         "url": f"http://127.0.0.1:{stack.gateway_port}",
         "ws": f"ws://127.0.0.1:{stack.gateway_port}/ws",
+        "api": f"http://127.0.0.1:{stack.gateway_api_port}",
     }
     for service in ("publisher", "gateway"):
         assert httpx.get(info[service]["url"] + "/readyz").status_code == 200
@@ -310,6 +314,7 @@ def test_sigint_stops_every_process_and_frees_the_ports(tmp_path: Path) -> None:
     assert not port_in_use(dev.nats_port)
     assert not port_in_use(dev.publisher_port)
     assert not port_in_use(dev.gateway_port)
+    assert not port_in_use(dev.gateway_api_port)
     assert not port_in_use(dev.demo_port)
     assert not (dev.dir / "dev.json").exists()
 

@@ -254,7 +254,11 @@ async def test_status_sums_two_gateway_processes_and_drain_turns_readyz_503(
                 await c.__aenter__()
                 await c.hello(token(tenant=tenant, user=user))
                 await c.next("synced")
-            async with gw1.http() as one, gw2.http() as two:
+            async with (
+                gw1.http(api=True) as one,
+                gw2.http(api=True) as two,
+                gw2.http() as two_data,
+            ):
                 expected = {
                     "tenant": "acme",
                     "user": "alice",
@@ -288,12 +292,18 @@ async def test_status_sums_two_gateway_processes_and_drain_turns_readyz_503(
                 ] == "Bearer"
 
                 # SIGTERM gw2: not ready while it drains, its clients are told to move.
-                assert (await two.get("/readyz")).status_code == 200
+                # The data port says where the status API is.
+                moved = await two_data.get("/api/notifications/status")
+                assert moved.status_code == 404
+                assert str(gw2.api_port) in moved.json()["error"]["reason"]
+
+                # SIGTERM gw2: not ready while it drains, its clients are told to move.
+                assert (await two_data.get("/readyz")).status_code == 200
                 gw2.send_signal()  # SIGTERM
 
                 async def draining() -> bool:
                     with contextlib.suppress(httpx.TransportError):
-                        response = await two.get("/readyz")
+                        response = await two_data.get("/readyz")
                         return response.status_code == 503 and response.json()["draining"]
                     return False
 

@@ -11,17 +11,36 @@ from enum import Enum
 from typing import Protocol
 
 from tidings.errors import TidingsError
-from tidings.gateway.frames import cuts, text_frame
+from tidings.gateway.frames import cuts, frame_buffer
 
 
 class Sink(Protocol):
-    """Where a connection's bytes go: a WebSocket transport that takes pre-built frames."""
+    """Where a connection's bytes go: a WebSocket transport that takes pre-built frames
+    (:func:`tidings.gateway.frames.frame_buffer`)."""
 
-    def write_frame(self, frame: bytes) -> None: ...
+    def write_frame(self, frame: bytearray) -> None: ...
 
     def buffered(self) -> int: ...
 
     def close(self, code: int, reason: str) -> None: ...
+
+
+class _Gone:
+    """The sink of a connection whose socket is gone: writes go nowhere."""
+
+    __slots__ = ()
+
+    def write_frame(self, frame: bytearray) -> None:
+        pass
+
+    def buffered(self) -> int:
+        return 0
+
+    def close(self, code: int, reason: str) -> None:
+        pass
+
+
+GONE: Sink = _Gone()
 
 
 class State(Enum):
@@ -97,7 +116,7 @@ class Connection:
         if new is State.CLOSED:
             self.pending = []
 
-    def deliver(self, frame: bytes, items: list[tuple[int, bytes]]) -> None:
+    def deliver(self, frame: bytearray, items: list[tuple[int, bytes]]) -> None:
         """Hot path: write a shared frame when live, keep the items when syncing."""
         state = self.state
         if state is State.LIVE:
@@ -116,10 +135,10 @@ class Connection:
         if not fresh:
             return
         for start, end in cuts([len(body) for body in fresh]):
-            self.sink.write_frame(text_frame(b"\n".join(fresh[start:end])))
+            self.sink.write_frame(frame_buffer(b"\n".join(fresh[start:end])))
         self.last_seq = items[-1][0]
 
     def write_control(self, body: bytes) -> None:
         """A frame of its own (welcome, error, reset, reconnect)."""
         if self.state is not State.CLOSED:
-            self.sink.write_frame(text_frame(body))
+            self.sink.write_frame(frame_buffer(body))

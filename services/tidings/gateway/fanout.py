@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from tidings.gateway.connection import Connection, SlowConsumer
-from tidings.gateway.frames import MAX_PAYLOAD, cuts, text_frame
+from tidings.gateway.frames import MAX_PAYLOAD, cuts, frame_buffer
 
 BROADCAST_TENANT = ""  # broadcast notifications belong to no tenant
 RoomKey = tuple[str, str]  # (tenant, room name as clients write it)
@@ -159,7 +159,7 @@ class Hub:
             return
         else:
             payload, items = b"\n".join([d.body for d in run]), [(d.seq, d.body) for d in run]
-        frame = text_frame(payload)
+        frame = frame_buffer(payload)
         slow: list[Connection] = []
         for conn in members:
             try:

@@ -1,21 +1,26 @@
-"""The gateway's HTTP side, served on the WebSocket port: probes, metrics, status, /ws checks.
+"""The gateway's HTTP side.
 
-websockets calls ``process_request`` before every handshake; returning a response answers a
-plain HTTP request, returning ``None`` lets the WebSocket handshake go on.
+The data port (picows) answers every request in its handshake hook, synchronously: ``/ws``
+checks (then the upgrade), probes, metrics and the demo page. The one route that must wait on
+NATS, ``GET /api/notifications/status``, lives on the API port, a small Starlette app (picows
+cannot answer a request after its hook returns).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
+from picows import WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from websockets.asyncio.server import ServerConnection
-from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from tidings import protocol as p
 from tidings.auth import AuthError
@@ -25,31 +30,37 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-
-def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
-    headers = Headers(
-        [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-store"),
-            # websockets closes the connection after any non-101 response: say so, or a
-            # keep-alive client (a Prometheus scraper, httpx) reuses it and fails.
-            ("Connection", "close"),
-        ]
-    )
-    return Response(status.value, status.phrase, headers, body)
+_NO_STORE = {"Cache-Control": "no-store"}
 
 
-def json_response(status: HTTPStatus, body: Any) -> Response:
+def _response(
+    status: HTTPStatus,
+    body: bytes,
+    content_type: str,
+    headers: Mapping[str, str] | None = None,
+) -> WSUpgradeResponse:
+    """A plain HTTP answer on the data port (picows adds Content-Length and Connection: close:
+    it serves one request per connection)."""
+    extra = {"Content-Type": content_type, **_NO_STORE, **(headers or {})}
+    response: WSUpgradeResponse
+    if status < HTTPStatus.BAD_REQUEST:
+        response = WSUpgradeResponse.create_ok_response(body, extra_headers=extra)
+        response.status = status  # 200, or the demo's 302
+    else:
+        response = WSUpgradeResponse.create_error_response(status, body, extra_headers=extra)
+    return response
+
+
+def _json(status: HTTPStatus, body: Any) -> WSUpgradeResponse:
     return _response(status, orjson.dumps(body), "application/json")
 
 
-def error_response(status: HTTPStatus, code: str, reason: str) -> Response:
-    return json_response(status, {"error": {"code": code, "reason": reason}})
+def _error(status: HTTPStatus, code: str, reason: str) -> WSUpgradeResponse:
+    return _json(status, {"error": {"code": code, "reason": reason}})
 
 
 class Routes:
-    """``/healthz``, ``/readyz``, ``/metrics``, ``/api/notifications/status`` and ``/ws``."""
+    """The data port's handshake hook: ``/ws`` (checks, then a session), probes, metrics, demo."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
@@ -59,10 +70,23 @@ class Routes:
                 " development only"
             )
 
-    async def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
+    def __call__(self, request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
+        """picows calls this for every request, before it validates an upgrade."""
+        url = urlsplit(request.path.decode("latin-1"))
+        path = url.path
         if path == p.PATH:
-            return self._check_websocket(request)
+            refused = self._check_websocket(request, url.query)
+            if refused is not None:
+                return WSUpgradeResponseWithListener(refused, None)
+            from tidings.gateway.session import Session
+
+            upgrade = WSUpgradeResponse.create_101_response(
+                extra_headers={"Sec-WebSocket-Protocol": p.SUBPROTOCOL}
+            )
+            return WSUpgradeResponseWithListener(upgrade, Session(self.gw))
+        return WSUpgradeResponseWithListener(self._http(path, url.query), None)
+
+    def _http(self, path: str, query: str) -> WSUpgradeResponse:
         if path == "/healthz":
             return _response(HTTPStatus.OK, b"ok\n", "text/plain")
         if path == "/readyz":
@@ -72,55 +96,52 @@ class Routes:
                 HTTPStatus.OK, generate_latest(self.gw.metrics.registry), CONTENT_TYPE_LATEST
             )
         if path == "/api/notifications/status":
-            return await self._status(request)
+            port = self.gw.api_port
+            return _error(
+                HTTPStatus.NOT_FOUND, "not_found", f"the status API is on the API port ({port})"
+            )
         if self.gw.settings.gateway.demo and (path == "/demo" or path.startswith("/demo/")):
-            return self._demo(request)
-        return error_response(HTTPStatus.NOT_FOUND, "not_found", f"no route {path}")
+            return self._demo(path, query)
+        return _error(HTTPStatus.NOT_FOUND, "not_found", f"no route {path}")
 
-    def _demo(self, request: Request) -> Response:
+    def _demo(self, path: str, query: str) -> WSUpgradeResponse:
         """Development only (``TIDINGS_GATEWAY_DEMO``): the demo page, its config, dev tokens."""
         from tidings import demo
 
         minter = demo.Minter.from_settings(self.gw.settings.auth)
-        url = urlsplit(request.path)
         answer = demo.answer_get(
-            url.path,
-            dict(parse_qsl(url.query)),
+            path,
+            dict(parse_qsl(query)),
             config=lambda: demo.gateway_config(minter),
             minter=minter,
         )
         assert answer is not None  # only called for /demo paths
-        response = _response(answer.status, answer.body, answer.content_type)
-        for name, value in answer.headers.items():
-            if name not in response.headers:
-                response.headers[name] = value
-        return response
+        return _response(answer.status, answer.body, answer.content_type, answer.headers)
 
-    def _ready(self) -> Response:
+    def _ready(self) -> WSUpgradeResponse:
         gw = self.gw
         body = {"nats": gw.nats_connected, "draining": gw.draining, "connections": len(gw.sessions)}
         ok = gw.nats_connected and not gw.draining
-        return json_response(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, body)
+        return _json(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, body)
 
-    def _check_websocket(self, request: Request) -> Response | None:
+    def _check_websocket(self, request: WSUpgradeRequest, query: str) -> WSUpgradeResponse | None:
         if self.gw.draining:
-            return error_response(
-                HTTPStatus.SERVICE_UNAVAILABLE, "restarting", "this gateway is draining"
-            )
-        origin = request.headers.get("Origin")
-        if not self.origin_allowed(origin, request.headers.get("Host")):
-            return error_response(
+            return _error(HTTPStatus.SERVICE_UNAVAILABLE, "restarting", "this gateway is draining")
+        headers = request.headers
+        origin = headers.get("Origin")
+        if not self.origin_allowed(origin, headers.get("Host")):
+            return _error(
                 HTTPStatus.FORBIDDEN, "origin_forbidden", f"origin {origin!r} is not allowed"
             )
-        offered = ",".join(request.headers.get_all("Sec-WebSocket-Protocol"))
+        offered = ",".join(headers.getall("Sec-WebSocket-Protocol", []))
         if p.SUBPROTOCOL not in {s.strip() for s in offered.split(",")}:
-            return error_response(
+            return _error(
                 HTTPStatus.BAD_REQUEST,
                 "subprotocol_required",
                 f"offer the WebSocket subprotocol {p.SUBPROTOCOL}",
             )
-        if "token" in urlsplit(request.path).query:
-            return error_response(
+        if "token" in query:
+            return _error(
                 HTTPStatus.BAD_REQUEST,
                 "token_in_url",
                 "send the token in the hello frame, never in the URL (it would be logged)",
@@ -138,19 +159,38 @@ class Routes:
             return origin in allowed
         return urlsplit(origin).netloc == (host or "")
 
-    async def _status(self, request: Request) -> Response:
-        auth = request.headers.get("Authorization", "")
-        scheme, _, token = auth.partition(" ")
+
+def api_app(gateway: Gateway) -> Starlette:
+    """The API port: ``GET /api/notifications/status`` (it scatters a request over NATS) and
+    the probes, so the port can be checked on its own."""
+
+    def err(status: HTTPStatus, code: str, reason: str, **headers: str) -> Response:
+        body = orjson.dumps({"error": {"code": code, "reason": reason}})
+        return Response(body, status, {**_NO_STORE, **headers}, "application/json")
+
+    async def status(request: Request) -> Response:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
-            response = error_response(
-                HTTPStatus.UNAUTHORIZED, "token_missing", "send Authorization: Bearer <jwt>"
+            return err(
+                HTTPStatus.UNAUTHORIZED,
+                "token_missing",
+                "send Authorization: Bearer <jwt>",
+                **{"WWW-Authenticate": "Bearer"},
             )
-            response.headers["WWW-Authenticate"] = "Bearer"
-            return response
         try:
-            claims = await self.gw.verifier.verify(token.strip())
+            claims = await gateway.verifier.verify(token.strip())
         except AuthError as exc:
-            self.gw.metrics.auth_failures.labels(exc.code).inc()
-            return error_response(HTTPStatus(exc.http_status), exc.code, exc.reason)
-        status = await self.gw.cluster_status(claims.tenant, claims.user)
-        return json_response(HTTPStatus.OK, status)
+            gateway.metrics.auth_failures.labels(exc.code).inc()
+            return err(HTTPStatus(exc.http_status), exc.code, exc.reason)
+        answer = await gateway.cluster_status(claims.tenant, claims.user)
+        return Response(orjson.dumps(answer), 200, _NO_STORE, "application/json")
+
+    async def healthz(request: Request) -> Response:
+        return Response(b"ok\n", 200, _NO_STORE, "text/plain")
+
+    return Starlette(
+        routes=[
+            Route("/api/notifications/status", status),
+            Route("/healthz", healthz),
+        ]
+    )

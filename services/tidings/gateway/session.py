@@ -1,5 +1,10 @@
 """One WebSocket connection's conversation: hello, resume, then subscribe/refresh/ping.
 
+A session is the picows listener of its connection: callbacks, no task of its own (a gateway
+holds tens of thousands). The steps that must wait — checking a token that may need a JWKS
+fetch, the resume — run in a short task while later frames queue behind it, so frames are
+still handled in order.
+
 Every refusal is an ``error`` frame with a code from the protocol's table, followed by the close
 code that table gives. The security checks live in ``tidings.auth`` (token, rooms); this module
 only applies them at the right moments.
@@ -14,14 +19,13 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
-from websockets.protocol import OPEN
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from tidings import protocol as p
 from tidings.auth import AuthError, Claims
 from tidings.errors import TidingsError
-from tidings.gateway.connection import Connection, State
+from tidings.gateway.connection import GONE, Connection, State
+from tidings.gateway.frames import HEADROOM
 from tidings.subjects import Audience
 
 if TYPE_CHECKING:
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CLOSE_TIMEOUT = 2.0  # how long a closing connection may take to answer our close frame
+MAX_QUEUED = 64  # frames held while a hello or refresh is checked; beyond it, rate_limited
 
 _background: set[asyncio.Task[Any]] = set()
 
@@ -41,29 +47,7 @@ def spawn(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
     return task
 
 
-class WebSocketSink:
-    """The fan-out's view of a websockets connection: pre-built frames straight to the socket."""
-
-    __slots__ = ("ws",)
-
-    def __init__(self, ws: ServerConnection) -> None:
-        self.ws = ws
-
-    def write_frame(self, frame: bytes) -> None:
-        # Once the closing handshake began the transport may be half-closed (write() raises);
-        # the client resumes elsewhere, so whatever is left for it is dropped here.
-        if self.ws.protocol.state is OPEN:
-            self.ws.transport.write(frame)
-
-    def buffered(self) -> int:
-        size: int = self.ws.transport.get_write_buffer_size()
-        return size
-
-    def close(self, code: int, reason: str) -> None:
-        spawn(self.ws.close(code, reason))
-
-
-def _request_id(raw: str | bytes) -> int | None:
+def _request_id(raw: bytes) -> int | None:
     """The ``id`` of a frame that failed to parse, so the client can still match the error."""
     try:
         body = orjson.loads(raw)
@@ -91,45 +75,201 @@ class UnexpectedFrame(p.WireError):
     error = p.ErrorCode.UNEXPECTED_FRAME
 
 
-class Session:
-    """Runs one connection from its first frame to its close."""
+class Session(WSListener):
+    """Runs one connection from its upgrade to its close; also the fan-out's sink for it."""
 
-    __slots__ = ("_tokens", "_tokens_at", "claims", "conn", "gw", "ws")
+    __slots__ = (
+        "_busy",
+        "_partial",
+        "_queue",
+        "_timer",
+        "_tokens",
+        "_tokens_at",
+        "claims",
+        "conn",
+        "gw",
+        "seen",
+        "transport",
+    )
 
-    def __init__(self, gateway: Gateway, ws: ServerConnection) -> None:
+    def __init__(self, gateway: Gateway) -> None:
+        super().__init__()
         self.gw = gateway
-        self.ws = ws
         settings = gateway.settings.gateway
-        self.conn = Connection(WebSocketSink(ws), max_buffer=settings.max_outbound_bytes)
+        self.conn = Connection(self, max_buffer=settings.max_outbound_bytes)
+        self.transport: WSTransport | None = None
         self.claims: Claims | None = None
         self._tokens = float(settings.rate_burst)
-        self._tokens_at = time.monotonic()
+        self._tokens_at = self.seen = time.monotonic()
+        self._busy = False  # a hello or refresh is being checked; frames wait in _queue
+        self._queue: list[tuple[WSMsgType, bytes]] | None = None
+        self._partial: tuple[WSMsgType, bytearray] | None = None  # a fragmented message
+        self._timer: asyncio.TimerHandle | None = None  # hello timeout, then close timeout
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    # -- the fan-out's sink --------------------------------------------------------------------
 
-    async def run(self) -> None:
-        gw = self.gw
-        gw.sessions[self.conn] = self
-        try:
-            if not await self._handshake():
+    def write_frame(self, frame: bytearray) -> None:
+        """One text frame whose payload starts at ``HEADROOM`` (picows writes the header in
+        place; the same buffer goes to every member). Dropped once our close frame is out."""
+        transport = self.transport
+        if transport is not None:
+            transport.send_reuse_external_bytearray(WSMsgType.TEXT, frame, HEADROOM)
+
+    def buffered(self) -> int:
+        transport = self.transport
+        if transport is None:
+            return 0
+        size: int = transport.underlying_transport.get_write_buffer_size()
+        return size
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake; the socket goes when the client answers, or after
+        ``CLOSE_TIMEOUT`` when it does not."""
+        transport = self.transport
+        if transport is None or transport.is_close_frame_sent:
+            return
+        transport.send_close(WSCloseCode(code), reason.encode())
+        self._cancel_timer()
+        self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, transport.disconnect)
+
+    # -- picows callbacks ----------------------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        # The handshake's headers are not needed any more; picows would keep them per connection.
+        transport.request.headers.clear()
+        transport.response.headers.clear()
+        self.gw.sessions[self.conn] = self
+        self.gw.accepted += 1
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.gw.settings.gateway.hello_timeout, self._hello_timeout)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._cancel_timer()
+        gw, conn = self.gw, self.conn
+        conn.move(State.CLOSED)
+        gw.hub.remove(conn)
+        gw.sessions.pop(conn, None)
+        # No reference cycle outlives the socket: refcounting frees the connection at once,
+        # the cyclic collector never has to find it (see `tune_gc`).
+        conn.sink = GONE
+        self.transport = None
+        if (gw.draining or gw.stopping) and not gw.sessions:
+            gw.drained.set()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        self.seen = time.monotonic()
+        kind = frame.msg_type
+        if kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
+            if self._partial is not None:
+                self._protocol_error("a new message began before the fragmented one ended")
+            elif frame.fin:
+                self._message(kind, frame.get_payload_as_bytes())
+            else:
+                self._partial = (kind, bytearray(frame.get_payload_as_memoryview()))
+        elif kind == WSMsgType.CONTINUATION:
+            self._continuation(frame)
+        elif kind == WSMsgType.CLOSE:
+            if not transport.is_close_frame_sent:
+                code = frame.get_close_code()  # echoed (RFC 6455 §5.5.1); none: 1000
+                none = code.value in (WSCloseCode.NO_INFO.value, 1005)
+                transport.send_close(WSCloseCode.OK if none else code)
+            transport.disconnect()
+        # PING is answered by picows; a PONG only needs to count as a sign of life (`seen`).
+
+    def _continuation(self, frame: WSFrame) -> None:
+        if self._partial is None:
+            self._protocol_error("a continuation frame without a message to continue")
+            return
+        kind, buf = self._partial
+        buf += frame.get_payload_as_memoryview()
+        limit = 4 * self.gw.settings.gateway.max_frame_bytes
+        if len(buf) > limit:
+            self._partial = None
+            self.close(int(p.CloseCode.MESSAGE_TOO_BIG), f"message over {limit} bytes")
+        elif frame.fin:
+            self._partial = None
+            self._message(kind, bytes(buf))
+
+    def _protocol_error(self, reason: str) -> None:
+        self._partial = None
+        self.close(WSCloseCode.PROTOCOL_ERROR.value, reason)
+
+    # -- frames, in order ----------------------------------------------------------------------
+
+    def _message(self, kind: WSMsgType, raw: bytes) -> None:
+        if self.conn.state is State.CLOSED:
+            return
+        if self._busy:
+            queue = self._queue if self._queue is not None else []
+            self._queue = queue
+            if len(queue) >= MAX_QUEUED:
+                self.refuse(p.ErrorCode.RATE_LIMITED)
                 return
-            async for raw in self.ws:
-                await self._on_frame(raw)
-        except ConnectionClosed:
-            pass
+            queue.append((kind, raw))
+            return
+        try:
+            self._handle(kind, raw)
         except TidingsError as exc:
-            await self.refuse(exc)
+            self.refuse(exc)
         except Exception:
             log.exception("session failed", extra={"connection": self.conn.id})
-            await self.refuse(p.ErrorCode.INTERNAL)
-        finally:
-            self.conn.move(State.CLOSED)
-            gw.hub.remove(self.conn)
-            gw.sessions.pop(self.conn, None)
-            if gw.draining and not gw.sessions:
-                gw.drained.set()
+            self.refuse(p.ErrorCode.INTERNAL)
 
-    async def refuse(
+    def _handle(self, kind: WSMsgType, raw: bytes) -> None:
+        settings = self.gw.settings.gateway
+        if self.conn.state is State.HANDSHAKING:
+            self._cancel_timer()
+            self._run(self._hello(kind, raw))
+            return
+        if not self._rate_ok():
+            raise RateLimited(f"more than {settings.rate_limit:g} frames per second")
+        frame: p.ClientFrame | None = None
+        try:
+            frame = self._parse(kind, raw)
+            if isinstance(frame, p.Refresh):
+                self._run(self._refresh(frame))
+            else:
+                self._dispatch(frame)
+        except TidingsError as exc:
+            self._answer_error(exc, frame, raw)
+
+    def _answer_error(self, exc: TidingsError, frame: p.ClientFrame | None, raw: bytes) -> None:
+        """A non-fatal error is answered with an error frame; the connection stays."""
+        if p.error_code_of(exc).always_fatal:
+            raise exc
+        frame_id = getattr(frame, "id", None) if frame is not None else _request_id(raw)
+        self.conn.write_control(p.encode(p.error_frame(exc, id=frame_id)))
+
+    def _parse(self, kind: WSMsgType, raw: bytes) -> p.ClientFrame:
+        if kind != WSMsgType.TEXT:
+            raise p.MalformedFrame("binary frames are not part of the protocol; send text")
+        settings = self.gw.settings.gateway
+        return p.parse_client_frame(
+            raw, max_bytes=settings.max_frame_bytes, max_rooms=settings.max_rooms
+        )
+
+    def _run(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a step that must wait; frames that arrive meanwhile are handled after it."""
+        self._busy = True
+        spawn(self._step(coro))
+
+    async def _step(self, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except TidingsError as exc:
+            self.refuse(exc)
+        except Exception:
+            log.exception("session failed", extra={"connection": self.conn.id})
+            self.refuse(p.ErrorCode.INTERNAL)
+        self._busy = False
+        while self._queue and not self._busy:
+            kind, raw = self._queue.pop(0)
+            self._message(kind, raw)
+        if not self._queue:
+            self._queue = None
+
+    def refuse(
         self, error: p.ErrorCode | BaseException, *, code: p.CloseCode | None = None
     ) -> None:
         """Send the error frame, then close with the code the error table gives."""
@@ -146,62 +286,56 @@ class Session:
             self.conn.write_control(orjson.dumps(body))
         self.conn.move(State.CLOSED)
         self.gw.hub.remove(self.conn)
-        await self.ws.close(int(close), frame.code)
+        self.close(int(close), frame.code)
 
-    # -- hello ---------------------------------------------------------------------------
+    def _hello_timeout(self) -> None:
+        self._timer = None
+        if self.conn.state is State.HANDSHAKING and not self._busy:
+            self.refuse(p.ErrorCode.HELLO_TIMEOUT)
 
-    async def _handshake(self) -> bool:
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # -- hello ---------------------------------------------------------------------------------
+
+    async def _hello(self, kind: WSMsgType, raw: bytes) -> None:
         gw, settings = self.gw, self.gw.settings.gateway
-        try:
-            raw = await asyncio.wait_for(self.ws.recv(), settings.hello_timeout)
-        except TimeoutError:
-            await self.refuse(p.ErrorCode.HELLO_TIMEOUT)
-            return False
-        try:
-            if isinstance(raw, bytes):
-                raise p.MalformedFrame("binary frames are not part of the protocol; send text")
-            hello = p.parse_client_frame(
-                raw, max_bytes=settings.max_frame_bytes, max_rooms=settings.max_rooms
-            )
-            if not isinstance(hello, p.Hello):
-                raise HelloRequired(f"the first frame must be hello, not {hello.type}")
-            claims = await gw.verifier.verify(hello.token)
-            named = [claims.authorize(Audience.from_room(r)).room for r in hello.rooms]
-            quota = settings.tenant_quota
-            if quota and gw.hub.tenants.get(claims.tenant, 0) >= quota:
-                raise QuotaExceeded(f"tenant {claims.tenant} has {quota} connections here")
-        except TidingsError as exc:
-            await self.refuse(exc)
-            return False
+        hello = self._parse(kind, raw)
+        if not isinstance(hello, p.Hello):
+            raise HelloRequired(f"the first frame must be hello, not {hello.type}")
+        claims = await gw.verifier.verify(hello.token)
+        named = [claims.authorize(Audience.from_room(r)).room for r in hello.rooms]
+        quota = settings.tenant_quota
+        if quota and gw.hub.tenants.get(claims.tenant, 0) >= quota:
+            raise QuotaExceeded(f"tenant {claims.tenant} has {quota} connections here")
+        conn = self.conn
+        if conn.state is State.CLOSED:
+            return  # gone while the token was checked
         if gw.draining:
-            await self.refuse(p.ErrorCode.RESTARTING)
-            return False
+            self.refuse(p.ErrorCode.RESTARTING)
+            return
         if not gw.nats_connected:
             # What was published meanwhile is unknown until the heal: a resume now could only
             # be answered with a needless reset. Retry later (1013), here or elsewhere.
-            await self.refuse(p.ErrorCode.UNAVAILABLE)
-            return False
+            self.refuse(p.ErrorCode.UNAVAILABLE)
+            return
         self.claims = claims
-        conn = self.conn
         conn.tenant, conn.user = claims.tenant, claims.user
         conn.expires_at = claims.expires_at
         conn.move(State.SYNCING)
         gw.hub.add(conn, [r for r in claims.default_rooms if r != "broadcast"] + named)
         gw.expiry.watch(conn)
-        try:
-            recovered = await gw.resync(
-                conn, since=hello.since, epoch=hello.epoch, claims=claims, first=True
-            )
-        except TidingsError as exc:
-            await self.refuse(exc)
-            return False
+        recovered = await gw.resync(
+            conn, since=hello.since, epoch=hello.epoch, claims=claims, first=True
+        )
         log.debug(
             "connected",
             extra={"connection": conn.id, "tenant": conn.tenant, "recovered": recovered},
         )
-        return conn.state is State.LIVE
 
-    # -- after hello -----------------------------------------------------------------------
+    # -- after hello ---------------------------------------------------------------------------
 
     def _rate_ok(self) -> bool:
         settings = self.gw.settings.gateway
@@ -215,26 +349,28 @@ class Session:
         self._tokens -= 1
         return True
 
-    async def _on_frame(self, raw: str | bytes) -> None:
-        settings = self.gw.settings.gateway
-        if not self._rate_ok():
-            raise RateLimited(f"more than {settings.rate_limit:g} frames per second")
-        frame: p.ClientFrame | None = None
+    async def _refresh(self, frame: p.Refresh) -> None:
+        claims = self.claims
+        assert claims is not None
         try:
-            if isinstance(raw, bytes):
-                raise p.MalformedFrame("binary frames are not part of the protocol; send text")
-            frame = p.parse_client_frame(
-                raw, max_bytes=settings.max_frame_bytes, max_rooms=settings.max_rooms
-            )
-            await self._dispatch(frame)
+            new = claims.ensure_same_identity(await self.gw.verifier.verify(frame.token))
         except TidingsError as exc:
-            code = p.error_code_of(exc)
-            if code.always_fatal:
-                raise
-            frame_id = getattr(frame, "id", None) if frame is not None else _request_id(raw)
-            self.conn.write_control(p.encode(p.error_frame(exc, id=frame_id)))
+            self._answer_error(exc, frame, b"")
+            return
+        conn = self.conn
+        if conn.state is State.CLOSED:
+            return
+        self._apply_roles(claims, new)
+        self.claims = new
+        conn.expires_at = new.expires_at
+        self.gw.expiry.watch(conn)
+        conn.write_control(
+            p.encode(
+                p.Refreshed(expires_at=new.expires_at, rooms=tuple(sorted(conn.rooms)), id=frame.id)
+            )
+        )
 
-    async def _dispatch(self, frame: p.ClientFrame) -> None:
+    def _dispatch(self, frame: p.ClientFrame) -> None:
         conn, hub, claims = self.conn, self.gw.hub, self.claims
         assert claims is not None
         if isinstance(frame, p.Subscribe):
@@ -247,19 +383,6 @@ class Session:
             room = p.check_named_room(frame.room)
             hub.leave(conn, room)
             conn.write_control(p.encode(p.Unsubscribed(room=room, id=frame.id)))
-        elif isinstance(frame, p.Refresh):
-            new = claims.ensure_same_identity(await self.gw.verifier.verify(frame.token))
-            self._apply_roles(claims, new)
-            self.claims = new
-            conn.expires_at = new.expires_at
-            self.gw.expiry.watch(conn)
-            conn.write_control(
-                p.encode(
-                    p.Refreshed(
-                        expires_at=new.expires_at, rooms=tuple(sorted(conn.rooms)), id=frame.id
-                    )
-                )
-            )
         elif isinstance(frame, p.Ping):
             conn.write_control(p.encode(p.Pong(id=frame.id)))
         else:

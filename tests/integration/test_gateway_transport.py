@@ -1,0 +1,126 @@
+"""The data port's WebSocket and HTTP edges (picows): what a client may send and what it gets."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from collections.abc import Callable
+
+import httpx
+import orjson
+from nats.js import JetStreamContext
+
+from tests.wsclient import RawClient
+from tidings.client import Publisher
+from tidings.gateway.service import Gateway
+
+
+async def test_frames_sent_right_behind_hello_are_answered_in_order(
+    gateway: Gateway, token: Callable[..., str]
+) -> None:
+    """The hello waits on the token check and the resume; what follows it waits its turn."""
+    async with RawClient(f"ws://127.0.0.1:{gateway.port}/ws") as client:
+        assert client.ws is not None
+        for frame in (
+            {"type": "hello", "token": token(rooms=["ops"])},
+            {"type": "subscribe", "room": "room:ops", "id": 1},
+            {"type": "ping", "id": 2},
+            {"type": "unsubscribe", "room": "room:ops", "id": 3},
+        ):
+            await client.ws.send(orjson.dumps(frame).decode())
+        kinds = [(await client.next())["type"] for _ in range(5)]
+        assert kinds == ["welcome", "synced", "subscribed", "pong", "unsubscribed"]
+
+
+async def test_a_fragmented_message_is_put_together(
+    gateway: Gateway, js: JetStreamContext, token: Callable[..., str]
+) -> None:
+    async with RawClient(f"ws://127.0.0.1:{gateway.port}/ws") as client:
+        assert client.ws is not None
+        hello = orjson.dumps({"type": "hello", "token": token()}).decode()
+        await client.ws.send([hello[:10], hello[10:20], hello[20:]])  # three frames, one message
+        welcome = await client.next("welcome")
+        assert welcome["tenant"] == "acme"
+        await client.next("synced")
+        await Publisher(js).to_tenant("acme", "incident.created", title="after", message="m")
+        assert (await client.next("notification"))["title"] == "after"
+
+
+async def test_a_fragmented_message_over_the_limit_is_closed_1009(
+    gateway: Gateway, token: Callable[..., str]
+) -> None:
+    limit = 4 * gateway.settings.gateway.max_frame_bytes
+    async with RawClient(f"ws://127.0.0.1:{gateway.port}/ws") as client:
+        assert client.ws is not None
+        await client.hello(token())
+        chunk = "x" * (limit // 4)
+        await client.ws.send([chunk] * 5)
+        code, _ = await client.closed()
+        assert code == 1009
+
+
+async def test_a_post_to_the_data_port_is_refused_with_a_reason(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.port}") as http:
+        answer = await http.post("/readyz", content=b"{}")
+        assert answer.status_code == 400
+        assert b"Unsupported HTTP method" in answer.content
+        ready = await http.get("/readyz")
+        assert (ready.status_code, ready.json()["nats"]) == (200, True)
+
+
+async def test_the_api_port_answers_status_and_the_data_port_points_to_it(
+    gateway: Gateway, token: Callable[..., str]
+) -> None:
+    headers = {"Authorization": f"Bearer {token()}"}
+    async with RawClient(f"ws://127.0.0.1:{gateway.port}/ws") as client:
+        await client.hello(token())
+        await client.next("synced")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.api_port}") as api:
+            status = await api.get("/api/notifications/status", headers=headers)
+            assert status.status_code == 200, status.text
+            body = status.json()
+            assert (body["tenant_connections"], body["gateways"]) == (1, 1)
+            assert (await api.get("/healthz")).status_code == 200
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.port}") as data:
+            moved = await data.get("/api/notifications/status", headers=headers)
+            assert moved.status_code == 404
+            assert f"({gateway.api_port})" in moved.json()["error"]["reason"]
+
+
+async def test_a_client_close_is_answered_and_forgets_the_connection(
+    gateway: Gateway, token: Callable[..., str]
+) -> None:
+    async with RawClient(f"ws://127.0.0.1:{gateway.port}/ws") as client:
+        assert client.ws is not None
+        await client.hello(token())
+        await client.next("synced")
+        assert len(gateway.sessions) == 1
+        await client.ws.close(code=4321, reason="bye")
+        assert client.ws.close_code == 4321  # the gateway echoed the client's code
+    async with asyncio.timeout(5):
+        while gateway.sessions or gateway.hub.tenants:
+            await asyncio.sleep(0.02)
+
+
+async def test_a_closed_connection_is_freed_without_the_cyclic_collector(
+    gateway: Gateway, token: Callable[..., str]
+) -> None:
+    """Its objects form no cycle once the socket is gone, so refcounting frees them at once:
+    the gateway may freeze the collector's view of long-lived objects (`tune_gc`) safely."""
+    gc.collect()
+    gc.disable()
+    try:
+        async with RawClient(f"ws://127.0.0.1:{gateway.port}/ws") as client:
+            await client.hello(token())
+            await client.next("synced")
+            (session,) = gateway.sessions.values()
+            ref = weakref.ref(session)
+            del session
+        async with asyncio.timeout(5):
+            while gateway.sessions:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)  # the transport's own close callbacks
+        assert ref() is None, gc.get_referrers(ref())
+    finally:
+        gc.enable()
