@@ -53,8 +53,10 @@ def setup_logging(settings: LogSettings) -> None:
     root.setLevel(settings.level)
     # uvicorn's access log duplicates our own request metrics; keep its errors only.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    # websockets logs every connection and every probe at INFO: noise at gateway scale.
-    logging.getLogger("websockets").setLevel(max(root.level, logging.WARNING))
+    # websockets (the Python client) and picows (the gateway's server, loggers picows.*) log
+    # every connection at INFO: noise, and a cost, at gateway scale.
+    for name in ("websockets", "picows"):
+        logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
 
 
 _propagator = TraceContextTextMapPropagator()

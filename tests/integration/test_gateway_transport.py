@@ -6,13 +6,17 @@ import asyncio
 import gc
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import orjson
 from nats.js import JetStreamContext
 
+from tests.gateway_process import DEFAULT_SECRET, gateway_processes
 from tests.wsclient import RawClient
+from tidings.auth import mint_token
 from tidings.client import Publisher
+from tidings.embedded import EmbeddedNats
 from tidings.gateway.service import Gateway
 
 
@@ -124,3 +128,19 @@ async def test_a_closed_connection_is_freed_without_the_cyclic_collector(
         assert ref() is None, gc.get_referrers(ref())
     finally:
         gc.enable()
+
+
+async def test_connections_do_not_log_at_info_but_the_gateway_does(
+    nats_server: EmbeddedNats, js: JetStreamContext, tmp_path: Path
+) -> None:
+    """picows logs every connect and disconnect at INFO; a gateway at INFO keeps that out."""
+    env = {"TIDINGS_LOG_LEVEL": "INFO"}
+    async with gateway_processes(1, nats_server.url, tmp_path, env=env) as (gw,):
+        for _ in range(3):
+            async with RawClient(gw.ws_url) as client:
+                await client.hello(mint_token(DEFAULT_SECRET, tenant="acme", user="alice"))
+                await client.next("synced")
+    lines = [orjson.loads(ln) for ln in gw.log_file.read_text().splitlines() if ln.startswith("{")]
+    messages = [line["message"] for line in lines if isinstance(line, dict)]
+    assert "gateway listening" in messages
+    assert not [m for m in messages if "connection" in m.lower() or m == "Disconnected"], messages

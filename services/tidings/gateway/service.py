@@ -188,7 +188,7 @@ class Gateway:
             max_frame_size=4 * gs.max_frame_bytes,
             read_buffer_init_size=1024,  # grows on demand; most connections only listen
             use_aiofastnet=False,  # measured: +4.8 KB per idle connection, no speed gained
-            logger_name="tidings.gateway.ws",
+            logger_name="gateway",  # picows.gateway.<fd>; quiet below WARNING (telemetry)
         )
         await self._start_api()
         log.info(
