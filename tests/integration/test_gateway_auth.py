@@ -49,7 +49,7 @@ def gateway_settings(nats_settings: NatsSettings) -> Settings:
             jwt_secret=SecretStr(JWT_SECRET), audience=DEV_AUDIENCE, issuer=DEV_ISSUER
         ),
         gateway=GatewaySettings(
-            host="127.0.0.1", port=0, drain_seconds=1.0, hello_timeout=HELLO_TIMEOUT
+            host="127.0.0.1", port=0, api_port=0, drain_seconds=1.0, hello_timeout=HELLO_TIMEOUT
         ),
     )
 

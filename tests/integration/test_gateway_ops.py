@@ -47,7 +47,7 @@ def gateway_settings(nats_settings: NatsSettings) -> Settings:
         nats=nats_settings,
         auth=AuthSettings(jwt_secret=SecretStr(JWT_SECRET)),
         gateway=GatewaySettings(
-            host="127.0.0.1", port=0, drain_seconds=1.0, max_outbound_bytes=MAX_OUTBOUND
+            host="127.0.0.1", port=0, api_port=0, drain_seconds=1.0, max_outbound_bytes=MAX_OUTBOUND
         ),
     )
 

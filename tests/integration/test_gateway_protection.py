@@ -43,6 +43,7 @@ def gateway_settings(nats_settings: NatsSettings) -> Settings:
         gateway=GatewaySettings(
             host="127.0.0.1",
             port=0,
+            api_port=0,
             drain_seconds=1.0,
             max_frame_bytes=MAX_FRAME,
             rate_limit=RATE,

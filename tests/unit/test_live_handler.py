@@ -22,13 +22,10 @@ NOW = datetime.now(UTC)
 
 class RecordingSink:
     def __init__(self) -> None:
-        self.frames: list[bytes] = []
+        self.frames: list[bytearray] = []
 
-    def write_frame(self, frame: bytes) -> None:
+    def write_frame(self, frame: bytearray) -> None:
         self.frames.append(frame)
-
-    def buffered(self) -> int:
-        return 0
 
     def close(self, code: int, reason: str) -> None:
         pass
@@ -81,7 +78,7 @@ def setup() -> tuple[Live, RecordingSink, list[float]]:
     window.arm(0)
     live.windows["acme"] = window
     sink = RecordingSink()
-    conn = Connection(sink, max_buffer=1 << 20)
+    conn = Connection(sink)
     conn.tenant = "acme"
     conn.move(State.SYNCING)
     hub.join(conn, "tenant")

@@ -20,8 +20,6 @@ class Sink(Protocol):
 
     def write_frame(self, frame: bytearray) -> None: ...
 
-    def buffered(self) -> int: ...
-
     def close(self, code: int, reason: str) -> None: ...
 
 
@@ -32,9 +30,6 @@ class _Gone:
 
     def write_frame(self, frame: bytearray) -> None:
         pass
-
-    def buffered(self) -> int:
-        return 0
 
     def close(self, code: int, reason: str) -> None:
         pass
@@ -81,7 +76,6 @@ class Connection:
         "expires_at",
         "id",
         "last_seq",
-        "max_buffer",
         "pending",
         "roles",
         "room_patterns",
@@ -92,7 +86,7 @@ class Connection:
         "user",
     )
 
-    def __init__(self, sink: Sink, *, max_buffer: int) -> None:
+    def __init__(self, sink: Sink) -> None:
         self.id = f"c{next(_ids)}"
         self.sink = sink
         self.state = State.HANDSHAKING
@@ -104,7 +98,6 @@ class Connection:
         self.last_seq = 0  # last seq written to the socket (or replayed)
         self.pending: list[tuple[int, bytes]] = []  # buffered while SYNCING
         self.expires_at: float | None = None
-        self.max_buffer = max_buffer
 
     def move(self, new: State) -> None:
         """Change state; an illegal transition is a bug and raises at once."""
@@ -120,10 +113,10 @@ class Connection:
         """Hot path: write a shared frame when live, keep the items when syncing."""
         state = self.state
         if state is State.LIVE:
+            # A client that stops reading is noticed by its sink (the transport's high-water
+            # mark, `Session.pause_writing`), not by a check per write here.
             self.sink.write_frame(frame)
             self.last_seq = items[-1][0]
-            if self.sink.buffered() > self.max_buffer:
-                raise SlowConsumer(f"{self.id}: more than {self.max_buffer} bytes unsent")
         elif state is State.SYNCING:
             self.pending.extend(items)
             if len(self.pending) > MAX_PENDING:

@@ -113,7 +113,7 @@ class Gateway:
         self.id = gs.id or f"{socket.gethostname()}-{os.getpid()}"
         self.hub = Hub(
             window=gs.batch_window,
-            on_slow=self._on_slow,
+            on_slow=self.on_slow,
             on_tenant_added=self._tenant_added,
             on_tenant_removed=self._tenant_removed,
         )
@@ -304,7 +304,10 @@ class Gateway:
 
     # -- connections ---------------------------------------------------------------------------
 
-    def _on_slow(self, conn: Connection) -> None:
+    def on_slow(self, conn: Connection) -> None:
+        """Close a connection that cannot keep up (1013); it resumes from its last seq."""
+        if conn.state is State.CLOSED:
+            return
         self.metrics.slow_consumers.inc()
         conn.move(State.CLOSED)
         self.hub.remove(conn)

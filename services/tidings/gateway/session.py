@@ -96,7 +96,7 @@ class Session(WSListener):
         super().__init__()
         self.gw = gateway
         settings = gateway.settings.gateway
-        self.conn = Connection(self, max_buffer=settings.max_outbound_bytes)
+        self.conn = Connection(self)
         self.transport: WSTransport | None = None
         self.claims: Claims | None = None
         self._tokens = float(settings.rate_burst)
@@ -115,12 +115,15 @@ class Session(WSListener):
         if transport is not None:
             transport.send_reuse_external_bytearray(WSMsgType.TEXT, frame, HEADROOM)
 
-    def buffered(self) -> int:
-        transport = self.transport
-        if transport is None:
-            return 0
-        size: int = transport.underlying_transport.get_write_buffer_size()
-        return size
+    def pause_writing(self) -> None:
+        """asyncio: more than ``max_outbound_bytes`` wait unsent for this client, a slow
+        consumer. It is closed (1013) right after the write that crossed the mark, not in the
+        middle of a fan-out; it resumes from its last seq elsewhere or later."""
+        if self.conn.state is not State.CLOSED:
+            asyncio.get_running_loop().call_soon(self.gw.on_slow, self.conn)
+
+    def resume_writing(self) -> None:
+        pass  # a slow consumer is closed at the high-water mark; it never resumes
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake; the socket goes when the client answers, or after
@@ -136,6 +139,9 @@ class Session(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
+        transport.underlying_transport.set_write_buffer_limits(
+            high=self.gw.settings.gateway.max_outbound_bytes
+        )
         # The handshake's headers are not needed any more; picows would keep them per connection.
         transport.request.headers.clear()
         transport.response.headers.clear()
