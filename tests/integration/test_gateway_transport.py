@@ -111,7 +111,7 @@ async def test_a_closed_connection_is_freed_without_the_cyclic_collector(
     gateway: Gateway, token: Callable[..., str]
 ) -> None:
     """Its objects form no cycle once the socket is gone, so refcounting frees them at once:
-    the gateway may freeze the collector's view of long-lived objects (`tune_gc`) safely."""
+    the gateway may freeze the collector's view of long-lived objects (collector.py) safely."""
     gc.collect()
     gc.disable()
     try:

@@ -1,8 +1,8 @@
 """The cyclic garbage collector, kept away from the gateway's long-lived objects.
 
 A full collection walks every object the collector tracks. A gateway holding 19,000
-connections has millions of them, and one full collection stopped it for 610 ms (measured
-under `tidings bench --scenario idle`) — a pause every client sees as latency. So the objects
+connections has hundreds of thousands, and one full collection stopped it for 610 to 746 ms
+(measured under `tidings bench --scenario idle`): a pause every client sees. So the objects
 that are meant to live long are moved out of the collector's sight with ``gc.freeze()``: once
 at start-up, and again after each wave of new connections. That is safe because a closed
 connection leaves no reference cycle behind (``Session.on_ws_disconnected``; a test checks it):

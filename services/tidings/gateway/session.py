@@ -157,7 +157,7 @@ class Session(WSListener):
         gw.hub.remove(conn)
         gw.sessions.pop(conn, None)
         # No reference cycle outlives the socket: refcounting frees the connection at once,
-        # the cyclic collector never has to find it (see `tune_gc`).
+        # the cyclic collector never has to find it (see gateway/collector.py).
         conn.sink = GONE
         self.transport = None
         if (gw.draining or gw.stopping) and not gw.sessions:
