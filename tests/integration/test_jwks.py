@@ -10,22 +10,28 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+import orjson
 import pytest
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from nats.js import JetStreamContext
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from tests.wsclient import RawClient
 from tidings.auth import AuthError, JwksUnavailable, Verifier, mint_token
+from tidings.gateway.service import Gateway
+from tidings.gateway.session import MAX_QUEUED
 from tidings.protocol import CloseCode, ErrorCode
-from tidings.settings import AuthSettings
+from tidings.settings import AuthSettings, GatewaySettings, NatsSettings, Settings
 
 AUDIENCE = "tidings-gateway"
 ISSUER = "https://idp.example.test"
@@ -47,12 +53,14 @@ class IdentityProvider:
     keys: list[dict[str, Any]] = field(default_factory=list)
     status: int = 200
     fetches: int = 0
+    delay: float = 0.0  # seconds before each answer (a slow identity provider)
     url: str = ""
     server: uvicorn.Server | None = None
     task: asyncio.Task[None] | None = None
 
     async def handle(self, request: Request) -> Response:
         self.fetches += 1
+        await asyncio.sleep(self.delay)
         if self.status != 200:
             return PlainTextResponse("down for maintenance", status_code=self.status)
         return JSONResponse({"keys": self.keys})
@@ -271,3 +279,50 @@ async def test_a_token_without_kid_uses_the_only_fitting_key(
         await v.jwks.refresh()  # type: ignore[union-attr]
         err = await refused(v, token(rsa_keys[0], None))  # two RSA keys: which one?
         assert err.error is ErrorCode.TOKEN_INVALID_SIGNATURE
+
+
+@asynccontextmanager
+async def gateway_on(idp: IdentityProvider, nats: NatsSettings) -> AsyncIterator[Gateway]:
+    auth = AuthSettings(jwks_url=idp.url, audience=AUDIENCE, issuer=ISSUER)
+    listen = GatewaySettings(host="127.0.0.1", port=0, api_port=0)
+    gw = Gateway(Settings(nats=nats, auth=auth, gateway=listen))
+    await gw.start()
+    try:
+        yield gw
+    finally:
+        await gw.stop()
+
+
+async def send_all(client: RawClient, frames: list[dict[str, Any]]) -> None:
+    """Frames written one after the other without waiting for any answer."""
+    assert client.ws is not None
+    for frame in frames:
+        await client.ws.send(orjson.dumps(frame).decode())
+
+
+async def test_frames_behind_a_hello_that_waits_for_the_key_set_are_answered_after_it(
+    idp: IdentityProvider,
+    rsa_keys: list[rsa.RSAPrivateKey],
+    js: JetStreamContext,
+    nats_settings: NatsSettings,
+) -> None:
+    """The hello's token check waits for a slow JWKS fetch; what the client sent right behind
+    it waits too (in order), and a flood while it waits is refused instead of piling up."""
+    idp.keys = [jwk(rsa_keys[0], "k1")]
+    idp.delay = 0.5
+    hello = {"type": "hello", "token": token(rsa_keys[0], "k1")}
+    async with gateway_on(idp, nats_settings) as gw:
+        async with RawClient(f"ws://127.0.0.1:{gw.port}/ws") as client:
+            await send_all(client, [hello] + [{"type": "ping", "id": i} for i in (1, 2, 3)])
+            kinds = [(await client.next(timeout=5))["type"] for _ in range(5)]
+            assert kinds == ["welcome", "synced", "pong", "pong", "pong"]
+            assert idp.fetches == 1  # the pings really waited for the fetch
+        # A cold key cache again: more frames than may wait behind the hello.
+        async with RawClient(f"ws://127.0.0.1:{gw.port}/ws") as flood:
+            await gw.verifier.aclose()
+            gw.verifier = Verifier(gw.settings.auth)
+            pings = [{"type": "ping", "id": i} for i in range(MAX_QUEUED + 1)]
+            await send_all(flood, [hello, *pings])
+            first = await flood.next(timeout=5)  # refused while the hello still waits
+            assert (first["type"], first["code"]) == ("error", "rate_limited")
+            assert (await flood.closed())[0] == CloseCode.RATE_LIMITED
