@@ -54,11 +54,8 @@ class CountingSink:
     def __init__(self) -> None:
         self.bytes = 0
 
-    def write_frame(self, frame: bytes) -> None:
+    def write_frame(self, frame: bytearray) -> None:
         self.bytes += len(frame)
-
-    def buffered(self) -> int:
-        return 0
 
     def close(self, code: int, reason: str) -> None:
         pass
@@ -128,17 +125,11 @@ def build_gateway(rooms: int, receivers: int) -> tuple[Gateway, Live]:
     settings = load_settings(auth=AuthSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
     gw = Gateway(settings)
     gs = settings.gateway
-    live = Live(
+    live = Live.from_settings(
         None,  # type: ignore[arg-type]  # no subscription is made: messages are fed by hand
         None,  # type: ignore[arg-type]
         gw.hub,
-        stream=settings.stream.name,
-        window_count=gs.replay_max_messages,
-        window_age=gs.replay_max_age,
-        replay_max=gs.replay_max_messages,
-        replay_concurrency=gs.replay_concurrency,
-        linger=gs.interest_linger,
-        timeout=settings.nats.request_timeout,
+        settings,
         on_delivered=gw._on_delivered,
     )
     gw.live = live
@@ -148,7 +139,7 @@ def build_gateway(rooms: int, receivers: int) -> tuple[Gateway, Live]:
         window.arm(0)
         live.windows[tenant] = window
         for _ in range(receivers):
-            conn = Connection(CountingSink(), max_buffer=gs.max_outbound_bytes)
+            conn = Connection(CountingSink())
             conn.tenant = tenant
             conn.move(State.SYNCING)
             conn.move(State.LIVE)

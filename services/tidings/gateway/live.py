@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -30,6 +31,9 @@ from tidings.gateway.window import Entry, Window
 from tidings.protocol import encode_notification
 from tidings.subjects import LIVE_PREFIX
 from tidings.telemetry import context_from, tracing_enabled
+
+if TYPE_CHECKING:
+    from tidings.settings import Settings
 
 _tracer = trace.get_tracer("tidings.gateway")
 
@@ -109,6 +113,32 @@ class Live:
         self.head = 0  # highest stream seq seen or read
         self.on_delivered = on_delivered
         self.dropped = 0  # live messages that could not be routed or decoded
+
+    @classmethod
+    def from_settings(
+        cls,
+        nc: NATS,
+        js: JetStreamContext,
+        hub: Hub,
+        settings: Settings,
+        *,
+        on_delivered: Callable[[float], None],
+    ) -> Live:
+        """The live side as a gateway's settings configure it."""
+        gs = settings.gateway
+        return cls(
+            nc,
+            js,
+            hub,
+            stream=settings.stream.name,
+            window_count=gs.replay_max_messages,
+            window_age=gs.replay_max_age,
+            replay_max=gs.replay_max_messages,
+            replay_concurrency=gs.replay_concurrency,
+            linger=gs.interest_linger,
+            timeout=settings.nats.request_timeout,
+            on_delivered=on_delivered,
+        )
 
     # -- interest --------------------------------------------------------------------------
 

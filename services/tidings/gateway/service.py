@@ -161,18 +161,8 @@ class Gateway:
             ) from None
         self.epoch = stream_epoch(info)
         gs = settings.gateway
-        self.live = Live(
-            self.nc,
-            self.js,
-            self.hub,
-            stream=settings.stream.name,
-            window_count=gs.replay_max_messages,
-            window_age=gs.replay_max_age,
-            replay_max=gs.replay_max_messages,
-            replay_concurrency=gs.replay_concurrency,
-            linger=gs.interest_linger,
-            timeout=settings.nats.request_timeout,
-            on_delivered=self._on_delivered,
+        self.live = Live.from_settings(
+            self.nc, self.js, self.hub, settings, on_delivered=self._on_delivered
         )
         await self.live.start()
         await self.nc.subscribe(STATUS_SUBJECT, cb=self._on_status_request)
