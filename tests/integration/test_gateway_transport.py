@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 import weakref
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 from nats.js import JetStreamContext
 
 from tests.gateway_process import DEFAULT_SECRET, gateway_processes
@@ -17,7 +19,9 @@ from tests.wsclient import RawClient
 from tidings.auth import mint_token
 from tidings.client import Publisher
 from tidings.embedded import EmbeddedNats
+from tidings.errors import Unavailable
 from tidings.gateway.service import Gateway
+from tidings.settings import Settings
 
 
 async def test_frames_sent_right_behind_hello_are_answered_in_order(
@@ -144,3 +148,19 @@ async def test_connections_do_not_log_at_info_but_the_gateway_does(
     messages = [line["message"] for line in lines if isinstance(line, dict)]
     assert "gateway listening" in messages
     assert not [m for m in messages if "connection" in m.lower() or m == "Disconnected"], messages
+
+
+async def test_a_taken_api_port_is_a_clear_error_and_frees_the_data_port(
+    js: JetStreamContext, gateway_settings: Settings
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        gateway_settings.gateway.api_port = port
+        gw = Gateway(gateway_settings)
+        with pytest.raises(Unavailable) as info:
+            await gw.start()
+        assert info.value.field == "TIDINGS_GATEWAY_API_PORT"
+        assert str(port) in info.value.reason
+        assert gw.server is not None and not gw.server.is_serving()

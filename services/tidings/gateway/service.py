@@ -204,6 +204,8 @@ class Gateway:
         try:
             await self.api.startup()
         except SystemExit:  # uvicorn logged why (e.g. the port is taken)
+            self.api = None
+            await self.stop()  # the data port and NATS are up already: let go of them
             raise Unavailable(
                 f"cannot listen on {gs.host}:{gs.api_port}", field="TIDINGS_GATEWAY_API_PORT"
             ) from None
