@@ -316,21 +316,16 @@ class LocalContainer:
 
     def run(self, *, timeout: float) -> subprocess.CompletedProcess[str]:
         """Run to completion (a Job's container); output captured."""
-        return subprocess.run(
-            self.command,
-            env=self.env,
-            cwd=self.cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return self._complete(self.command, timeout)
 
     def exec(self, argv: list[str], *, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
         """An exec probe or hook: the command runs with the container's environment."""
         local = [self.localize(a) for a in argv]
+        return self._complete([_executable(local[0]), *local[1:]], timeout)
+
+    def _complete(self, command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [_executable(local[0]), *local[1:]],
+            command,
             env=self.env,
             cwd=self.cwd,
             capture_output=True,

@@ -55,8 +55,13 @@ def _json(status: HTTPStatus, body: Any) -> WSUpgradeResponse:
     return _response(status, orjson.dumps(body), "application/json")
 
 
+def _error_body(code: str, reason: str) -> bytes:
+    """The error answer of both ports."""
+    return orjson.dumps({"error": {"code": code, "reason": reason}})
+
+
 def _error(status: HTTPStatus, code: str, reason: str) -> WSUpgradeResponse:
-    return _json(status, {"error": {"code": code, "reason": reason}})
+    return _response(status, _error_body(code, reason), "application/json")
 
 
 class Routes:
@@ -165,7 +170,7 @@ def api_app(gateway: Gateway) -> Starlette:
     the probes, so the port can be checked on its own."""
 
     def err(status: HTTPStatus, code: str, reason: str, **headers: str) -> Response:
-        body = orjson.dumps({"error": {"code": code, "reason": reason}})
+        body = _error_body(code, reason)
         return Response(body, status, {**_NO_STORE, **headers}, "application/json")
 
     async def status(request: Request) -> Response:
