@@ -28,8 +28,23 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.types import Options
 
-from tidings.errors import ConfigError, Forbidden, TidingsError, Unauthorized
-from tidings.protocol import ErrorCode, WireError
+from tidings.errors import (
+    ConfigError,
+    Forbidden,
+    IdentityChanged,
+    JwksUnavailable,
+    TidingsError,
+    TokenAlgorithmNotAllowed,
+    TokenBadAudience,
+    TokenBadIssuer,
+    TokenClaimInvalid,
+    TokenClaimMissing,
+    TokenExpired,
+    TokenInvalidSignature,
+    TokenMalformed,
+    TokenMissing,
+    TokenNotYetValid,
+)
 from tidings.subjects import ID_RE, Audience, AudienceKind, check_id
 
 if TYPE_CHECKING:
@@ -57,89 +72,6 @@ JWKS_DEFAULT_ALGORITHMS = ("RS256", "ES256")
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 ROOM_PATTERN_RE = re.compile(r"[A-Za-z0-9_*-]{1,64}")
-
-
-# --- errors -------------------------------------------------------------------------------
-
-
-class AuthError(WireError, Unauthorized):
-    """A token was refused; ``code`` and ``close_code`` go on the wire."""
-
-
-class TokenMissing(AuthError):
-    error = ErrorCode.TOKEN_MISSING
-
-
-class TokenMalformed(AuthError):
-    error = ErrorCode.TOKEN_MALFORMED
-
-
-class TokenInvalidSignature(AuthError):
-    error = ErrorCode.TOKEN_INVALID_SIGNATURE
-
-
-class TokenExpired(AuthError):
-    error = ErrorCode.TOKEN_EXPIRED
-
-
-class TokenNotYetValid(AuthError):
-    error = ErrorCode.TOKEN_NOT_YET_VALID
-
-
-class TokenBadAudience(AuthError):
-    error = ErrorCode.TOKEN_BAD_AUDIENCE
-
-
-class TokenBadIssuer(AuthError):
-    error = ErrorCode.TOKEN_BAD_ISSUER
-
-
-class TokenAlgorithmNotAllowed(AuthError):
-    error = ErrorCode.TOKEN_ALGORITHM_NOT_ALLOWED
-
-
-class TokenClaimMissing(AuthError):
-    error = ErrorCode.TOKEN_CLAIM_MISSING
-
-
-class TokenClaimInvalid(AuthError):
-    error = ErrorCode.TOKEN_CLAIM_INVALID
-
-
-class JwksUnavailable(AuthError):
-    """The key set could not be fetched: not the client's fault, it should retry later."""
-
-    http_status = 503
-    error = ErrorCode.JWKS_UNAVAILABLE
-
-
-class RoomForbidden(WireError, Forbidden):
-    """The token does not allow the room asked for."""
-
-    error = ErrorCode.FORBIDDEN
-
-
-class IdentityChanged(WireError, Forbidden):
-    """A ``refresh`` token for another tenant or user: a connection keeps its identity."""
-
-    error = ErrorCode.IDENTITY_CHANGED
-
-
-AUTH_ERRORS: tuple[type[WireError], ...] = (
-    TokenMissing,
-    TokenMalformed,
-    TokenInvalidSignature,
-    TokenExpired,
-    TokenNotYetValid,
-    TokenBadAudience,
-    TokenBadIssuer,
-    TokenAlgorithmNotAllowed,
-    TokenClaimMissing,
-    TokenClaimInvalid,
-    JwksUnavailable,
-    RoomForbidden,
-    IdentityChanged,
-)
 
 
 # --- keys and algorithms ------------------------------------------------------------------
@@ -264,7 +196,7 @@ class Claims:
         return self._rooms_re.fullmatch(room_name) is not None
 
     def authorize(self, audience: Audience) -> Audience:
-        """``audience`` if this holder may receive it, else :class:`RoomForbidden`."""
+        """``audience`` if this holder may receive it, else :class:`Forbidden`."""
         kind, name = audience.kind, audience.name
         allowed = (
             kind in (AudienceKind.TENANT, AudienceKind.BROADCAST)
@@ -273,7 +205,7 @@ class Claims:
             or (kind is AudienceKind.ROOM and self.may_join(name))
         )
         if not allowed:
-            raise RoomForbidden(f"the token does not allow {audience.room}", field="room")
+            raise Forbidden(f"the token does not allow {audience.room}", field="room")
         return audience
 
     @property

@@ -24,9 +24,10 @@ from rich.table import Table
 
 from tidings import devstack
 from tidings.errors import (
+    BenchFailed,
     ConfigError,
     InvalidField,
-    MalformedBody,
+    Malformed,
     StreamConflict,
     TidingsError,
     Unavailable,
@@ -62,7 +63,7 @@ def exit_code(exc: TidingsError) -> int:
     """2 for bad input or configuration, 3 for a stream conflict, 1 for everything else."""
     if isinstance(exc, StreamConflict):
         return 3
-    if isinstance(exc, ConfigError | InvalidField | MalformedBody):
+    if isinstance(exc, ConfigError | InvalidField | Malformed):
         return 2
     return 1
 
@@ -575,7 +576,7 @@ def bench(
     """Load-test the real path against its peers in the same run: JSON, table and PNG."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tidings.bench.main import SCENARIOS, BenchConfig, BenchError, run_bench
+    from tidings.bench.main import SCENARIOS, BenchConfig, run_bench
 
     if scenario not in SCENARIOS:
         fail(InvalidField(f"choose one of {', '.join(SCENARIOS)}", field="scenario"))
@@ -629,7 +630,7 @@ def bench(
 
         try:
             result = run_bench(cfg, progress=progress, console=out_console())
-        except BenchError as exc:
+        except BenchFailed as exc:
             fail(exc, 1)
     err.print(f"wrote {', '.join(result['files'].values())}")
     failures = [e for s in result["summary"].values() for e in s["errors"]]

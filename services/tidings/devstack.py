@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tidings.auth import DEV_AUDIENCE, DEV_ISSUER, mint_token
 from tidings.embedded import EmbeddedNats, port_in_use
-from tidings.errors import ConfigError, InvalidField, TidingsError
+from tidings.errors import DevConflict, InvalidField, StartFailed, TidingsError
 from tidings.settings import AuthSettings, NatsSettings, Settings, StreamSettings
 
 if TYPE_CHECKING:  # nats-py and httpx load lazily: `tidings token` needs neither
@@ -42,18 +42,6 @@ MIN_SECRET_BYTES = 32  # as AuthSettings requires (RFC 7518 §3.2)
 
 Log = Callable[[str], None]
 T = TypeVar("T")
-
-
-class DevConflict(ConfigError):
-    """The stack cannot start here: a port is taken or another `tidings dev` owns the dir."""
-
-    code = "dev_conflict"
-
-
-class DevError(TidingsError):
-    """A part of the stack failed to start."""
-
-    code = "dev"
 
 
 class Interrupted(Exception):
@@ -453,7 +441,7 @@ class DevStack:
                     raise Interrupted
                 code = child.poll()
                 if code is not None:
-                    raise DevError(
+                    raise StartFailed(
                         f"{child.spec.name} exited with code {code} before it was ready;"
                         f" end of {child.log_path}:\n{child.log_tail()}"
                     )
@@ -461,7 +449,7 @@ class DevStack:
                     if http.get(url).status_code == 200:
                         return
                 self.stop_event.wait(0.1)
-        raise DevError(
+        raise StartFailed(
             f"{child.spec.name} was not ready at {url} after {self.options.ready_timeout:.0f}s;"
             f" end of {child.log_path}:\n{child.log_tail()}"
         )

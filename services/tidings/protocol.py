@@ -7,19 +7,27 @@ notification's line is built once per gateway (:func:`encode_notification`) so t
 can be joined into many frames (:func:`join_frames`).
 """
 
-# Codes named TOKEN_* are error codes, not secrets:
-# ruff: noqa: S105
-
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
-from tidings.errors import TidingsError
+from tidings.codes import ErrorCode
+from tidings.errors import (
+    BadRoom,
+    InvalidField,
+    Malformed,
+    MissingField,
+    TidingsError,
+    TooLarge,
+    TooManyRooms,
+    UnknownFrameType,
+    error_code_of,
+)
 from tidings.subjects import Audience, AudienceKind
 
 if TYPE_CHECKING:
@@ -31,241 +39,6 @@ MAX_SAFE_INTEGER = 2**53 - 1  # integers a JavaScript client reads exactly
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024  # a client frame; tokens of a few KiB must fit
 DEFAULT_MAX_ROOMS = 64  # named rooms per connection
 MAX_EPOCH_LENGTH = 64
-
-
-class Reconnect(StrEnum):
-    """What a client should do after a close code."""
-
-    BACKOFF = "backoff"  # reconnect with exponential backoff and jitter, resuming
-    NEW_TOKEN = "new_token"  # reconnect only with a new token
-    NEVER = "never"  # a bug or a refusal: retrying unchanged fails the same way
-
-
-class CloseCode(IntEnum):
-    """WebSocket close codes the gateway uses; the close reason is an :class:`ErrorCode`."""
-
-    NORMAL = 1000
-    MESSAGE_TOO_BIG = 1009
-    INTERNAL_ERROR = 1011
-    SERVICE_RESTART = 1012
-    TRY_AGAIN_LATER = 1013
-    BAD_REQUEST = 4000
-    UNAUTHORIZED = 4001
-    FORBIDDEN = 4003
-    HELLO_TIMEOUT = 4008
-    RATE_LIMITED = 4029
-    TOKEN_EXPIRED = 4401
-
-    @property
-    def meaning(self) -> str:
-        return _CLOSE_MEANINGS[self][0]
-
-    @property
-    def reconnect(self) -> Reconnect:
-        return _CLOSE_MEANINGS[self][1]
-
-
-_CLOSE_MEANINGS: dict[CloseCode, tuple[str, Reconnect]] = {
-    CloseCode.NORMAL: ("normal closure", Reconnect.BACKOFF),
-    CloseCode.MESSAGE_TOO_BIG: ("a client frame exceeded the size limit", Reconnect.NEVER),
-    CloseCode.INTERNAL_ERROR: ("unexpected gateway error", Reconnect.BACKOFF),
-    CloseCode.SERVICE_RESTART: ("the gateway is restarting (drain)", Reconnect.BACKOFF),
-    CloseCode.TRY_AGAIN_LATER: (
-        "slow consumer, overloaded, or a dependency (NATS, JWKS) is unavailable",
-        Reconnect.BACKOFF,
-    ),
-    CloseCode.BAD_REQUEST: (
-        "the first frame was not a valid hello (malformed, wrong type, bad room)",
-        Reconnect.NEVER,
-    ),
-    CloseCode.UNAUTHORIZED: ("missing, malformed or invalid token", Reconnect.NEW_TOKEN),
-    CloseCode.FORBIDDEN: ("the token does not allow what hello asked for", Reconnect.NEVER),
-    CloseCode.HELLO_TIMEOUT: ("no hello within the hello timeout", Reconnect.BACKOFF),
-    CloseCode.RATE_LIMITED: ("message rate or connection quota exceeded", Reconnect.BACKOFF),
-    CloseCode.TOKEN_EXPIRED: ("the token expired (not refreshed in time)", Reconnect.NEW_TOKEN),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _ErrorSpec:
-    number: int
-    close: CloseCode
-    always_fatal: bool
-    meaning: str
-
-
-class ErrorCode(StrEnum):
-    """The fixed error table: a string code and a number, never renumbered or reused.
-
-    ``close_code`` is the close code used when the error ends the connection. Every error while
-    handling ``hello`` ends it; after ``hello`` only ``always_fatal`` ones do.
-    """
-
-    INTERNAL = "internal"
-    MALFORMED = "malformed"
-    UNKNOWN_TYPE = "unknown_type"
-    MISSING_FIELD = "missing_field"
-    INVALID_FIELD = "invalid_field"
-    BAD_ROOM = "bad_room"
-    TOO_MANY_ROOMS = "too_many_rooms"
-    HELLO_REQUIRED = "hello_required"
-    UNEXPECTED_FRAME = "unexpected_frame"
-    HELLO_TIMEOUT = "hello_timeout"
-    TOO_LARGE = "too_large"
-    RATE_LIMITED = "rate_limited"
-    TOKEN_MISSING = "token_missing"
-    TOKEN_MALFORMED = "token_malformed"
-    TOKEN_INVALID_SIGNATURE = "token_invalid_signature"
-    TOKEN_EXPIRED = "token_expired"
-    TOKEN_NOT_YET_VALID = "token_not_yet_valid"
-    TOKEN_BAD_AUDIENCE = "token_bad_audience"
-    TOKEN_BAD_ISSUER = "token_bad_issuer"
-    TOKEN_ALGORITHM_NOT_ALLOWED = "token_algorithm_not_allowed"
-    TOKEN_CLAIM_MISSING = "token_claim_missing"
-    TOKEN_CLAIM_INVALID = "token_claim_invalid"
-    JWKS_UNAVAILABLE = "jwks_unavailable"
-    FORBIDDEN = "forbidden"
-    IDENTITY_CHANGED = "identity_changed"
-    QUOTA_EXCEEDED = "quota_exceeded"
-    SLOW_CONSUMER = "slow_consumer"
-    OVERLOADED = "overloaded"
-    RESTARTING = "restarting"
-    UNAVAILABLE = "unavailable"
-
-    @property
-    def number(self) -> int:
-        return ERROR_TABLE[self].number
-
-    @property
-    def close_code(self) -> CloseCode:
-        return ERROR_TABLE[self].close
-
-    @property
-    def always_fatal(self) -> bool:
-        return ERROR_TABLE[self].always_fatal
-
-    @property
-    def meaning(self) -> str:
-        return ERROR_TABLE[self].meaning
-
-
-_E, _C = ErrorCode, CloseCode
-ERROR_TABLE: Mapping[ErrorCode, _ErrorSpec] = {
-    # 1xx: the frame itself
-    _E.INTERNAL: _ErrorSpec(100, _C.INTERNAL_ERROR, False, "unexpected gateway error"),
-    _E.MALFORMED: _ErrorSpec(101, _C.BAD_REQUEST, False, "not one JSON object"),
-    _E.UNKNOWN_TYPE: _ErrorSpec(102, _C.BAD_REQUEST, False, "`type` names no client frame"),
-    _E.MISSING_FIELD: _ErrorSpec(103, _C.BAD_REQUEST, False, "a required field is absent"),
-    _E.INVALID_FIELD: _ErrorSpec(104, _C.BAD_REQUEST, False, "a field has a wrong type/value"),
-    _E.BAD_ROOM: _ErrorSpec(105, _C.BAD_REQUEST, False, "not a named room `room:<name>`"),
-    _E.TOO_MANY_ROOMS: _ErrorSpec(106, _C.BAD_REQUEST, False, "named-room limit reached"),
-    _E.HELLO_REQUIRED: _ErrorSpec(107, _C.BAD_REQUEST, True, "first frame was not `hello`"),
-    _E.UNEXPECTED_FRAME: _ErrorSpec(108, _C.BAD_REQUEST, False, "`hello` after `hello`"),
-    _E.HELLO_TIMEOUT: _ErrorSpec(109, _C.HELLO_TIMEOUT, True, "no `hello` in time"),
-    _E.TOO_LARGE: _ErrorSpec(110, _C.MESSAGE_TOO_BIG, True, "frame over the size limit"),
-    _E.RATE_LIMITED: _ErrorSpec(111, _C.RATE_LIMITED, True, "frames sent too fast"),
-    # 2xx: the token and what it allows
-    _E.TOKEN_MISSING: _ErrorSpec(200, _C.UNAUTHORIZED, False, "no token"),
-    _E.TOKEN_MALFORMED: _ErrorSpec(201, _C.UNAUTHORIZED, False, "not a JWT"),
-    _E.TOKEN_INVALID_SIGNATURE: _ErrorSpec(
-        202, _C.UNAUTHORIZED, False, "signature does not verify (or unknown `kid`)"
-    ),
-    _E.TOKEN_EXPIRED: _ErrorSpec(203, _C.TOKEN_EXPIRED, False, "`exp` has passed"),
-    _E.TOKEN_NOT_YET_VALID: _ErrorSpec(
-        204, _C.UNAUTHORIZED, False, "`nbf` (or `iat`) is in the future"
-    ),
-    _E.TOKEN_BAD_AUDIENCE: _ErrorSpec(205, _C.UNAUTHORIZED, False, "`aud` missing or wrong"),
-    _E.TOKEN_BAD_ISSUER: _ErrorSpec(206, _C.UNAUTHORIZED, False, "`iss` missing or wrong"),
-    _E.TOKEN_ALGORITHM_NOT_ALLOWED: _ErrorSpec(
-        207, _C.UNAUTHORIZED, False, "`alg` not on the allow-list (`none` never is)"
-    ),
-    _E.TOKEN_CLAIM_MISSING: _ErrorSpec(
-        208, _C.UNAUTHORIZED, False, "a required claim (user, tenant, `exp`) is absent"
-    ),
-    _E.TOKEN_CLAIM_INVALID: _ErrorSpec(
-        209, _C.UNAUTHORIZED, False, "a claim has a wrong type or an id outside the grammar"
-    ),
-    _E.JWKS_UNAVAILABLE: _ErrorSpec(
-        210, _C.TRY_AGAIN_LATER, False, "the key set could not be fetched; retry later"
-    ),
-    _E.FORBIDDEN: _ErrorSpec(211, _C.FORBIDDEN, False, "the token does not allow this room"),
-    _E.IDENTITY_CHANGED: _ErrorSpec(
-        212, _C.FORBIDDEN, False, "`refresh` token names another tenant or user"
-    ),
-    _E.QUOTA_EXCEEDED: _ErrorSpec(213, _C.RATE_LIMITED, True, "tenant connection quota full"),
-    # 3xx: the gateway's own state
-    _E.SLOW_CONSUMER: _ErrorSpec(300, _C.TRY_AGAIN_LATER, True, "client did not read in time"),
-    _E.OVERLOADED: _ErrorSpec(301, _C.TRY_AGAIN_LATER, True, "gateway over capacity"),
-    _E.RESTARTING: _ErrorSpec(302, _C.SERVICE_RESTART, True, "gateway draining"),
-    _E.UNAVAILABLE: _ErrorSpec(303, _C.TRY_AGAIN_LATER, True, "NATS/JetStream unreachable"),
-}
-del _E, _C
-
-
-# --- errors -------------------------------------------------------------------------------
-
-
-class WireError(TidingsError):
-    """A :class:`TidingsError` with a row in the wire's error table (and so a close code)."""
-
-    error: ClassVar[ErrorCode]
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "error" in cls.__dict__:
-            cls.code = cls.error.value
-
-    @property
-    def close_code(self) -> CloseCode:
-        return self.error.close_code
-
-
-class ProtocolError(WireError):
-    """A client frame the gateway cannot accept."""
-
-    http_status = 400
-    error = ErrorCode.MALFORMED
-
-
-class MalformedFrame(ProtocolError):
-    error = ErrorCode.MALFORMED
-
-
-class UnknownFrameType(ProtocolError):
-    error = ErrorCode.UNKNOWN_TYPE
-
-
-class MissingField(ProtocolError):
-    error = ErrorCode.MISSING_FIELD
-
-
-class InvalidFieldValue(ProtocolError):
-    error = ErrorCode.INVALID_FIELD
-
-
-class BadRoom(ProtocolError):
-    error = ErrorCode.BAD_ROOM
-
-
-class TooManyRooms(ProtocolError):
-    error = ErrorCode.TOO_MANY_ROOMS
-
-
-class FrameTooLarge(ProtocolError):
-    http_status = 413
-    error = ErrorCode.TOO_LARGE
-
-
-def error_code_of(exc: BaseException) -> ErrorCode:
-    """The wire code for ``exc``: its own when it has one, else ``internal``."""
-    if isinstance(exc, WireError):
-        return exc.error
-    if isinstance(exc, TidingsError):
-        try:
-            return ErrorCode(exc.code)
-        except ValueError:
-            pass
-    return ErrorCode.INTERNAL
 
 
 # --- client frames ------------------------------------------------------------------------
@@ -355,23 +128,23 @@ def parse_client_frame(
     max_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     max_rooms: int = DEFAULT_MAX_ROOMS,
 ) -> ClientFrame:
-    """Parse one client frame; raise a :class:`ProtocolError` whose code goes on the wire."""
+    """Parse one client frame; raise a :class:`TidingsError` whose code goes on the wire."""
     size = len(data)
     if isinstance(data, str) and size * 4 > max_bytes:
         size = len(data.encode())  # at most 4 bytes a character: count only when it matters
     if size > max_bytes:
-        raise FrameTooLarge(f"frame is {size} bytes; at most {max_bytes} are allowed")
+        raise TooLarge(f"frame is {size} bytes; at most {max_bytes} are allowed")
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise MalformedFrame(f"not JSON: {exc}") from None
+        raise Malformed(f"not JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise MalformedFrame(f"a frame is one JSON object, not {_json_type(body)}")
+        raise Malformed(f"a frame is one JSON object, not {_json_type(body)}")
     kind = body.get("type")
     if kind is None:
         raise MissingField("every frame has a type", field="type")
     if not isinstance(kind, str):
-        raise InvalidFieldValue(f"must be a string, not {_json_type(kind)}", field="type")
+        raise InvalidField(f"must be a string, not {_json_type(kind)}", field="type")
     parser = _CLIENT_PARSERS.get(kind)
     if parser is None:
         expected = ", ".join(CLIENT_FRAME_TYPES)
@@ -398,7 +171,7 @@ def _opt_str(body: dict[str, Any], field: str, *, default: str | None = None) ->
     if value is None:
         return default
     if not isinstance(value, str):
-        raise InvalidFieldValue(f"must be a string, not {_json_type(value)}", field=field)
+        raise InvalidField(f"must be a string, not {_json_type(value)}", field=field)
     return value
 
 
@@ -407,9 +180,9 @@ def _opt_uint(body: dict[str, Any], field: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidFieldValue(f"must be an integer, not {_json_type(value)}", field=field)
+        raise InvalidField(f"must be an integer, not {_json_type(value)}", field=field)
     if not 0 <= value <= MAX_SAFE_INTEGER:
-        raise InvalidFieldValue(f"must be between 0 and {MAX_SAFE_INTEGER}", field=field)
+        raise InvalidField(f"must be between 0 and {MAX_SAFE_INTEGER}", field=field)
     return value
 
 
@@ -422,7 +195,7 @@ def check_named_room(room: object, *, field: str = "room") -> str:
     if room is None:
         raise MissingField("a named room such as room:site-berlin is required", field=field)
     if not isinstance(room, str):
-        raise InvalidFieldValue(f"must be a string, not {_json_type(room)}", field=field)
+        raise InvalidField(f"must be a string, not {_json_type(room)}", field=field)
     try:
         audience = Audience.from_room(room, field=field)
     except TidingsError as exc:
@@ -441,7 +214,7 @@ def _parse_hello(body: dict[str, Any], max_rooms: int) -> Hello:
     since = _opt_uint(body, "since")
     epoch = _opt_str(body, "epoch")
     if epoch is not None and not 0 < len(epoch) <= MAX_EPOCH_LENGTH:
-        raise InvalidFieldValue(f"must be 1 to {MAX_EPOCH_LENGTH} characters", field="epoch")
+        raise InvalidField(f"must be 1 to {MAX_EPOCH_LENGTH} characters", field="epoch")
     if (since is None) != (epoch is None):
         missing = "epoch" if epoch is None else "since"
         raise MissingField(
@@ -451,7 +224,7 @@ def _parse_hello(body: dict[str, Any], max_rooms: int) -> Hello:
     if raw_rooms is None:
         raw_rooms = []
     if not isinstance(raw_rooms, list):
-        raise InvalidFieldValue(f"must be an array, not {_json_type(raw_rooms)}", field="rooms")
+        raise InvalidField(f"must be an array, not {_json_type(raw_rooms)}", field="rooms")
     rooms = tuple(
         dict.fromkeys(check_named_room(r, field=f"rooms[{i}]") for i, r in enumerate(raw_rooms))
     )
@@ -775,7 +548,7 @@ def join_frames(lines: Iterable[bytes]) -> bytes:
 def _req(body: dict[str, Any], field: str, kind: type | tuple[type, ...]) -> Any:
     value = body.get(field)
     if value is None or isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
-        raise MalformedFrame(f"server frame {body.get('type')!r}: bad {field}", field=field)
+        raise Malformed(f"server frame {body.get('type')!r}: bad {field}", field=field)
     return value
 
 
@@ -786,7 +559,7 @@ def _opt(body: dict[str, Any], field: str, kind: type | tuple[type, ...]) -> Any
 def _str_tuple(body: dict[str, Any], field: str) -> tuple[str, ...]:
     values = _req(body, field, list)
     if not all(isinstance(v, str) for v in values):
-        raise MalformedFrame(f"server frame {body.get('type')!r}: bad {field}", field=field)
+        raise Malformed(f"server frame {body.get('type')!r}: bad {field}", field=field)
     return tuple(values)
 
 
@@ -847,7 +620,7 @@ def parse_server_frames(data: str | bytes) -> list[ServerFrame]:
     """Every frame in one server text frame (one JSON object per line).
 
     Unknown frame types and unknown fields are skipped, so a newer gateway does not break an
-    older client; a known frame with a missing or mistyped field raises :class:`MalformedFrame`.
+    older client; a known frame with a missing or mistyped field raises :class:`Malformed`.
     """
     raw = data.encode() if isinstance(data, str) else data
     frames: list[ServerFrame] = []
@@ -857,9 +630,9 @@ def parse_server_frames(data: str | bytes) -> list[ServerFrame]:
         try:
             body = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            raise MalformedFrame(f"server sent a line that is not JSON: {exc}") from None
+            raise Malformed(f"server sent a line that is not JSON: {exc}") from None
         if not isinstance(body, dict):
-            raise MalformedFrame("server sent a line that is not a JSON object")
+            raise Malformed("server sent a line that is not a JSON object")
         parser = _SERVER_PARSERS.get(body.get("type"))  # type: ignore[arg-type]
         if parser is not None:
             frames.append(parser(body))

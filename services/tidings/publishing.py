@@ -22,7 +22,7 @@ from opentelemetry import propagate, trace
 
 from tidings.catalogue import DEFAULT_CATALOGUE, Catalogue
 from tidings.envelope import Notification, Severity, new_id
-from tidings.errors import Forbidden, InvalidField, MalformedBody, TidingsError, Unavailable
+from tidings.errors import Forbidden, InvalidField, Malformed, TidingsError, Unavailable
 from tidings.subjects import (
     BROADCAST_AUDIENCE,
     TENANT_AUDIENCE,
@@ -100,7 +100,7 @@ def _audience(value: Any, policy: PublishPolicy) -> Audience:
 def parse_request(body: Any, policy: PublishPolicy, *, now: datetime | None = None) -> Notification:
     """Validate one publish request (already JSON-decoded) into a notification."""
     if not isinstance(body, dict):
-        raise MalformedBody(f"expected a JSON object, got {type(body).__name__}")
+        raise Malformed(f"expected a JSON object, got {type(body).__name__}")
     unknown = sorted(set(body) - FIELDS)
     if unknown:
         raise InvalidField("unknown field", field=unknown[0])

@@ -27,10 +27,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from tests.wsclient import RawClient
-from tidings.auth import AuthError, JwksUnavailable, Verifier, mint_token
+from tidings.auth import Verifier, mint_token
+from tidings.codes import CloseCode, ErrorCode
+from tidings.errors import AuthError, JwksUnavailable
 from tidings.gateway.service import Gateway
 from tidings.gateway.session import MAX_QUEUED
-from tidings.protocol import CloseCode, ErrorCode
 from tidings.settings import AuthSettings, GatewaySettings, NatsSettings, Settings
 
 AUDIENCE = "tidings-gateway"
@@ -138,11 +139,11 @@ async def test_keys_are_chosen_by_kid_and_cached(
         assert (await v.verify(token(ec_key, "ec-1", algorithm="ES256"))).user == "alice"
         # Signed by key 1 but naming key 2: the kid picks the key, the signature fails.
         err = await refused(v, token(rsa_keys[0], "rsa-2"))
-        assert err.error is ErrorCode.TOKEN_INVALID_SIGNATURE
-        assert err.close_code == CloseCode.UNAUTHORIZED
+        assert err.code is ErrorCode.TOKEN_INVALID_SIGNATURE
+        assert err.code.close_code == CloseCode.UNAUTHORIZED
         # An ES256 header naming an RSA key: the key does not fit the algorithm.
         err = await refused(v, token(ec_key, "rsa-1", algorithm="ES256"))
-        assert err.error is ErrorCode.TOKEN_INVALID_SIGNATURE
+        assert err.code is ErrorCode.TOKEN_INVALID_SIGNATURE
     assert idp.fetches == 1, "the key set is fetched once and cached"
 
 
@@ -155,7 +156,7 @@ async def test_a_rotated_key_is_picked_up_on_an_unknown_kid(
         assert idp.fetches == 1
         new = token(rsa_keys[1], "2026-02")
         err = await refused(v, new)  # not published yet: refetched, still unknown
-        assert err.error is ErrorCode.TOKEN_INVALID_SIGNATURE
+        assert err.code is ErrorCode.TOKEN_INVALID_SIGNATURE
         assert "2026-02" in err.reason
         assert idp.fetches == 2
 
@@ -175,7 +176,7 @@ async def test_refetching_for_unknown_kids_is_rate_limited(
         made_up = [token(rsa_keys[2], f"made-up-{i}") for i in range(50)]
         results = await asyncio.gather(*(v.verify(t) for t in made_up), return_exceptions=True)
         assert all(
-            isinstance(r, AuthError) and r.error is ErrorCode.TOKEN_INVALID_SIGNATURE
+            isinstance(r, AuthError) and r.code is ErrorCode.TOKEN_INVALID_SIGNATURE
             for r in results
         )
         assert idp.fetches == 1, "within the interval an unknown kid does not refetch"
@@ -202,7 +203,7 @@ async def test_identity_provider_down_gives_jwks_unavailable(
         err = await refused(v, token(rsa_keys[0], "k1"))
         assert isinstance(err, JwksUnavailable)
         assert err.code == "jwks_unavailable"
-        assert err.close_code == CloseCode.TRY_AGAIN_LATER  # the client retries with backoff
+        assert err.code.close_code == CloseCode.TRY_AGAIN_LATER  # the client retries with backoff
         assert err.http_status == 503
         assert "unavailable" in err.reason
         with pytest.raises(JwksUnavailable):
@@ -216,7 +217,7 @@ async def test_an_error_answer_gives_jwks_unavailable(
     idp.status = status
     async with verifier(idp) as v:
         err = await refused(v, token(rsa_keys[0], "k1"))
-        assert err.error is ErrorCode.JWKS_UNAVAILABLE
+        assert err.code is ErrorCode.JWKS_UNAVAILABLE
         assert f"HTTP {status}" in err.reason
 
 
@@ -232,7 +233,7 @@ async def test_known_keys_survive_an_outage_but_new_ones_cannot_be_checked(
         assert (await v.verify(token(rsa_keys[0], "k1"))).user == "alice"
         assert idp.fetches > fetched, "it did try to refresh"
         err = await refused(v, token(rsa_keys[1], "k2"))
-        assert err.error is ErrorCode.JWKS_UNAVAILABLE
+        assert err.code is ErrorCode.JWKS_UNAVAILABLE
         idp.status = 200
         idp.keys.append(jwk(rsa_keys[1], "k2"))
         assert (await v.verify(token(rsa_keys[1], "k2"))).user == "alice"
@@ -253,7 +254,7 @@ async def test_symmetric_keys_in_a_jwks_are_never_used(
         hs = mint_token(
             secret, tenant="acme", user="eve", kid="sym", audience=AUDIENCE, issuer=ISSUER
         )
-        assert (await refused(v, hs)).error is ErrorCode.TOKEN_ALGORITHM_NOT_ALLOWED
+        assert (await refused(v, hs)).code is ErrorCode.TOKEN_ALGORITHM_NOT_ALLOWED
         forged = jwt.encode(
             {
                 "sub": "eve",
@@ -266,7 +267,7 @@ async def test_symmetric_keys_in_a_jwks_are_never_used(
             algorithm="RS256",
             headers={"kid": "sym"},
         )
-        assert (await refused(v, forged)).error is ErrorCode.TOKEN_INVALID_SIGNATURE
+        assert (await refused(v, forged)).code is ErrorCode.TOKEN_INVALID_SIGNATURE
 
 
 async def test_a_token_without_kid_uses_the_only_fitting_key(
@@ -278,7 +279,7 @@ async def test_a_token_without_kid_uses_the_only_fitting_key(
         idp.keys.append(jwk(rsa_keys[1], "k2"))
         await v.jwks.refresh()  # type: ignore[union-attr]
         err = await refused(v, token(rsa_keys[0], None))  # two RSA keys: which one?
-        assert err.error is ErrorCode.TOKEN_INVALID_SIGNATURE
+        assert err.code is ErrorCode.TOKEN_INVALID_SIGNATURE
 
 
 @asynccontextmanager

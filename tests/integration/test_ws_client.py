@@ -38,6 +38,7 @@ from tidings.client.ws import (
     Subscriber,
     connect,
 )
+from tidings.codes import ErrorCode
 from tidings.embedded import EmbeddedNats, free_port, wait_for_port
 from tidings.errors import InvalidField
 from tidings.gateway.service import Gateway
@@ -290,7 +291,7 @@ async def test_a_bad_token_is_a_typed_error_without_retry(
     with pytest.raises(Refused) as refused:
         await connect(ws_url(gateway), token=make(token), backoff=FAST, on_event=events.append)
     assert (refused.value.error, refused.value.close_code) == (error, close)
-    assert refused.value.error_code is p.ErrorCode(error)
+    assert refused.value.error_code is ErrorCode(error)
     assert refused.value.reason  # the gateway's own words
     assert states(events).count(State.CONNECTING) == 1
     assert states(events)[-1] is State.CLOSED

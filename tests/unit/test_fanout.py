@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
+from tidings.errors import IllegalTransition
 from tidings.gateway import connection
-from tidings.gateway.connection import Connection, IllegalTransition, State
+from tidings.gateway.connection import Connection, State
 from tidings.gateway.fanout import Hub
 from tidings.gateway.frames import HEADROOM
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tidings.catalogue import Catalogue
-from tidings.errors import Forbidden, InvalidField, MalformedBody, TidingsError, UnknownEvent
+from tidings.errors import Forbidden, InvalidField, Malformed, TidingsError, UnknownEvent
 from tidings.publishing import OutgoingMessage, PublishPolicy, parse_batch, parse_request
 from tidings.subjects import AudienceKind
 
@@ -65,7 +65,7 @@ def test_broadcast_needs_the_right_and_no_tenant() -> None:
 @pytest.mark.parametrize(
     ("request_body", "error", "field"),
     [
-        ([], MalformedBody, None),
+        ([], Malformed, None),
         (body(tenant=None), InvalidField, "tenant"),
         (body(tenant="a.b"), InvalidField, "tenant"),
         (body(tenant=7), InvalidField, "tenant"),

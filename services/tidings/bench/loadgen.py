@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tidings.bench.procs import BenchError, Child
+from tidings.bench.procs import Child
+from tidings.errors import BenchFailed
 
 SOURCE = Path(__file__).with_name("wsload.c")
 JSPUB_SOURCE = Path(__file__).with_name("jspub.c")
@@ -34,7 +35,7 @@ def build(cache: Path | None = None, source: Path = SOURCE) -> Path:
         return binary
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        raise BenchError(f"a C compiler (cc) is needed to build the benchmark's {source.name}")
+        raise BenchFailed(f"a C compiler (cc) is needed to build the benchmark's {source.name}")
     base.mkdir(parents=True, exist_ok=True)
     tmp = base / f"{binary.name}.{os.getpid()}.tmp"  # two builds at once must not share it
     subprocess.run([cc, "-O2", "-o", str(tmp), str(source)], check=True)

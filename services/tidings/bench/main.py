@@ -8,9 +8,9 @@ import sys
 import time
 from typing import Any
 
-from tidings.bench.procs import BenchError
 from tidings.bench.report import machine, markdown, plot, tables, write_json
 from tidings.bench.runner import BenchConfig, Progress, Runner, config_dict
+from tidings.errors import BenchFailed
 
 # The scenarios: (clients, rooms, rates in notifications/s);
 # deliveries/s = rate x clients/rooms
@@ -22,7 +22,7 @@ SCENARIOS: dict[str, tuple[int, int, list[float]]] = {
     "smoke": (20, 2, [50, 100]),
 }
 
-__all__ = ["SCENARIOS", "BenchConfig", "BenchError", "run_bench"]
+__all__ = ["SCENARIOS", "BenchConfig", "BenchFailed", "run_bench"]
 
 
 def run_bench(cfg: BenchConfig, *, progress: Progress, console: Any) -> dict[str, Any]:

@@ -20,13 +20,7 @@ from typing import IO, Any
 
 import psutil
 
-from tidings.errors import TidingsError
-
-
-class BenchError(TidingsError):
-    """A benchmark could not run as asked (a child failed, a deadline passed)."""
-
-    code = "bench"
+from tidings.errors import BenchFailed
 
 
 def cores() -> int:
@@ -71,7 +65,7 @@ class Child:
         self.log = log
         self._logf: IO[bytes] | None = log.open("ab") if log is not None else None
         if not talk and self._logf is None:
-            raise BenchError("a silent child needs a log file")
+            raise BenchFailed("a silent child needs a log file")
         # taskset at exec: every thread a runtime starts (Go, Node, libuv) inherits the core,
         # and a Go runtime sizes GOMAXPROCS to it; pinning a PID later moves one thread only.
         prefix = (
@@ -111,10 +105,12 @@ class Child:
         while b"\n" not in self._buf:
             ready, _, _ = select.select([fd], [], [], timeout)
             if not ready:
-                raise BenchError(f"no answer from {self.argv[0]} within {timeout:g}s")
+                raise BenchFailed(f"no answer from {self.argv[0]} within {timeout:g}s")
             chunk = os.read(fd, 1 << 20)
             if not chunk:
-                raise BenchError(f"{' '.join(self.argv[:3])} exited ({self.p.poll()}){self.tail()}")
+                raise BenchFailed(
+                    f"{' '.join(self.argv[:3])} exited ({self.p.poll()}){self.tail()}"
+                )
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
         obj: dict[str, Any] = json.loads(line)

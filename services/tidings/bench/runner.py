@@ -26,9 +26,10 @@ from typing import Any
 from tidings.bench import profile
 from tidings.bench.layout import Layout
 from tidings.bench.loadgen import JSPUB_SOURCE, Fleet, build, percentiles
-from tidings.bench.procs import BenchError, Child, busy, pin, rss_bytes, sample
+from tidings.bench.procs import Child, busy, pin, rss_bytes, sample
 from tidings.bench.publish import c_argv, data_bytes, write_targets
 from tidings.bench.systems import System, make
+from tidings.errors import BenchFailed
 
 HOPELESS = 5.0  # a step with loss or p99 past 5x the bound ends that sweep
 SATURATED_PCT = 90.0  # our generator processes use this much of their one core: it may limit
@@ -159,7 +160,9 @@ class Runner:
             fleet = self._fleet(system, layout, 0, cfg.clients, "clients")
             info["connect"] = conn = fleet.wait_connected()
             if conn["ready"] < cfg.clients:
-                raise BenchError(f"only {conn['ready']} of {cfg.clients} clients got ready: {conn}")
+                raise BenchFailed(
+                    f"only {conn['ready']} of {cfg.clients} clients got ready: {conn}"
+                )
             time.sleep(1.0)
             rss1 = rss_bytes(system.server_pids)
             info["server_rss_mb_idle"] = round(rss1 / 2**20, 1)
@@ -179,7 +182,7 @@ class Runner:
             for pub in pubs:
                 ready = pub.read(timeout=30)
                 if ready.get("event") != "ready":
-                    raise BenchError(f"a publisher did not start: {ready}")
+                    raise BenchFailed(f"a publisher did not start: {ready}")
             info["publishers"] = workers
             groups = {
                 "server": system.server_pids,
@@ -205,7 +208,7 @@ class Runner:
                 )
                 if row["lost"] > 0 or row["p99_ms"] > HOPELESS * cfg.p99_bound_ms:
                     hopeless = True
-        except BenchError as exc:
+        except BenchFailed as exc:
             info["error"] = str(exc)[:2000]
             self.progress(f"{name} r{rnd}: ERROR {str(exc)[:200]}", False)
         finally:
@@ -363,7 +366,7 @@ class Runner:
                 "kb_per_conn": round((rss1 - rss0) / max(1, conn["ready"]) / 1024, 2),
                 "loadavg_1m": round(os.getloadavg()[0], 2),
             }
-        except BenchError as exc:
+        except BenchFailed as exc:
             out["error"] = str(exc)[:2000]
         finally:
             for f in fleets:

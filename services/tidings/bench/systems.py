@@ -30,8 +30,9 @@ import orjson
 
 from tidings.auth import mint_token
 from tidings.bench.layout import Layout
-from tidings.bench.procs import BenchError, Child, pin, prioritize
+from tidings.bench.procs import Child, pin, prioritize
 from tidings.embedded import EmbeddedNats, free_port, nats_server_binary, wait_for_port
+from tidings.errors import BenchFailed
 
 SECRET = "tidings-bench-secret-0123456789abcdef-xyz"  # noqa: S105 - signs bench tokens only
 SYSTEMS = ("tidings", "nats", "socketio-node", "socketio-py")
@@ -49,7 +50,7 @@ def peers_dir() -> Path:
         candidate = base / "benchmarks" / "peers"
         if candidate.is_dir():
             return candidate
-    raise BenchError(
+    raise BenchFailed(
         "benchmarks/peers not found; run from the repository or set TIDINGS_BENCH_PEERS"
     )
 
@@ -105,7 +106,7 @@ class System:
         try:
             child = self._child(argv, core=self.gen_core, log="redis.log", talk=False)
         except FileNotFoundError:
-            raise BenchError("redis-server not found: run benchmarks/peers/setup.sh") from None
+            raise BenchFailed("redis-server not found: run benchmarks/peers/setup.sh") from None
         wait_for_port(port, timeout=10)
         self.broker_pids.append(child.pid)
         return port
@@ -125,7 +126,7 @@ class Tidings(System):
     ):
         super().__init__(*args, **kw)
         if publisher not in PUBLISHERS:
-            raise BenchError(f"unknown publisher {publisher!r}; choose from c, python")
+            raise BenchFailed(f"unknown publisher {publisher!r}; choose from c, python")
         self.name = name
         self.storage = storage
         self.window = window
@@ -178,7 +179,7 @@ class Tidings(System):
         deadline = time.monotonic() + 30
         while not _get_ok(f"http://127.0.0.1:{self.port}/readyz"):
             if not gw.alive() or time.monotonic() > deadline:
-                raise BenchError(f"tidings gateway did not get ready{gw.tail()}")
+                raise BenchFailed(f"tidings gateway did not get ready{gw.tail()}")
             time.sleep(0.1)
         self._tokens: dict[int, str] = {}
 
@@ -246,7 +247,7 @@ class SocketIO(System):
         self.server_pids.append(child.pid)
         ready = child.read(timeout=30)
         if ready.get("event") != "ready":
-            raise BenchError(f"{self.name} did not start: {ready}")
+            raise BenchFailed(f"{self.name} did not start: {ready}")
 
     def spec(self, client: int, layout: Layout) -> str:
         return orjson.dumps({"room": f"t{layout.room_of(client)}", "user": f"u{client}"}).decode()
@@ -261,7 +262,7 @@ class SocketIONode(SocketIO):
     def server_argv(self, port: int, redis_port: int) -> list[str]:
         script = peers_dir() / "sio_node.js"
         if not (script.parent / "node_modules" / "socket.io").is_dir():
-            raise BenchError("socket.io is not installed: run benchmarks/peers/setup.sh")
+            raise BenchFailed("socket.io is not installed: run benchmarks/peers/setup.sh")
         return ["node", str(script), str(port), str(redis_port)]
 
 
@@ -286,5 +287,5 @@ def make(name: str, workdir: Path, **kw: Any) -> System:
         "socketio-py": SocketIOPy,
     }
     if name not in classes:
-        raise BenchError(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
+        raise BenchFailed(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
     return classes[name](workdir, **extra)

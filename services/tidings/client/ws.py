@@ -36,7 +36,8 @@ from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
 from tidings import protocol as p
-from tidings.errors import InvalidField, TidingsError
+from tidings.codes import CloseCode, ErrorCode, Reconnect
+from tidings.errors import InvalidField, Malformed, TidingsError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ _FATAL_HTTP = frozenset(range(400, 500)) - {408, 429}  # a handshake refusal ret
 class ClientError(TidingsError):
     """Base of the errors this client raises."""
 
-    code = "client"
+    code = ErrorCode.INTERNAL
 
 
 class Refused(ClientError):
@@ -64,7 +65,7 @@ class Refused(ClientError):
     WebSocket close code (``None`` for an HTTP refusal, then ``http_status`` is set).
     """
 
-    code = "refused"
+    code = ErrorCode.REFUSED
 
     def __init__(
         self,
@@ -83,10 +84,10 @@ class Refused(ClientError):
         self.status = status
 
     @property
-    def error_code(self) -> p.ErrorCode | None:
+    def error_code(self) -> ErrorCode | None:
         """The code as an enum member; ``None`` for a code newer than this client."""
         try:
-            return p.ErrorCode(self.error)
+            return ErrorCode(self.error)
         except ValueError:
             return None
 
@@ -98,7 +99,7 @@ class Refused(ClientError):
 class RequestRefused(ClientError):
     """The gateway answered a request (subscribe, refresh…) with an ``error`` frame."""
 
-    code = "request_refused"
+    code = ErrorCode.REQUEST_REFUSED
 
     def __init__(self, frame: p.ErrorFrame) -> None:
         super().__init__(f"{frame.code}: {frame.reason}", field=frame.field)
@@ -108,19 +109,19 @@ class RequestRefused(ClientError):
 class ConnectionLost(ClientError):
     """The connection dropped before a request was answered; the client reconnects by itself."""
 
-    code = "connection_lost"
+    code = ErrorCode.CONNECTION_LOST
 
 
 class Closed(ClientError):
     """The subscriber was closed."""
 
-    code = "closed"
+    code = ErrorCode.CLOSED
 
 
 class GaveUp(ClientError):
     """``max_attempts`` connection attempts in a row failed."""
 
-    code = "unreachable"
+    code = ErrorCode.UNREACHABLE
 
 
 # --- backoff -----------------------------------------------------------------------------------
@@ -520,7 +521,7 @@ class Subscriber:
                 delay = max(0.0, drop.reconnect_at - time.monotonic())
             else:
                 delay = self.backoff.delay(attempt, self._rng)
-                if drop.close_code == p.CloseCode.RATE_LIMITED:
+                if drop.close_code == CloseCode.RATE_LIMITED:
                     delay = max(delay, RATE_LIMITED_DELAY)
                 attempt += 1
             index += 1  # the next gateway: this one failed or is going away
@@ -552,12 +553,12 @@ class Subscriber:
         if code is None:
             return
         try:
-            how = p.CloseCode(code).reconnect
+            how = CloseCode(code).reconnect
         except ValueError:
-            how = p.Reconnect.NEVER if 4000 <= code < 5000 else p.Reconnect.BACKOFF
-        if how is p.Reconnect.BACKOFF:
+            how = Reconnect.NEVER if 4000 <= code < 5000 else Reconnect.BACKOFF
+        if how is Reconnect.BACKOFF:
             return
-        if how is p.Reconnect.NEW_TOKEN and self._get_token is not None:
+        if how is Reconnect.NEW_TOKEN and self._get_token is not None:
             self._auth_failures += 1
             if self._auth_failures <= self.max_auth_retries:
                 self._need_token = True
@@ -614,7 +615,7 @@ class Subscriber:
                     await self._on_frame(ws, frame)
         except ConnectionClosed:
             pass
-        except p.MalformedFrame as exc:
+        except Malformed as exc:
             log.warning("gateway sent a malformed frame", extra={"url": url, "error": exc.reason})
             drop.reason = f"malformed frame: {exc.reason}"
         finally:
@@ -849,7 +850,7 @@ def _http_refusal(body: bytes, status: int) -> tuple[str | None, str]:
 
 def _close_meaning(code: int) -> str:
     try:
-        return p.CloseCode(code).meaning
+        return CloseCode(code).meaning
     except ValueError:
         return "connection lost" if code == ABNORMAL_CLOSURE else f"closed with {code}"
 

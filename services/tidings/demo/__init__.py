@@ -28,7 +28,8 @@ from typing import Any
 
 import orjson
 
-from tidings.errors import InvalidField, TidingsError
+from tidings.codes import ErrorCode
+from tidings.errors import InvalidField, TidingsError, error_body
 from tidings.settings import AuthSettings, parse_duration
 from tidings.subjects import check_id
 
@@ -59,8 +60,9 @@ class Answer:
         return cls(status, orjson.dumps(body), "application/json")
 
     @classmethod
-    def error(cls, exc: TidingsError, status: HTTPStatus | None = None) -> Answer:
-        return cls.json({"error": exc.to_dict()}, status or HTTPStatus(exc.http_status))
+    def error(cls, error: TidingsError | ErrorCode, reason: str | None = None) -> Answer:
+        code = error if isinstance(error, ErrorCode) else error.code
+        return cls(code.http_status, error_body(error, reason), "application/json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +140,7 @@ class Minter:
         try:
             identity = identity_from_query(params)
         except TidingsError as exc:
-            return Answer.error(exc, HTTPStatus.BAD_REQUEST)
+            return Answer.error(exc)
         return Answer.json({"token": self.mint(identity), "claims": identity.claims()})
 
 
@@ -210,16 +212,11 @@ def answer_get(
         return config()
     if name == "api/token":
         if minter is None:
-            return Answer.json(
-                {"error": {"code": "not_available", "reason": "this gateway cannot mint tokens"}},
-                HTTPStatus.NOT_FOUND,
-            )
+            return Answer.error(ErrorCode.NOT_FOUND, "this gateway cannot mint tokens")
         return minter.answer(params)
     found = asset(name)
     if found is None:
-        return Answer.json(
-            {"error": {"code": "not_found", "reason": f"no file {name!r}"}}, HTTPStatus.NOT_FOUND
-        )
+        return Answer.error(ErrorCode.NOT_FOUND, f"no file {name!r}")
     body, content_type = found
     headers = security_headers(connect_src) if content_type.startswith("text/html") else {}
     return Answer(HTTPStatus.OK, body, content_type, {"Cache-Control": "no-store", **headers})

@@ -26,8 +26,9 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from tidings import demo
+from tidings.codes import ErrorCode
 from tidings.devstack import load_secret, read_info
-from tidings.errors import ConfigError, MalformedBody, Unavailable
+from tidings.errors import ConfigError, Malformed, Unavailable
 from tidings.settings import AuthSettings, load_settings
 from tidings.telemetry import setup_logging
 
@@ -66,8 +67,8 @@ def _response(answer: demo.Answer) -> Response:
     )
 
 
-def _refuse(status: HTTPStatus, code: str, reason: str) -> Response:
-    return _response(demo.Answer.json({"error": {"code": code, "reason": reason}}, status))
+def _refuse(code: ErrorCode, reason: str) -> Response:
+    return _response(demo.Answer.error(code, reason))
 
 
 class DemoServer:
@@ -92,7 +93,7 @@ class DemoServer:
 
     async def get(self, request: Request) -> Response:
         if not self._trusted(request):
-            return _refuse(HTTPStatus.FORBIDDEN, "forbidden", "unexpected Host header")
+            return _refuse(ErrorCode.FORBIDDEN, "unexpected Host header")
         answer = demo.answer_get(
             request.url.path,
             request.query_params,
@@ -101,7 +102,7 @@ class DemoServer:
             connect_src=self.connect_src,
         )
         if answer is None:
-            return _refuse(HTTPStatus.NOT_FOUND, "not_found", f"no route {request.url.path}")
+            return _refuse(ErrorCode.NOT_FOUND, f"no route {request.url.path}")
         return _response(answer)
 
     def config(self) -> demo.Answer:
@@ -123,16 +124,16 @@ class DemoServer:
     async def publish(self, request: Request) -> Response:
         """Forward one notification to the publisher sidecar and return its answer as is."""
         if not self._trusted(request):
-            return _refuse(HTTPStatus.FORBIDDEN, "forbidden", "unexpected Host header")
+            return _refuse(ErrorCode.FORBIDDEN, "unexpected Host header")
         origin = request.headers.get("origin")
         if origin is not None and urlsplit(origin).netloc not in self.options.origins:
-            return _refuse(HTTPStatus.FORBIDDEN, "forbidden", f"origin {origin!r} is not allowed")
+            return _refuse(ErrorCode.FORBIDDEN, f"origin {origin!r} is not allowed")
         # JSON only: a cross-site form cannot send it without a CORS preflight, which fails.
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return _refuse(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send JSON")
+            return _refuse(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send JSON")
         body = await request.body()
         if len(body) > MAX_PUBLISH_BYTES:
-            return _refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too_large", "body too large")
+            return _refuse(ErrorCode.TOO_LARGE, "body too large")
         assert self.http is not None
         try:
             answer = await self.http.post(
@@ -209,6 +210,6 @@ def main(argv: list[str] | None = None) -> None:
         settings = load_settings()
         setup_logging(settings.log)
         serve(options, settings.auth)
-    except (ConfigError, MalformedBody) as exc:
+    except (ConfigError, Malformed) as exc:
         print(f"error: {exc.field + ': ' if exc.field else ''}{exc.reason}")
         raise SystemExit(2) from None

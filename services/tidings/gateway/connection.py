@@ -10,7 +10,7 @@ import itertools
 from enum import Enum
 from typing import Protocol
 
-from tidings.errors import TidingsError
+from tidings.errors import IllegalTransition, SlowConsumer
 from tidings.gateway.frames import cuts, frame_buffer
 
 
@@ -53,14 +53,6 @@ _NEXT = {
     State.DRAINING: {State.CLOSED},
     State.CLOSED: set(),
 }
-
-
-class IllegalTransition(TidingsError):
-    code = "illegal_transition"
-
-
-class SlowConsumer(TidingsError):
-    code = "slow_consumer"
 
 
 _ids = itertools.count(1)

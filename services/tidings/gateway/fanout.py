@@ -13,7 +13,8 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from tidings.gateway.connection import Connection, SlowConsumer
+from tidings.errors import SlowConsumer
+from tidings.gateway.connection import Connection
 from tidings.gateway.frames import MAX_PAYLOAD, cuts, frame_buffer
 
 BROADCAST_TENANT = ""  # broadcast notifications belong to no tenant

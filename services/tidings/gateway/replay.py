@@ -14,13 +14,9 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from tidings.errors import TidingsError
+from tidings.errors import ReplayTooLarge, TidingsError
 
 BATCH = 500
-
-
-class ReplayTooLarge(TidingsError):
-    code = "replay_too_large"
 
 
 async def fetch_range(

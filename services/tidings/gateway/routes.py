@@ -23,7 +23,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tidings import protocol as p
-from tidings.auth import AuthError
+from tidings.codes import ErrorCode
+from tidings.errors import AuthError, TidingsError, error_body
 
 if TYPE_CHECKING:
     from tidings.gateway.service import Gateway
@@ -55,13 +56,8 @@ def _json(status: HTTPStatus, body: Any) -> WSUpgradeResponse:
     return _response(status, orjson.dumps(body), "application/json")
 
 
-def _error_body(code: str, reason: str) -> bytes:
-    """The error answer of both ports."""
-    return orjson.dumps({"error": {"code": code, "reason": reason}})
-
-
-def _error(status: HTTPStatus, code: str, reason: str) -> WSUpgradeResponse:
-    return _response(status, _error_body(code, reason), "application/json")
+def _error(code: ErrorCode, reason: str) -> WSUpgradeResponse:
+    return _response(code.http_status, error_body(code, reason), "application/json")
 
 
 class Routes:
@@ -102,12 +98,10 @@ class Routes:
             )
         if path == "/api/notifications/status":
             port = self.gw.api_port
-            return _error(
-                HTTPStatus.NOT_FOUND, "not_found", f"the status API is on the API port ({port})"
-            )
+            return _error(ErrorCode.NOT_FOUND, f"the status API is on the API port ({port})")
         if self.gw.settings.gateway.demo and (path == "/demo" or path.startswith("/demo/")):
             return self._demo(path, query)
-        return _error(HTTPStatus.NOT_FOUND, "not_found", f"no route {path}")
+        return _error(ErrorCode.NOT_FOUND, f"no route {path}")
 
     def _demo(self, path: str, query: str) -> WSUpgradeResponse:
         """Development only (``TIDINGS_GATEWAY_DEMO``): the demo page, its config, dev tokens."""
@@ -131,24 +125,20 @@ class Routes:
 
     def _check_websocket(self, request: WSUpgradeRequest, query: str) -> WSUpgradeResponse | None:
         if self.gw.draining:
-            return _error(HTTPStatus.SERVICE_UNAVAILABLE, "restarting", "this gateway is draining")
+            return _error(ErrorCode.RESTARTING, "this gateway is draining")
         headers = request.headers
         origin = headers.get("Origin")
         if not self.origin_allowed(origin, headers.get("Host")):
-            return _error(
-                HTTPStatus.FORBIDDEN, "origin_forbidden", f"origin {origin!r} is not allowed"
-            )
+            return _error(ErrorCode.ORIGIN_FORBIDDEN, f"origin {origin!r} is not allowed")
         offered = ",".join(headers.getall("Sec-WebSocket-Protocol", []))
         if p.SUBPROTOCOL not in {s.strip() for s in offered.split(",")}:
             return _error(
-                HTTPStatus.BAD_REQUEST,
-                "subprotocol_required",
+                ErrorCode.SUBPROTOCOL_REQUIRED,
                 f"offer the WebSocket subprotocol {p.SUBPROTOCOL}",
             )
         if "token" in query:
             return _error(
-                HTTPStatus.BAD_REQUEST,
-                "token_in_url",
+                ErrorCode.TOKEN_IN_URL,
                 "send the token in the hello frame, never in the URL (it would be logged)",
             )
         return None
@@ -169,16 +159,16 @@ def api_app(gateway: Gateway) -> Starlette:
     """The API port: ``GET /api/notifications/status`` (it scatters a request over NATS) and
     the probes, so the port can be checked on its own."""
 
-    def err(status: HTTPStatus, code: str, reason: str, **headers: str) -> Response:
-        body = _error_body(code, reason)
-        return Response(body, status, {**_NO_STORE, **headers}, "application/json")
+    def err(error: TidingsError | ErrorCode, reason: str = "", **headers: str) -> Response:
+        code = error if isinstance(error, ErrorCode) else error.code
+        body = error_body(error, reason or None)
+        return Response(body, code.http_status, {**_NO_STORE, **headers}, "application/json")
 
     async def status(request: Request) -> Response:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             return err(
-                HTTPStatus.UNAUTHORIZED,
-                "token_missing",
+                ErrorCode.TOKEN_MISSING,
                 "send Authorization: Bearer <jwt>",
                 **{"WWW-Authenticate": "Bearer"},
             )
@@ -186,7 +176,7 @@ def api_app(gateway: Gateway) -> Starlette:
             claims = await gateway.verifier.verify(token.strip())
         except AuthError as exc:
             gateway.metrics.auth_failures.labels(exc.code).inc()
-            return err(HTTPStatus(exc.http_status), exc.code, exc.reason)
+            return err(exc)
         answer = await gateway.cluster_status(claims.tenant, claims.user)
         return Response(orjson.dumps(answer), 200, _NO_STORE, "application/json")
 

@@ -27,6 +27,7 @@ from picows import ws_create_server
 
 from tidings import protocol as p
 from tidings.auth import Claims, Verifier
+from tidings.codes import CloseCode, ErrorCode
 from tidings.errors import TidingsError, Unavailable
 from tidings.gateway.collector import Collector
 from tidings.gateway.connection import Connection, State
@@ -42,10 +43,6 @@ from tidings.telemetry import setup_logging, setup_tracing
 log = logging.getLogger(__name__)
 
 STATUS_SUBJECT = "tidings.gateway.status"
-
-
-class NatsUnavailable(p.WireError):
-    error = p.ErrorCode.UNAVAILABLE
 
 
 class Expiry:
@@ -69,7 +66,7 @@ class Expiry:
                 at, _, conn = heapq.heappop(self._heap)
                 session = self.gw.sessions.get(conn)
                 if session is not None and conn.expires_at == at:
-                    session.refuse(p.ErrorCode.TOKEN_EXPIRED)
+                    session.refuse(ErrorCode.TOKEN_EXPIRED)
 
 
 class Keepalive:
@@ -99,7 +96,7 @@ class Keepalive:
         if transport is None or session.conn.state not in (State.LIVE, State.SYNCING):
             return
         if time.monotonic() - session.seen > 2 * interval:
-            session.close(int(p.CloseCode.INTERNAL_ERROR), "keepalive ping timeout")
+            session.close(int(CloseCode.INTERNAL_ERROR), "keepalive ping timeout")
         else:
             transport.send_ping()
 
@@ -233,7 +230,7 @@ class Gateway:
             self.server.close()  # no new connections; the open ones are closed below
         for session in list(self.sessions.values()):
             with contextlib.suppress(Exception):
-                session.refuse(p.ErrorCode.RESTARTING)
+                session.refuse(ErrorCode.RESTARTING)
         await self._wait_closed()
         if self.api is not None:
             self.api.should_exit = True
@@ -292,7 +289,7 @@ class Gateway:
                 await asyncio.wait_for(self.drained.wait(), period)
         for session in list(self.sessions.values()):
             session.conn.move(State.DRAINING)
-            session.close(int(p.CloseCode.SERVICE_RESTART), p.ErrorCode.RESTARTING.value)
+            session.close(int(CloseCode.SERVICE_RESTART), ErrorCode.RESTARTING.value)
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -303,7 +300,7 @@ class Gateway:
         self.metrics.slow_consumers.inc()
         conn.move(State.CLOSED)
         self.hub.remove(conn)
-        conn.sink.close(int(p.CloseCode.TRY_AGAIN_LATER), p.ErrorCode.SLOW_CONSUMER.value)
+        conn.sink.close(int(CloseCode.TRY_AGAIN_LATER), ErrorCode.SLOW_CONSUMER.value)
 
     def _tenant_added(self, tenant: str) -> None:
         if self.live is not None:
@@ -362,7 +359,7 @@ class Gateway:
             # NATS dropped while this ran: what it read may have a hole. The connection stays
             # syncing and the next heal resumes it from where it really is.
             if first:
-                raise NatsUnavailable("NATS connection lost during the resume; retry")
+                raise Unavailable("NATS connection lost during the resume; retry")
             return False
         # What the fan-out still holds in its batch is in the windows already: let it reach
         # `pending` now, or it would be written again once the connection is live.

@@ -22,8 +22,19 @@ import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from tidings import protocol as p
-from tidings.auth import AuthError, Claims
-from tidings.errors import TidingsError
+from tidings.auth import Claims
+from tidings.codes import CloseCode, ErrorCode
+from tidings.errors import (
+    AuthError,
+    HelloRequired,
+    Malformed,
+    QuotaExceeded,
+    RateLimited,
+    TidingsError,
+    TooManyRooms,
+    UnexpectedFrame,
+    error_code_of,
+)
 from tidings.gateway.connection import GONE, Connection, State
 from tidings.gateway.frames import HEADROOM
 from tidings.subjects import Audience
@@ -57,22 +68,6 @@ def _request_id(raw: bytes) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         return None
     return value if 0 <= value <= p.MAX_SAFE_INTEGER else None
-
-
-class RateLimited(p.WireError):
-    error = p.ErrorCode.RATE_LIMITED
-
-
-class QuotaExceeded(p.WireError):
-    error = p.ErrorCode.QUOTA_EXCEEDED
-
-
-class HelloRequired(p.WireError):
-    error = p.ErrorCode.HELLO_REQUIRED
-
-
-class UnexpectedFrame(p.WireError):
-    error = p.ErrorCode.UNEXPECTED_FRAME
 
 
 class Session(WSListener):
@@ -192,7 +187,7 @@ class Session(WSListener):
         limit = 4 * self.gw.settings.gateway.max_frame_bytes
         if len(buf) > limit:
             self._partial = None
-            self.close(int(p.CloseCode.MESSAGE_TOO_BIG), f"message over {limit} bytes")
+            self.close(int(CloseCode.MESSAGE_TOO_BIG), f"message over {limit} bytes")
         elif frame.fin:
             self._partial = None
             self._message(kind, bytes(buf))
@@ -210,7 +205,7 @@ class Session(WSListener):
             queue = self._queue if self._queue is not None else []
             self._queue = queue
             if len(queue) >= MAX_QUEUED:
-                self.refuse(p.ErrorCode.RATE_LIMITED)
+                self.refuse(ErrorCode.RATE_LIMITED)
                 return
             queue.append((kind, raw))
             return
@@ -220,7 +215,7 @@ class Session(WSListener):
             self.refuse(exc)
         except Exception:
             log.exception("session failed", extra={"connection": self.conn.id})
-            self.refuse(p.ErrorCode.INTERNAL)
+            self.refuse(ErrorCode.INTERNAL)
 
     def _handle(self, kind: WSMsgType, raw: bytes) -> None:
         settings = self.gw.settings.gateway
@@ -242,14 +237,14 @@ class Session(WSListener):
 
     def _answer_error(self, exc: TidingsError, frame: p.ClientFrame | None, raw: bytes) -> None:
         """A non-fatal error is answered with an error frame; the connection stays."""
-        if p.error_code_of(exc).always_fatal:
+        if error_code_of(exc).always_fatal:
             raise exc
         frame_id = getattr(frame, "id", None) if frame is not None else _request_id(raw)
         self.conn.write_control(p.encode(p.error_frame(exc, id=frame_id)))
 
     def _parse(self, kind: WSMsgType, raw: bytes) -> p.ClientFrame:
         if kind != WSMsgType.TEXT:
-            raise p.MalformedFrame("binary frames are not part of the protocol; send text")
+            raise Malformed("binary frames are not part of the protocol; send text")
         settings = self.gw.settings.gateway
         return p.parse_client_frame(
             raw, max_bytes=settings.max_frame_bytes, max_rooms=settings.max_rooms
@@ -267,7 +262,7 @@ class Session(WSListener):
             self.refuse(exc)
         except Exception:
             log.exception("session failed", extra={"connection": self.conn.id})
-            self.refuse(p.ErrorCode.INTERNAL)
+            self.refuse(ErrorCode.INTERNAL)
         self._busy = False
         while self._queue and not self._busy:
             kind, raw = self._queue.pop(0)
@@ -275,14 +270,12 @@ class Session(WSListener):
         if not self._queue:
             self._queue = None
 
-    def refuse(
-        self, error: p.ErrorCode | BaseException, *, code: p.CloseCode | None = None
-    ) -> None:
+    def refuse(self, error: ErrorCode | BaseException, *, code: CloseCode | None = None) -> None:
         """Send the error frame, then close with the code the error table gives."""
-        if isinstance(error, p.ErrorCode):
+        if isinstance(error, ErrorCode):
             close = code or error.close_code
         else:
-            close = code or p.error_code_of(error).close_code
+            close = code or error_code_of(error).close_code
         frame = p.error_frame(error, close=True)
         if isinstance(error, AuthError):
             self.gw.metrics.auth_failures.labels(frame.code).inc()
@@ -297,7 +290,7 @@ class Session(WSListener):
     def _hello_timeout(self) -> None:
         self._timer = None
         if self.conn.state is State.HANDSHAKING and not self._busy:
-            self.refuse(p.ErrorCode.HELLO_TIMEOUT)
+            self.refuse(ErrorCode.HELLO_TIMEOUT)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -320,12 +313,12 @@ class Session(WSListener):
         if conn.state is State.CLOSED:
             return  # gone while the token was checked
         if gw.draining:
-            self.refuse(p.ErrorCode.RESTARTING)
+            self.refuse(ErrorCode.RESTARTING)
             return
         if not gw.nats_connected:
             # What was published meanwhile is unknown until the heal: a resume now could only
             # be answered with a needless reset. Retry later (1013), here or elsewhere.
-            self.refuse(p.ErrorCode.UNAVAILABLE)
+            self.refuse(ErrorCode.UNAVAILABLE)
             return
         self.claims = claims
         conn.tenant, conn.user = claims.tenant, claims.user
@@ -382,7 +375,7 @@ class Session(WSListener):
         if isinstance(frame, p.Subscribe):
             room = claims.authorize(Audience.from_room(frame.room)).room
             if room not in conn.rooms and len(self._named()) >= self.gw.settings.gateway.max_rooms:
-                raise p.TooManyRooms(f"at most {self.gw.settings.gateway.max_rooms} named rooms")
+                raise TooManyRooms(f"at most {self.gw.settings.gateway.max_rooms} named rooms")
             hub.join(conn, room)
             conn.write_control(p.encode(p.Subscribed(room=room, id=frame.id)))
         elif isinstance(frame, p.Unsubscribe):

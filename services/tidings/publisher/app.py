@@ -30,16 +30,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tidings.catalogue import Catalogue
+from tidings.codes import ErrorCode
 from tidings.embedded import port_in_use
 from tidings.errors import (
     ConfigError,
     InvalidField,
-    MalformedBody,
+    Malformed,
     OutboxFull,
-    PayloadTooLarge,
     TidingsError,
+    TooLarge,
     Unauthorized,
     UnsupportedMediaType,
+    error_body,
 )
 from tidings.publisher.link import NatsLink
 from tidings.publisher.metrics import PublisherMetrics
@@ -73,7 +75,7 @@ def error_response(exc: TidingsError) -> Response:
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="tidings-publisher"'
-    return json_response({"error": exc.to_dict()}, exc.http_status, headers)
+    return Response(error_body(exc), exc.http_status, headers, media_type="application/json")
 
 
 @dataclass(slots=True)
@@ -165,9 +167,9 @@ class Sidecar:
         declared = request.headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():
-                raise MalformedBody("Content-Length is not a number", field="Content-Length")
+                raise Malformed("Content-Length is not a number", field="Content-Length")
             if int(declared) > limit:
-                raise PayloadTooLarge(
+                raise TooLarge(
                     f"the body is {declared} bytes; at most {limit} are accepted", field="body"
                 )
         chunks: list[bytes] = []
@@ -175,12 +177,12 @@ class Sidecar:
         async for chunk in request.stream():
             received += len(chunk)
             if received > limit:  # a chunked or lying client: stop reading here
-                raise PayloadTooLarge(f"the body exceeds {limit} bytes", field="body")
+                raise TooLarge(f"the body exceeds {limit} bytes", field="body")
             chunks.append(chunk)
         try:
             return orjson.loads(b"".join(chunks))
         except orjson.JSONDecodeError as exc:
-            raise MalformedBody(f"not valid JSON: {exc}", field="body") from None
+            raise Malformed(f"not valid JSON: {exc}", field="body") from None
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -189,7 +191,7 @@ class Sidecar:
         body = await self.read_json(request, limit=self.settings.publisher.max_body_bytes)
         try:
             notification = parse_request(body, self.policy)
-        except MalformedBody as exc:
+        except Malformed as exc:
             exc.field = exc.field or "body"
             raise
         with traced(request, 1):
@@ -202,7 +204,7 @@ class Sidecar:
         pub = self.settings.publisher
         body = await self.read_json(request, limit=pub.batch_max_bytes)
         if not isinstance(body, dict):
-            raise MalformedBody(
+            raise Malformed(
                 'expected {"notifications": [...]}, got ' + type(body).__name__, field="body"
             )
         extra = sorted(set(body) - {"notifications"})
@@ -216,7 +218,7 @@ class Sidecar:
             for i, msg in enumerate(msgs):
                 # The single-request limit holds for each item too; NATS refuses huge messages.
                 if len(msg.payload) > pub.max_body_bytes:
-                    raise PayloadTooLarge(
+                    raise TooLarge(
                         f"encodes to {len(msg.payload)} bytes; "
                         f"at most {pub.max_body_bytes} per item",
                         field=f"notifications[{i}]",
@@ -293,9 +295,12 @@ async def http_error(_request: Request, exc: Exception) -> Response:
     """404/405 and friends in the same JSON shape as every other error."""
     if not isinstance(exc, HTTPException):
         return error_response(TidingsError("internal error; see the sidecar's log"))
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    body = {"error": {"code": code, "reason": exc.detail}}
-    return json_response(body, exc.status_code, dict(exc.headers or {}))
+    code = _HTTP_CODES.get(exc.status_code, ErrorCode.MALFORMED)
+    body = error_body(code, exc.detail)
+    return Response(body, exc.status_code, dict(exc.headers or {}), media_type="application/json")
+
+
+_HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
 
 
 def _outcome(results: list[PublishResult]) -> str:

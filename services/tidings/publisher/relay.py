@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 
-from tidings.errors import PayloadTooLarge, TidingsError, Unavailable
+from tidings.errors import TidingsError, TooLarge, Unavailable
 from tidings.publisher.link import NatsLink
 from tidings.publisher.metrics import PublisherMetrics
 from tidings.publisher.outbox import Entry, Outbox
@@ -73,7 +73,7 @@ class Relay:
             except RETRYABLE as exc:
                 log.info("publish failed, queueing in the outbox: %r", exc)
             except MaxPayloadError:
-                raise PayloadTooLarge("larger than the NATS server's max_payload") from None
+                raise TooLarge("larger than the NATS server's max_payload") from None
         was_empty = self.outbox.depth == 0
         await self.outbox.append(msgs)  # raises OutboxFull
         if was_empty:
