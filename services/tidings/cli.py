@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sys
 import time
 from enum import StrEnum
@@ -23,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tidings import devstack
+from tidings.auth import ROOM_PATTERN_RE
 from tidings.errors import (
     BenchFailed,
     ConfigError,
@@ -32,7 +32,9 @@ from tidings.errors import (
     TidingsError,
     Unavailable,
 )
-from tidings.settings import Settings, load_settings, parse_duration, unknown_variables
+from tidings.settings import Settings, load_settings
+from tidings.units import format_duration, format_size, parse_duration, split_list
+from tidings.variables import unknown_variables
 
 if TYPE_CHECKING:  # nats-py loads lazily: `tidings token` does not need it
     from collections.abc import Awaitable, Callable
@@ -56,7 +58,6 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)  # the terminal wrap
 DirOption = Annotated[
     Path, typer.Option("--dir", help="Dev data dir: dev.json, jwt-secret, NATS data, logs.")
 ]
-ROOM_PATTERN_RE = re.compile(r"[A-Za-z0-9_*-]{1,64}")
 
 
 def exit_code(exc: TidingsError) -> int:
@@ -77,7 +78,7 @@ def fail(exc: TidingsError, code: int | None = None) -> NoReturn:
 def _ttl_seconds(ttl: str) -> float:
     """A token lifetime such as ``1h`` or ``3600``, positive, or a clean exit naming ``ttl``."""
     try:
-        seconds = float(parse_duration(ttl))
+        seconds = parse_duration(ttl)
     except ValueError as exc:
         fail(InvalidField(str(exc), field="ttl"))
     if seconds <= 0:
@@ -439,30 +440,13 @@ def nats_init(ctx: typer.Context) -> None:
         fail(_conflict(report, settings))
 
 
-_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
-
-
-def _duration(seconds: float) -> str:
-    for unit, size in _UNITS:
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
-def _size(count: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if count >= size and count % size == 0:
-            return f"{count // size}{unit}"
-    return f"{count}B"
-
-
 def _show(name: str, value: Any) -> str:
     if value is None:
         return "-"
     if name in ("max_age", "duplicate_window"):
-        return _duration(float(value))
+        return format_duration(float(value))
     if name in ("max_bytes", "max_msg_size") and int(value) >= 0:
-        return _size(int(value))
+        return format_size(int(value))
     if name == "republish":
         src, dest = (value[0], value[1]) if isinstance(value, tuple) else (value.src, value.dest)
         return f"{src} → {dest}"
@@ -584,7 +568,7 @@ def bench(
         fail(InvalidField("choose c or python", field="publisher"))
     n, m, preset = SCENARIOS[scenario]
     try:
-        steps = [float(r) for r in rates.split(",") if r.strip()] if rates else preset
+        steps = [float(r) for r in split_list(rates)] if rates else preset
     except ValueError:
         fail(InvalidField("is not a comma-separated list of numbers", field="rates"))
     idle = idle_clients if idle_clients is not None else (n if scenario == "idle" else 0)
@@ -594,7 +578,7 @@ def bench(
         rooms=rooms or m,
         rates=steps,
         seconds=seconds,
-        systems=[s.strip() for s in systems.split(",") if s.strip()],
+        systems=split_list(systems),
         rounds=rounds,
         p99_bound_ms=p99_bound,
         user_share=user_share,

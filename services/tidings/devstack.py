@@ -27,10 +27,11 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tidings.auth import DEV_AUDIENCE, DEV_ISSUER, mint_token
+from tidings.auth import DEV_AUDIENCE, DEV_ISSUER, MIN_SECRET_BYTES, mint_token
 from tidings.embedded import EmbeddedNats, port_in_use
 from tidings.errors import DevConflict, InvalidField, StartFailed, TidingsError
 from tidings.settings import AuthSettings, NatsSettings, Settings, StreamSettings
+from tidings.units import split_list
 
 if TYPE_CHECKING:  # nats-py and httpx load lazily: `tidings token` needs neither
     from tidings.nats import ProvisionReport
@@ -38,7 +39,6 @@ if TYPE_CHECKING:  # nats-py and httpx load lazily: `tidings token` needs neithe
 INFO_FILE = "dev.json"
 SECRET_FILE = "jwt-secret"  # noqa: S105 (a file name)
 SECRET_ENV = "TIDINGS_AUTH_JWT_SECRET"  # noqa: S105 (a variable name)
-MIN_SECRET_BYTES = 32  # as AuthSettings requires (RFC 7518 §3.2)
 
 Log = Callable[[str], None]
 T = TypeVar("T")
@@ -93,7 +93,7 @@ class ServiceSpec:
 def _gateway_origins(options: DevOptions) -> str:
     """The gateway's Origin allow-list: the demo page's origins plus whatever the user set."""
     configured = os.environ.get("TIDINGS_GATEWAY_ALLOWED_ORIGINS", "")
-    if "*" in configured.split(","):
+    if "*" in split_list(configured):
         return configured
     hosts = (
         {options.host, "127.0.0.1", "localhost"}

@@ -3,20 +3,18 @@
 One group per concern, each with its own prefix (``TIDINGS_NATS_URLS``, ``TIDINGS_STREAM_MAX_AGE``
 ...). Every field carries its default and its doc; ``docs/configuration.md`` lists them and a
 test keeps the two in step. A bad value stops start-up with a :class:`ConfigError` naming the
-variable; unknown ``TIDINGS_*`` variables are reported as warnings (Kubernetes injects
-``<SERVICE>_PORT``-style variables, so they cannot be fatal).
+variable; unknown ``TIDINGS_*`` variables are reported as warnings by :mod:`tidings.variables`
+(Kubernetes injects ``<SERVICE>_PORT``-style variables, so they cannot be fatal).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
@@ -24,61 +22,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tidings.auth.keys import check_algorithms, check_secret, load_public_key
 from tidings.errors import ConfigError
-
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE_RE = re.compile(r"(\d+)\s*([KMGT]i?B|B)?", re.IGNORECASE)
-_SIZE_UNITS = {
-    "B": 1,
-    "KB": 10**3,
-    "MB": 10**6,
-    "GB": 10**9,
-    "TB": 10**12,
-    "KIB": 2**10,
-    "MIB": 2**20,
-    "GIB": 2**30,
-    "TIB": 2**40,
-}
-
-
-def parse_duration(value: Any) -> Any:
-    """Seconds from ``90``, ``1.5``, ``250ms``, ``2m``, ``1h30m`` or ``7d``."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    parts = _DURATION_RE.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{value!r} is not a duration such as 30s, 2m, 1h30m or 7d")
-    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
-
-
-def parse_size(value: Any) -> Any:
-    """Bytes from ``1048576``, ``512MB`` or ``1GiB``."""
-    if not isinstance(value, str):
-        return value
-    match = _SIZE_RE.fullmatch(value.strip())
-    if not match:
-        raise ValueError(f"{value!r} is not a size such as 65536, 512KiB or 1GiB")
-    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "B").upper()]
-
-
-def split_list(value: Any) -> Any:
-    """A list from a comma-separated string (``a,b``) as well as from a JSON-free env value."""
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-Bytes = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
-StrList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
+from tidings.units import Bytes, Seconds, StrList
 
 
 def _config(prefix: str) -> SettingsConfigDict:
@@ -278,27 +226,15 @@ class AuthSettings(BaseSettings):
     @field_validator("jwt_secret")
     @classmethod
     def _check_secret(cls, secret: SecretStr | None) -> SecretStr | None:
-        if secret is None:
-            return None
-        value = secret.get_secret_value()
-        if len(value.encode()) < 32:
-            raise ValueError(f"is {len(value.encode())} bytes; at least 32 are required")
-        if value.lstrip().startswith(("-----BEGIN", "ssh-")):
-            raise ValueError(
-                "looks like a key; put public keys in TIDINGS_AUTH_JWT_PUBLIC_KEY_FILE"
-            )
+        if secret is not None:
+            check_secret(secret.get_secret_value())
         return secret
 
     @field_validator("jwt_public_key_file")
     @classmethod
     def _check_key_file(cls, path: Path | None) -> Path | None:
-        if path is None:
-            return None
-        if not path.is_file():
-            raise ValueError(f"{str(path)!r} is not a readable file")
-        from tidings.auth import load_public_key  # late: auth imports this module's types
-
-        load_public_key(path)
+        if path is not None:
+            load_public_key(path)
         return path
 
     @field_validator("jwks_url")
@@ -311,8 +247,6 @@ class AuthSettings(BaseSettings):
     @field_validator("algorithms")
     @classmethod
     def _check_algorithms(cls, algorithms: list[str], info: ValidationInfo) -> list[str]:
-        from tidings.auth import check_algorithms, load_public_key
-
         path = info.data.get("jwt_public_key_file")
         return check_algorithms(
             algorithms,
@@ -443,17 +377,6 @@ def env_var(group: type[BaseSettings], field_name: str) -> str:
     return f"{group.model_config.get('env_prefix', '')}{field_name}".upper()
 
 
-def known_variables() -> set[str]:
-    return {env_var(g, f) for g in GROUPS.values() for f in g.model_fields}
-
-
-def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
-    """``TIDINGS_*`` variables no setting reads: typos worth a warning."""
-    env = os.environ if environ is None else environ
-    known = known_variables()
-    return sorted(k for k in env if k.startswith("TIDINGS_") and k not in known)
-
-
 def _describe(group: type[BaseSettings], error: Any) -> str:
     loc = [str(p) for p in error["loc"]]
     field = loc[0] if loc and loc[0] in group.model_fields else None
@@ -477,28 +400,3 @@ def load_settings(**overrides: Any) -> Settings:
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return Settings(**loaded)
-
-
-def reference_markdown() -> str:
-    """The variable tables of ``docs/configuration.md``; a test fails when the doc is stale.
-
-    Regenerate with ``python -m tidings.settings``.
-    """
-    lines: list[str] = []
-    for group in GROUPS.values():
-        prefix = group.model_config.get("env_prefix", "")
-        summary = (group.__doc__ or "").strip().splitlines()[0]
-        lines += [f"### `{prefix}*` — {summary}", ""]
-        lines += ["| variable | default | meaning |", "|---|---|---|"]
-        for name, info in group.model_fields.items():
-            default = info.default
-            if isinstance(default, list):
-                default = ",".join(default) or "(empty)"
-            shown = "(unset)" if default is None else f"`{default}`"
-            lines.append(f"| `{env_var(group, name)}` | {shown} | {info.description or ''} |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(reference_markdown())

@@ -34,7 +34,8 @@ from tests.charts.rendering import (
     render,
     render_variant,
 )
-from tidings.settings import known_variables, load_settings
+from tidings.settings import load_settings
+from tidings.variables import known_variables
 
 NEWEST_KUBERNETES = kubernetes_validate.utils.latest_version()
 CUSTOM_KINDS = {"ServiceMonitor"}  # CRDs: no schema in kubernetes-validate; checked below

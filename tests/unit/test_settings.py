@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from tidings.errors import ConfigError
-from tidings.settings import (
-    GROUPS,
-    env_var,
-    load_settings,
-    reference_markdown,
-    unknown_variables,
-)
+from tidings.settings import GROUPS, env_var, load_settings
+from tidings.variables import reference_markdown, unknown_variables
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
@@ -98,5 +93,5 @@ def test_every_variable_is_documented() -> None:
     assert documented - actual == set(), "documented variables that no setting reads"
     generated = text.split("<!-- BEGIN GENERATED -->\n")[1].split("<!-- END GENERATED -->")[0]
     assert generated.strip() == reference_markdown().strip(), (
-        "docs/configuration.md is stale: regenerate with python -m tidings.settings"
+        "docs/configuration.md is stale: regenerate with python -m tidings.variables"
     )

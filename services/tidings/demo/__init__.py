@@ -28,10 +28,12 @@ from typing import Any
 
 import orjson
 
+from tidings.auth import ROOM_PATTERN_RE
 from tidings.codes import ErrorCode
 from tidings.errors import InvalidField, TidingsError, error_body
-from tidings.settings import AuthSettings, parse_duration
+from tidings.settings import AuthSettings
 from tidings.subjects import check_id
+from tidings.units import parse_duration, split_list
 
 PREFIX = "/demo"
 HERE = Path(__file__).parent
@@ -41,7 +43,6 @@ ASSET_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
 }
-ROOM_PATTERN_RE = re.compile(r"[A-Za-z0-9_*-]{1,64}")
 MIN_TTL, MAX_TTL, DEFAULT_TTL = 5.0, 7 * 86400.0, 8 * 3600.0
 IMPORT_MAP_RE = re.compile(rb'<script type="importmap">(.*?)</script>', re.DOTALL)
 
@@ -87,21 +88,17 @@ class Identity:
 DEFAULT_IDENTITY = Identity(tenant="demo", user="alice", roles=("admin",), rooms=("*",))
 
 
-def _split(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
 def identity_from_query(params: Mapping[str, str]) -> Identity:
     """``?tenant=&user=&roles=a,b&rooms=site-*&ttl=1h`` checked like the gateway checks claims."""
     tenant = check_id(params.get("tenant", ""), field="tenant")
     user = check_id(params.get("user", ""), field="user")
-    roles = tuple(check_id(r, field="roles") for r in _split(params.get("roles", "")))
-    rooms = tuple(_split(params.get("rooms", "*")))
+    roles = tuple(check_id(r, field="roles") for r in split_list(params.get("roles", "")))
+    rooms = tuple(split_list(params.get("rooms", "*")))
     for pattern in rooms:
         if not ROOM_PATTERN_RE.fullmatch(pattern):
             raise InvalidField(f"{pattern!r} is not a room pattern", field="rooms")
     try:
-        ttl = float(parse_duration(params.get("ttl") or DEFAULT_TTL))
+        ttl = parse_duration(params.get("ttl") or DEFAULT_TTL)
     except ValueError as exc:
         raise InvalidField(str(exc), field="ttl") from None
     if not MIN_TTL <= ttl <= MAX_TTL:

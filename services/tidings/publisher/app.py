@@ -54,8 +54,9 @@ from tidings.publishing import (
     parse_batch,
     parse_request,
 )
-from tidings.settings import Settings, unknown_variables
+from tidings.settings import Settings
 from tidings.telemetry import setup_logging, setup_tracing
+from tidings.variables import unknown_variables
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("tidings.publisher")
