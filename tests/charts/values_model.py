@@ -24,7 +24,7 @@ SCHEMA_PATH = CHART / "values.schema.json"
 README_PATH = CHART / "README.md"
 BEGIN, END = "<!-- BEGIN VALUES -->", "<!-- END VALUES -->"
 
-# Same grammar as tidings.settings.parse_duration / parse_size (a number means seconds / bytes).
+# Same grammar as tidings.units.parse_duration / parse_size (a number means seconds / bytes).
 Duration = (
     Annotated[float, Field(ge=0)]
     | Annotated[str, StringConstraints(pattern=r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$")]

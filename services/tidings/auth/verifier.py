@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,36 +48,21 @@ MAX_ROOM_PATTERNS = 256
 class TokenPolicy(Protocol):
     """What the verifier reads from its configuration (``AuthSettings`` in a process)."""
 
-    @property
-    def algorithms(self) -> Sequence[str]: ...
-    @property
-    def jwt_secret(self) -> SecretStr | None: ...
-    @property
-    def jwt_public_key_file(self) -> Path | None: ...
-    @property
-    def jwks_url(self) -> str | None: ...
-    @property
-    def jwks_cache_seconds(self) -> float: ...
-    @property
-    def jwks_refetch_interval(self) -> float: ...
-    @property
-    def jwks_timeout(self) -> float: ...
-    @property
-    def audience(self) -> str | None: ...
-    @property
-    def issuer(self) -> str | None: ...
-    @property
-    def leeway(self) -> float: ...
-    @property
-    def user_claim(self) -> str: ...
-    @property
-    def tenant_claim(self) -> str: ...
-    @property
-    def roles_claim(self) -> str: ...
-    @property
-    def rooms_claim(self) -> str: ...
-    @property
-    def require_exp(self) -> bool: ...
+    algorithms: list[str]
+    jwt_secret: SecretStr | None
+    jwt_public_key_file: Path | None
+    jwks_url: str | None
+    jwks_cache_seconds: float
+    jwks_refetch_interval: float
+    jwks_timeout: float
+    audience: str | None
+    issuer: str | None
+    leeway: float
+    user_claim: str
+    tenant_claim: str
+    roles_claim: str
+    rooms_claim: str
+    require_exp: bool
 
 
 _MISSING = object()

@@ -401,7 +401,7 @@ class Session(WSListener):
         for role in new.roles - old.roles:
             hub.join(conn, f"role:{role}")
         for room in self._named():
-            if not new.may_join(room.removeprefix("room:")):
+            if not new.allows(Audience.from_room(room)):
                 hub.leave(conn, room)
                 conn.write_control(
                     p.encode(p.Unsubscribed(room=room, reason=p.UnsubscribeReason.FORBIDDEN))
