@@ -6,6 +6,7 @@ uses; good HS256, RS256 and ES256 tokens must pass; claim names are configurable
 
 from __future__ import annotations
 
+import ast
 import base64
 import datetime as dt
 import hashlib
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
+import tidings.auth
 from tidings.auth import DEV_AUDIENCE, DEV_ISSUER, Claims, Verifier, mint_token
 from tidings.codes import CloseCode, ErrorCode
 from tidings.errors import (
@@ -600,3 +602,22 @@ def test_every_auth_error_has_a_row_in_the_wire_table() -> None:
         assert cls.code.close_code in CloseCode
     expired = [cls for cls in AUTH_ERRORS if cls.code.close_code == CloseCode.TOKEN_EXPIRED]
     assert [cls.code for cls in expired] == [ErrorCode.TOKEN_EXPIRED]
+
+
+def test_the_key_checks_are_a_leaf_that_settings_imports() -> None:
+    """settings checks key files and the alg allow-list at load time by importing
+    ``tidings.auth.keys``; neither that leaf nor the rest of auth may import settings back."""
+    auth_dir = Path(tidings.auth.__file__).parent
+
+    def tidings_imports(path: Path) -> set[str]:
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        return {name for name in found if name.split(".")[0] == "tidings"}
+
+    assert tidings_imports(auth_dir / "keys.py") <= {"tidings.errors", "tidings.codes"}
+    for module in auth_dir.glob("*.py"):
+        assert "tidings.settings" not in tidings_imports(module), module.name
