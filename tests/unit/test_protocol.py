@@ -40,7 +40,6 @@ from tidings.protocol import (
     encode_client_frame,
     encode_notification,
     error_frame,
-    join_frames,
     parse_client_frame,
     parse_server_frames,
 )
@@ -327,7 +326,7 @@ def test_several_notifications_batch_into_one_frame_in_order() -> None:
         encode_notification(notification(id=f"n{seq}", title=f"#{seq}"), seq, "tenant")
         for seq in (41, 42, 43)
     ]
-    frame = join_frames([*lines, encode(Synced(seq=43))])
+    frame = b"\n".join([*lines, encode(Synced(seq=43))])
     assert frame.count(b"\n") == 3
     parsed = parse_server_frames(frame)
     assert [(f.type, getattr(f, "seq", None)) for f in parsed] == [
@@ -338,12 +337,12 @@ def test_several_notifications_batch_into_one_frame_in_order() -> None:
     ]
     assert [f.title for f in parsed if isinstance(f, NotificationFrame)] == ["#41", "#42", "#43"]
     assert parse_server_frames(frame.decode()) == parsed  # a text frame, as received
-    assert join_frames([lines[0]]) == lines[0]  # one notification: no separator
+    assert b"\n".join([lines[0]]) == lines[0]  # one notification: no separator
 
 
 def test_the_same_bytes_serve_every_member() -> None:
     line = encode_notification(notification(), 42, "tenant")
-    frames = [join_frames([line]) for _ in range(3)]
+    frames = [b"\n".join([line]) for _ in range(3)]
     assert all(f == line for f in frames)
 
 
