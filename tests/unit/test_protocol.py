@@ -46,6 +46,7 @@ from tidings.protocol import (
 from tidings.subjects import Audience, AudienceKind
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+PUBLISHER_DOC = DOC.with_name("publisher.md")
 
 
 def notification(**changes: Any) -> Notification:
@@ -307,6 +308,23 @@ def test_a_notification_line() -> None:
     )
 
 
+def test_the_notification_line_is_the_frame_s_own_encoding() -> None:
+    """encode_notification is written by hand for speed; the declared frame says the same."""
+    n = notification()
+    frame = NotificationFrame(
+        seq=42,
+        id=n.id,
+        event=n.event,
+        room="room:site-berlin",
+        time="2026-03-04T05:06:07.890123Z",
+        title=n.title,
+        message=n.message,
+        severity=n.severity.value,
+        data=orjson.loads(n.data),
+    )
+    assert encode_notification(n, 42, "room:site-berlin") == encode(frame)
+
+
 def test_a_notification_line_never_holds_a_raw_newline() -> None:
     n = notification(
         title="two\nlines",
@@ -448,10 +466,34 @@ def test_the_close_codes_are_stable() -> None:
     assert used == set(CloseCode) - {CloseCode.NORMAL}, "every close code has an error behind it"
 
 
+def error_table_markdown() -> str:
+    """The error table of docs/protocol.md section 8, as codes.py says it (all columns)."""
+    lines = [
+        "| number | code | HTTP | close | closes | retryable | meaning |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for code, row in ERROR_TABLE.items():
+        close = "—" if row.close is None else str(int(row.close))
+        closes = "—" if row.close is None else "always" if row.fatal else "in hello"
+        retryable = "yes" if row.retryable else "no"
+        lines.append(
+            f"| {row.number} | `{code.value}` | {int(row.http)} | {close} | {closes} "
+            f"| {retryable} | {row.meaning} |"
+        )
+    return "\n".join(lines)
+
+
 def test_the_document_lists_every_code() -> None:
     """docs/protocol.md is normative: its tables must say what the code says."""
     text = DOC.read_text()
-    rows = re.findall(r"^\| (\d{3}) \| `([a-z_]+)` \| (\d{4}) \| (always|in hello) \|", text, re.M)
+    generated = text.split("<!-- BEGIN ERROR TABLE")[1].split("-->\n", 1)[1]
+    generated = generated.split("<!-- END ERROR TABLE -->")[0]
+    assert generated.strip() == error_table_markdown(), (
+        "docs/protocol.md section 8 is stale: regenerate with python tests/unit/test_protocol.py"
+    )
+    rows = re.findall(
+        r"^\| (\d{3}) \| `([a-z_]+)` \| \d{3} \| (\d{4}) \| (always|in hello) \|", text, re.M
+    )
     documented = {code: (int(n), int(close), when == "always") for n, code, close, when in rows}
     wire = {c.value: (c.number, int(c.close_code), c.always_fatal) for c in ErrorCode if c.on_wire}
     assert documented == wire
@@ -459,3 +501,34 @@ def test_the_document_lists_every_code() -> None:
     assert documented_close == {int(c) for c in CloseCode}
     for frame_type in (*CLIENT_FRAME_TYPES, *SERVER_FRAME_TYPES):
         assert f'"type":"{frame_type}"' in text.replace(" ", ""), frame_type
+
+
+# Every code the publisher sidecar answers with (publisher/app.py, publishing.py, relay.py).
+PUBLISHER_CODES = {
+    ErrorCode.INTERNAL,
+    ErrorCode.MALFORMED,
+    ErrorCode.INVALID_FIELD,
+    ErrorCode.TOO_LARGE,
+    ErrorCode.UNKNOWN_EVENT,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    ErrorCode.NOT_FOUND,
+    ErrorCode.METHOD_NOT_ALLOWED,
+    ErrorCode.FORBIDDEN,
+    ErrorCode.UNAUTHORIZED,
+    ErrorCode.OUTBOX_FULL,
+}
+
+
+def test_the_publisher_document_lists_its_codes() -> None:
+    """docs/publisher.md shows every row a publisher meets, as the table says it."""
+    text = PUBLISHER_DOC.read_text()
+    errors = text.split("### Errors\n")[1].split("\n### ")[0]
+    assert "(protocol.md#8-errors)" in errors  # the full table
+    rows = re.findall(r"^\| (\d{3}) \| `([a-z_]+)` \| (\d{3})[^|]* \| (yes|no) \|", errors, re.M)
+    documented = {code: (int(n), int(status), retry == "yes") for n, code, status, retry in rows}
+    expected = {c.value: (c.number, int(c.http_status), c.retryable) for c in PUBLISHER_CODES}
+    assert documented == expected
+
+
+if __name__ == "__main__":
+    print(error_table_markdown())  # the table of docs/protocol.md section 8
