@@ -259,6 +259,35 @@ def test_every_server_frame_type_is_covered() -> None:
     assert {f.type for f in SERVER_FRAMES} == set(SERVER_FRAME_TYPES)
 
 
+def test_what_a_frame_leaves_out() -> None:
+    """None is left out unless declared null; hello's rooms only when there are some, its
+    since and epoch only together."""
+    assert Hello(token="t").to_dict() == {"type": "hello", "token": "t"}
+    assert Hello(token="t", since=0, epoch="e", rooms=("room:a",)).to_dict() == {
+        "type": "hello",
+        "token": "t",
+        "since": 0,
+        "epoch": "e",
+        "rooms": ["room:a"],
+    }
+    welcome = Welcome("c", "acme", "bob", (), (), 0, "e", False)
+    assert welcome.to_dict()["expires_at"] is None
+    assert Refreshed(expires_at=None).to_dict() == {
+        "type": "refreshed",
+        "expires_at": None,
+        "rooms": [],
+    }
+    assert Unsubscribed(room="room:a", id=0).to_dict() == {
+        "type": "unsubscribed",
+        "room": "room:a",
+        "id": 0,
+    }
+    assert (
+        encode(ReconnectFrame(delay_ms=5))
+        == b'{"type":"reconnect","delay_ms":5,"reason":"draining"}'
+    )
+
+
 def test_a_client_skips_what_it_does_not_know_yet() -> None:
     lines = [b'{"type":"gossip","x":1}', b'{"type":"pong","id":1,"new_field":true}', b""]
     assert parse_server_frames(b"\n".join(lines)) == [Pong(id=1)]

@@ -1,7 +1,8 @@
 """A frame is declared once: its dataclass fields drive both its encoding and its parsing.
 
-The field order is the order on the wire; the type hint says what a reader accepts; the few
-rules a type cannot say sit in the field's ``metadata`` (:func:`wire`), next to the field. A
+The field order is the order on the wire; the type hint says what a reader accepts; the
+default is what an absent or null value reads as (no default and no ``None`` in the type:
+required); the few rules a type cannot say sit in the field's ``metadata`` (:func:`wire`). A
 client frame is read strictly, with an error precise enough to put in an ``error`` frame
 (:func:`from_client`); a server frame is read leniently, skipping unknown fields, so a newer
 gateway does not break an older client (:func:`from_server`).
@@ -71,7 +72,7 @@ _KINDS: dict[type, Kind] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Slot:
+class WireField:
     """One declared field, compiled once from the dataclass field, its type hint and ``wire``."""
 
     name: str
@@ -90,9 +91,9 @@ class Frame:
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of this frame: ``type`` first, then the fields in declared order."""
         body: dict[str, Any] = {"type": self.type}
-        for slot in slots_of(type(self)):
-            value = getattr(self, slot.name)
-            rule = slot.wire
+        for field in wire_fields(type(self)):
+            value = getattr(self, field.name)
+            rule = field.wire
             if rule.pair is not None:
                 if getattr(self, rule.pair) is None:
                     continue
@@ -101,34 +102,34 @@ class Frame:
                     continue
             elif rule.omit_empty and not value:
                 continue
-            body[slot.name] = list(value) if slot.kind is TEXTS else value
+            body[field.name] = list(value) if field.kind is TEXTS else value
         return body
 
 
 F = TypeVar("F", bound=Frame)
-_SLOTS: dict[type[Frame], tuple[Slot, ...]] = {}
+_FIELDS: dict[type[Frame], tuple[WireField, ...]] = {}
 
 
-def slots_of(cls: type[Frame]) -> tuple[Slot, ...]:
+def wire_fields(cls: type[Frame]) -> tuple[WireField, ...]:
     """The fields of frame class ``cls``, compiled on first use."""
-    slots = _SLOTS.get(cls)
-    if slots is None:
+    fields = _FIELDS.get(cls)
+    if fields is None:
         hints = get_type_hints(cls)
-        slots = _SLOTS[cls] = tuple(
-            _slot(f, hints[f.name])
-            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        fields = _FIELDS[cls] = tuple(
+            _wire_field(declared, hints[declared.name])
+            for declared in dataclasses.fields(cls)  # type: ignore[arg-type]
         )
-    return slots
+    return fields
 
 
-def _slot(f: dataclasses.Field[Any], hint: Any) -> Slot:
+def _wire_field(declared: dataclasses.Field[Any], hint: Any) -> WireField:
     args = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
     (base,) = (a for a in args if a is not NoneType)
     kind = _KINDS[get_origin(base) or base]
-    has_default = f.default is not dataclasses.MISSING
+    has_default = declared.default is not dataclasses.MISSING
     required = not has_default and NoneType not in args
-    absent = f.default if has_default else None
-    return Slot(f.name, kind, required, absent, f.metadata.get("wire", Wire()))
+    absent = declared.default if has_default else None
+    return WireField(declared.name, kind, required, absent, declared.metadata.get("wire", Wire()))
 
 
 def json_type(value: object) -> str:
@@ -151,33 +152,33 @@ def json_type(value: object) -> str:
 
 def from_client(cls: type[F], body: Mapping[str, Any], limits: Limits) -> F:
     """The frame ``cls`` from a client's JSON object; raise the error that goes on the wire."""
-    slots = slots_of(cls)
-    values = {slot.name: _read(slot, body.get(slot.name), limits) for slot in slots}
-    for slot in slots:
-        partner = slot.wire.pair
-        if partner is not None and (values[slot.name] is None) != (values[partner] is None):
-            missing = slot.name if values[slot.name] is None else partner
+    fields = wire_fields(cls)
+    values = {field.name: _read(field, body.get(field.name), limits) for field in fields}
+    for field in fields:
+        partner = field.wire.pair
+        if partner is not None and (values[field.name] is None) != (values[partner] is None):
+            missing = field.name if values[field.name] is None else partner
             raise MissingField(
-                f"{partner} and {slot.name} go together: both or neither", field=missing
+                f"{partner} and {field.name} go together: both or neither", field=missing
             )
     return cls(**values)
 
 
-def _read(slot: Slot, value: object, limits: Limits) -> Any:
-    name, kind = slot.name, slot.kind
-    if slot.wire.read is not None:
-        return slot.wire.read(value, name, limits)
+def _read(field: WireField, value: object, limits: Limits) -> Any:
+    name, kind = field.name, field.kind
+    if field.wire.read is not None:
+        return field.wire.read(value, name, limits)
     if value is None:
-        if slot.required:
+        if field.required:
             raise MissingField("is required", field=name)
-        return slot.absent
+        return field.absent
     if kind is TEXTS:
         return read_texts(value, name)  # an error names the item at fault
-    if not slot.kind.accepts(value):
+    if not kind.accepts(value):
         raise InvalidField(f"must be {kind.noun}, not {json_type(value)}", field=name)
     if kind is INTEGER and not 0 <= value <= MAX_SAFE_INTEGER:  # type: ignore[operator]
         raise InvalidField(f"must be between 0 and {MAX_SAFE_INTEGER}", field=name)
-    bounds = slot.wire.length
+    bounds = field.wire.length
     if bounds is not None and not bounds[0] <= len(value) <= bounds[1]:  # type: ignore[arg-type]
         raise InvalidField(f"must be {bounds[0]} to {bounds[1]} characters", field=name)
     return value
@@ -204,15 +205,15 @@ def _text(value: object, name: str) -> str:
 def from_server(cls: type[F], body: Mapping[str, Any]) -> F:
     """The frame ``cls`` from the gateway's JSON object; unknown fields are skipped."""
     values: dict[str, Any] = {}
-    for slot in slots_of(cls):
-        value = body.get(slot.name)
+    for field in wire_fields(cls):
+        value = body.get(field.name)
         if value is None:
-            if slot.required:
-                raise Malformed(f"server frame {cls.type!r}: bad {slot.name}", field=slot.name)
-            value = slot.absent
-        elif not slot.kind.accepts(value):
-            raise Malformed(f"server frame {cls.type!r}: bad {slot.name}", field=slot.name)
-        elif slot.kind is TEXTS:
+            if field.required:
+                raise Malformed(f"server frame {cls.type!r}: bad {field.name}", field=field.name)
+            value = field.absent
+        elif not field.kind.accepts(value):
+            raise Malformed(f"server frame {cls.type!r}: bad {field.name}", field=field.name)
+        elif field.kind is TEXTS:
             value = tuple(value)
-        values[slot.name] = value
+        values[field.name] = value
     return cls(**values)
