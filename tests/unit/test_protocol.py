@@ -40,13 +40,13 @@ from tidings.protocol import (
     encode_client_frame,
     encode_notification,
     error_frame,
-    join_frames,
     parse_client_frame,
     parse_server_frames,
 )
 from tidings.subjects import Audience, AudienceKind
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+PUBLISHER_DOC = DOC.with_name("publisher.md")
 
 
 def notification(**changes: Any) -> Notification:
@@ -259,6 +259,35 @@ def test_every_server_frame_type_is_covered() -> None:
     assert {f.type for f in SERVER_FRAMES} == set(SERVER_FRAME_TYPES)
 
 
+def test_what_a_frame_leaves_out() -> None:
+    """None is left out unless declared null; hello's rooms only when there are some, its
+    since and epoch only together."""
+    assert Hello(token="t").to_dict() == {"type": "hello", "token": "t"}
+    assert Hello(token="t", since=0, epoch="e", rooms=("room:a",)).to_dict() == {
+        "type": "hello",
+        "token": "t",
+        "since": 0,
+        "epoch": "e",
+        "rooms": ["room:a"],
+    }
+    welcome = Welcome("c", "acme", "bob", (), (), 0, "e", False)
+    assert welcome.to_dict()["expires_at"] is None
+    assert Refreshed(expires_at=None).to_dict() == {
+        "type": "refreshed",
+        "expires_at": None,
+        "rooms": [],
+    }
+    assert Unsubscribed(room="room:a", id=0).to_dict() == {
+        "type": "unsubscribed",
+        "room": "room:a",
+        "id": 0,
+    }
+    assert (
+        encode(ReconnectFrame(delay_ms=5))
+        == b'{"type":"reconnect","delay_ms":5,"reason":"draining"}'
+    )
+
+
 def test_a_client_skips_what_it_does_not_know_yet() -> None:
     lines = [b'{"type":"gossip","x":1}', b'{"type":"pong","id":1,"new_field":true}', b""]
     assert parse_server_frames(b"\n".join(lines)) == [Pong(id=1)]
@@ -308,6 +337,23 @@ def test_a_notification_line() -> None:
     )
 
 
+def test_the_notification_line_is_the_frame_s_own_encoding() -> None:
+    """encode_notification is written by hand for speed; the declared frame says the same."""
+    n = notification()
+    frame = NotificationFrame(
+        seq=42,
+        id=n.id,
+        event=n.event,
+        room="room:site-berlin",
+        time="2026-03-04T05:06:07.890123Z",
+        title=n.title,
+        message=n.message,
+        severity=n.severity.value,
+        data=orjson.loads(n.data),
+    )
+    assert encode_notification(n, 42, "room:site-berlin") == encode(frame)
+
+
 def test_a_notification_line_never_holds_a_raw_newline() -> None:
     n = notification(
         title="two\nlines",
@@ -327,7 +373,7 @@ def test_several_notifications_batch_into_one_frame_in_order() -> None:
         encode_notification(notification(id=f"n{seq}", title=f"#{seq}"), seq, "tenant")
         for seq in (41, 42, 43)
     ]
-    frame = join_frames([*lines, encode(Synced(seq=43))])
+    frame = b"\n".join([*lines, encode(Synced(seq=43))])
     assert frame.count(b"\n") == 3
     parsed = parse_server_frames(frame)
     assert [(f.type, getattr(f, "seq", None)) for f in parsed] == [
@@ -338,12 +384,12 @@ def test_several_notifications_batch_into_one_frame_in_order() -> None:
     ]
     assert [f.title for f in parsed if isinstance(f, NotificationFrame)] == ["#41", "#42", "#43"]
     assert parse_server_frames(frame.decode()) == parsed  # a text frame, as received
-    assert join_frames([lines[0]]) == lines[0]  # one notification: no separator
+    assert b"\n".join([lines[0]]) == lines[0]  # one notification: no separator
 
 
 def test_the_same_bytes_serve_every_member() -> None:
     line = encode_notification(notification(), 42, "tenant")
-    frames = [join_frames([line]) for _ in range(3)]
+    frames = [b"\n".join([line]) for _ in range(3)]
     assert all(f == line for f in frames)
 
 
@@ -449,10 +495,34 @@ def test_the_close_codes_are_stable() -> None:
     assert used == set(CloseCode) - {CloseCode.NORMAL}, "every close code has an error behind it"
 
 
+def error_table_markdown() -> str:
+    """The error table of docs/protocol.md section 8, as codes.py says it (all columns)."""
+    lines = [
+        "| number | code | HTTP | close | closes | retryable | meaning |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for code, row in ERROR_TABLE.items():
+        close = "—" if row.close is None else str(int(row.close))
+        closes = "—" if row.close is None else "always" if row.fatal else "in hello"
+        retryable = "yes" if row.retryable else "no"
+        lines.append(
+            f"| {row.number} | `{code.value}` | {int(row.http)} | {close} | {closes} "
+            f"| {retryable} | {row.meaning} |"
+        )
+    return "\n".join(lines)
+
+
 def test_the_document_lists_every_code() -> None:
     """docs/protocol.md is normative: its tables must say what the code says."""
     text = DOC.read_text()
-    rows = re.findall(r"^\| (\d{3}) \| `([a-z_]+)` \| (\d{4}) \| (always|in hello) \|", text, re.M)
+    generated = text.split("<!-- BEGIN ERROR TABLE")[1].split("-->\n", 1)[1]
+    generated = generated.split("<!-- END ERROR TABLE -->")[0]
+    assert generated.strip() == error_table_markdown(), (
+        "docs/protocol.md section 8 is stale: regenerate with python tests/unit/test_protocol.py"
+    )
+    rows = re.findall(
+        r"^\| (\d{3}) \| `([a-z_]+)` \| \d{3} \| (\d{4}) \| (always|in hello) \|", text, re.M
+    )
     documented = {code: (int(n), int(close), when == "always") for n, code, close, when in rows}
     wire = {c.value: (c.number, int(c.close_code), c.always_fatal) for c in ErrorCode if c.on_wire}
     assert documented == wire
@@ -460,3 +530,34 @@ def test_the_document_lists_every_code() -> None:
     assert documented_close == {int(c) for c in CloseCode}
     for frame_type in (*CLIENT_FRAME_TYPES, *SERVER_FRAME_TYPES):
         assert f'"type":"{frame_type}"' in text.replace(" ", ""), frame_type
+
+
+# Every code the publisher sidecar answers with (publisher/app.py, publishing.py, relay.py).
+PUBLISHER_CODES = {
+    ErrorCode.INTERNAL,
+    ErrorCode.MALFORMED,
+    ErrorCode.INVALID_FIELD,
+    ErrorCode.TOO_LARGE,
+    ErrorCode.UNKNOWN_EVENT,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    ErrorCode.NOT_FOUND,
+    ErrorCode.METHOD_NOT_ALLOWED,
+    ErrorCode.FORBIDDEN,
+    ErrorCode.UNAUTHORIZED,
+    ErrorCode.OUTBOX_FULL,
+}
+
+
+def test_the_publisher_document_lists_its_codes() -> None:
+    """docs/publisher.md shows every row a publisher meets, as the table says it."""
+    text = PUBLISHER_DOC.read_text()
+    errors = text.split("### Errors\n")[1].split("\n### ")[0]
+    assert "(protocol.md#8-errors)" in errors  # the full table
+    rows = re.findall(r"^\| (\d{3}) \| `([a-z_]+)` \| (\d{3})[^|]* \| (yes|no) \|", errors, re.M)
+    documented = {code: (int(n), int(status), retry == "yes") for n, code, status, retry in rows}
+    expected = {c.value: (c.number, int(c.http_status), c.retryable) for c in PUBLISHER_CODES}
+    assert documented == expected
+
+
+if __name__ == "__main__":
+    print(error_table_markdown())  # the table of docs/protocol.md section 8
