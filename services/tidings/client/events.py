@@ -33,7 +33,7 @@ def _body(
         "event": event,
         "title": title,
         "message": message,
-        "severity": Severity(severity).value,
+        "severity": str(severity),  # checked where it is published, with the other fields
         "data": {k: v for k, v in data.items() if v is not None},
     }
     targets = {k: v for k, v in (("user", user), ("role", role), ("room", room)) if v is not None}
