@@ -13,6 +13,9 @@ subject                                     room           who receives
 ``tenant.<t>.room.<n>.<domain>.<action>``   ``room:<n>``   subscribers of n in t, if allowed
 ``broadcast.<domain>.<action>``             ``broadcast``  every connection
 =========================================== ============== ===================================
+
+The stream republishes every stored subject as ``live.<subject>``: :func:`room_of` routes those
+in the gateway, :func:`tenant_filter` gives a tenant's stream and live filters.
 """
 
 from __future__ import annotations
