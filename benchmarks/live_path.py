@@ -40,7 +40,7 @@ from tidings.gateway.live import Live
 from tidings.gateway.service import Gateway
 from tidings.gateway.window import Window
 from tidings.protocol import encode_notification
-from tidings.publishing import PublishPolicy, parse_request
+from tidings.publishing import PublishPolicy, prepare
 from tidings.settings import AuthSettings, load_settings
 
 SECRET = "x" * 32  # a Gateway needs one to be built; nothing is verified here
@@ -74,7 +74,7 @@ def messages(count: int, rooms: int) -> list[Msg]:
     base = time.time_ns()
     for i in range(count):
         tenant = f"t{i % rooms}"
-        note = parse_request(
+        msg = prepare(
             {
                 "tenant": tenant,
                 "event": "incident.created",
@@ -84,6 +84,7 @@ def messages(count: int, rooms: int) -> list[Msg]:
             },
             policy,
         )
+        note = Notification.from_bytes(msg.payload)
         nid = new_id()
         data = b'{"k":1,"s":0,"i":%d,"t":%d}' % (i, time.monotonic_ns())
         payload = dataclasses.replace(note, id=nid, data=data).to_bytes()

@@ -34,7 +34,7 @@ from rich.table import Table
 from tidings.embedded import EmbeddedNats, free_port, wait_for_port
 from tidings.envelope import new_id
 from tidings.nats import ensure_stream
-from tidings.publishing import OutgoingMessage, PublishPolicy, parse_request
+from tidings.publishing import OutgoingMessage, PublishPolicy, prepare
 from tidings.settings import StreamSettings
 
 BODY = {
@@ -96,7 +96,7 @@ async def concurrent_steps(seconds: float, steps: list[Callable[[], Awaitable[in
 
 def messages(n: int) -> list[OutgoingMessage]:
     policy = PublishPolicy()
-    return [OutgoingMessage.of(parse_request(BODY, policy)) for _ in range(n)]
+    return [prepare(BODY, policy) for _ in range(n)]
 
 
 async def scenarios(nats_url: str, sidecar: str, seconds: float, batch: int) -> dict[str, Result]:

@@ -54,21 +54,14 @@ class Catalogue:
         extra = [check_event_syntax(e, field_name="TIDINGS_EVENTS_EXTRA") for e in extra]
         return cls(frozenset(BUILTIN_EVENTS) | frozenset(extra), allow_unknown)
 
-    def check(self, event: object, *, field_name: str = "event") -> str:
-        """Return ``event`` if this catalogue accepts it, else raise a precise error."""
-        if event in self.events:
-            return str(event)  # a member: already a checked string
-        checked = check_event_syntax(event, field_name=field_name)
-        if checked not in self.events and not self.allow_unknown:
-            raise UnknownEvent(
-                f"unknown event type {checked!r}; known types are listed by `tidings events`",
-                field=field_name,
-            )
-        return checked
-
-    def __contains__(self, event: object) -> bool:
-        return event in self.events or (
-            self.allow_unknown and isinstance(event, str) and bool(EVENT_RE.fullmatch(event))
+    def check(self, event: str) -> str:
+        """Return ``event`` if this catalogue accepts it, else raise ``UnknownEvent``; its
+        syntax was checked where it became a :class:`~tidings.subjects.Route`."""
+        if event in self.events or self.allow_unknown:
+            return event
+        raise UnknownEvent(
+            f"unknown event type {event!r}; known types are listed by `tidings events`",
+            field="event",
         )
 
 

@@ -15,7 +15,7 @@ import orjson
 import uuid_utils
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tidings.subjects import Audience, AudienceKind, Route, build_subject
+from tidings.subjects import NAMED_KINDS, Audience, AudienceKind
 from tidings.v1 import notification_pb2 as pb
 
 
@@ -31,7 +31,6 @@ _SEVERITY_TO_PB = {s: pb.Severity.Value(f"SEVERITY_{s.name}") for s in Severity}
 _SEVERITY_FROM_PB = {v: k for k, v in _SEVERITY_TO_PB.items()}
 _KIND_TO_PB = {k: pb.Audience.Kind.Value(f"KIND_{k.name}") for k in AudienceKind}
 _KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
-_NAMED = (AudienceKind.USER, AudienceKind.ROLE, AudienceKind.ROOM)  # audiences with a name
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -59,14 +58,6 @@ class Notification:
     data: bytes = b"{}"
     traceparent: str = ""
     tracestate: str = ""
-
-    @property
-    def route(self) -> Route:
-        return Route(self.tenant, self.audience, self.event)
-
-    @property
-    def subject(self) -> str:
-        return build_subject(self.route)
 
     @property
     def data_object(self) -> dict[str, Any]:
@@ -173,7 +164,7 @@ def decode_wire(payload: bytes) -> WireNotification:
     msg = pb.Notification.FromString(payload)
     audience = msg.audience
     kind = _KIND_FROM_PB[audience.kind]
-    if audience.name or kind in _NAMED:
+    if audience.name or kind in NAMED_KINDS:
         Audience(kind, audience.name)  # validates as from_bytes does
     ts = msg.time
     trace = msg.trace

@@ -1,15 +1,15 @@
 """Turning a publish request into a stored notification: the one path for sidecar and SDK.
 
-``parse_request`` validates a JSON-shaped request into a :class:`Notification` with errors that
-name the field; ``OutgoingMessage.of`` builds the NATS message (subject, ``Nats-Msg-Id``, trace
-headers); ``publish`` / ``publish_many`` send it and wait for the PubAck.
+:func:`prepare` validates a JSON-shaped request, once, into the NATS message (subject,
+``Nats-Msg-Id``, trace headers, envelope) with errors that name the field; ``publish`` /
+``publish_many`` send it and wait for the PubAck.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +28,7 @@ from tidings.subjects import (
     TENANT_AUDIENCE,
     Audience,
     AudienceKind,
-    build_subject,
+    Route,
     check_id,
 )
 
@@ -94,25 +94,37 @@ def _audience(value: Any, policy: PublishPolicy) -> Audience:
         return BROADCAST_AUDIENCE
     if key not in ("user", "role", "room"):
         raise InvalidField(f"unknown audience kind {key!r}", field="audience")
-    return Audience(AudienceKind(key), check_id(name, field=f"audience.{key}"))
+    return Audience(AudienceKind(key), name)
 
 
-def parse_request(body: Any, policy: PublishPolicy, *, now: datetime | None = None) -> Notification:
-    """Validate one publish request (already JSON-decoded) into a notification."""
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A notification as NATS will store it; what the outbox keeps and replays verbatim.
+
+    Built by :func:`prepare` (or read back from the outbox): nothing downstream checks it again.
+    """
+
+    id: str
+    subject: str
+    payload: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def prepare(body: Any, policy: PublishPolicy, *, now: datetime | None = None) -> OutgoingMessage:
+    """Validate one publish request (already JSON-decoded) into its NATS message.
+
+    The one entry for the sidecar and the SDK. The message carries the trace context of the
+    current span, so call it inside the span the notification belongs to.
+    """
     if not isinstance(body, dict):
         raise Malformed(f"expected a JSON object, got {type(body).__name__}")
     unknown = sorted(set(body) - FIELDS)
     if unknown:
         raise InvalidField("unknown field", field=unknown[0])
     audience = _audience(body.get("audience"), policy)
-    if audience.kind is AudienceKind.BROADCAST:
-        if body.get("tenant") is not None:
-            raise InvalidField("a broadcast belongs to no tenant; omit it", field="tenant")
-        tenant = None
-    else:
-        if body.get("tenant") is None:
-            raise InvalidField("is required", field="tenant")
-        tenant = check_id(body["tenant"], field="tenant")
+    event: Any = body.get("event")  # the Route checks it, as it checks the tenant
+    route = Route(body.get("tenant"), audience, event)
+    policy.catalogue.check(route.event)
     ident = body.get("id")
     ident = new_id() if ident is None else check_id(ident, field="id")
     severity_text = body.get("severity", "info")
@@ -127,21 +139,31 @@ def parse_request(body: Any, policy: PublishPolicy, *, now: datetime | None = No
         data_bytes = orjson.dumps(data)
     else:
         raise InvalidField(f"must be a JSON object, not {type(data).__name__}", field="data")
-    return Notification(
+    title = _text(body, "title", limit=MAX_TITLE, required=True)
+    message = _text(body, "message", limit=MAX_MESSAGE, required=True)
+    source = _text(body, "source", limit=MAX_SOURCE, required=False) or policy.source
+    headers: dict[str, str] = {}
+    if trace.get_current_span().get_span_context().is_valid:
+        propagate.inject(headers)  # W3C trace context of the current span
+    notification = Notification(
         id=ident,
-        tenant=tenant,
-        event=policy.catalogue.check(body.get("event")),
-        audience=audience,
+        tenant=route.tenant,
+        event=route.event,
+        audience=route.audience,
         time=now or datetime.now(UTC),
-        title=_text(body, "title", limit=MAX_TITLE, required=True),
-        message=_text(body, "message", limit=MAX_MESSAGE, required=True),
+        title=title,
+        message=message,
         severity=severity,
-        source=_text(body, "source", limit=MAX_SOURCE, required=False) or policy.source,
+        source=source,
         data=data_bytes,
+        traceparent=headers.get("traceparent", ""),
+        tracestate=headers.get("tracestate", ""),
     )
+    headers["Nats-Msg-Id"] = ident
+    return OutgoingMessage(ident, route.subject, notification.to_bytes(), headers)
 
 
-def parse_batch(items: Any, policy: PublishPolicy, *, max_items: int) -> list[Notification]:
+def prepare_batch(items: Any, policy: PublishPolicy, *, max_items: int) -> list[OutgoingMessage]:
     """Validate every request of a batch; the first error names its index."""
     if not isinstance(items, list):
         raise InvalidField("must be a list of notifications", field="notifications")
@@ -152,40 +174,13 @@ def parse_batch(items: Any, policy: PublishPolicy, *, max_items: int) -> list[No
             f"has {len(items)} items; at most {max_items} per batch", field="notifications"
         )
     now = datetime.now(UTC)
-    out: list[Notification] = []
+    out: list[OutgoingMessage] = []
     for i, item in enumerate(items):
         try:
-            out.append(parse_request(item, policy, now=now))
+            out.append(prepare(item, policy, now=now))
         except TidingsError as exc:
             raise exc.at(f"notifications[{i}]") from None
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingMessage:
-    """A notification as NATS will store it; what the outbox keeps and replays verbatim."""
-
-    id: str
-    subject: str
-    payload: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def of(
-        cls, notification: Notification, *, catalogue: Catalogue = DEFAULT_CATALOGUE
-    ) -> OutgoingMessage:
-        headers: dict[str, str] = {}
-        if trace.get_current_span().get_span_context().is_valid:
-            propagate.inject(headers)  # W3C trace context of the current span
-        if headers.get("traceparent"):
-            notification = replace(
-                notification,
-                traceparent=headers["traceparent"],
-                tracestate=headers.get("tracestate", ""),
-            )
-        headers["Nats-Msg-Id"] = notification.id
-        subject = build_subject(notification.route, catalogue=catalogue)
-        return cls(notification.id, subject, notification.to_bytes(), headers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,9 @@ subject                                     room           who receives
 ``tenant.<t>.room.<n>.<domain>.<action>``   ``room:<n>``   subscribers of n in t, if allowed
 ``broadcast.<domain>.<action>``             ``broadcast``  every connection
 =========================================== ============== ===================================
+
+The stream republishes every stored subject as ``live.<subject>``: :func:`room_of` routes those
+in the gateway, :func:`tenant_filter` gives a tenant's stream and live filters.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from tidings.catalogue import DEFAULT_CATALOGUE, Catalogue
+from tidings.catalogue import DEFAULT_CATALOGUE, Catalogue, check_event_syntax
 from tidings.errors import InvalidField
 
 ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
@@ -30,6 +33,7 @@ ID_RE = re.compile(ID_PATTERN)
 TENANT_PREFIX = "tenant"
 BROADCAST_PREFIX = "broadcast"
 LIVE_PREFIX = "live"
+BROADCAST_TENANT = ""  # a broadcast's tenant where routing needs a string key (it has none)
 
 
 def check_id(value: object, *, field: str) -> str:
@@ -57,7 +61,7 @@ class AudienceKind(StrEnum):
     BROADCAST = "broadcast"
 
 
-_NAMED = (AudienceKind.USER, AudienceKind.ROLE, AudienceKind.ROOM)
+NAMED_KINDS = (AudienceKind.USER, AudienceKind.ROLE, AudienceKind.ROOM)  # audiences with a name
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,7 @@ class Audience:
     name: str = ""
 
     def __post_init__(self) -> None:
-        if self.kind in _NAMED:
+        if self.kind in NAMED_KINDS:
             check_id(self.name, field=f"audience.{self.kind.value}")
         elif self.name:
             raise InvalidField(f"a {self.kind.value} audience takes no name", field="audience")
@@ -76,7 +80,7 @@ class Audience:
     @property
     def room(self) -> str:
         """The room this audience is delivered to, as clients name it (``user:alice``)."""
-        return f"{self.kind.value}:{self.name}" if self.kind in _NAMED else self.kind.value
+        return f"{self.kind.value}:{self.name}" if self.kind in NAMED_KINDS else self.kind.value
 
     @classmethod
     def from_room(cls, room: object, *, field: str = "room") -> Audience:
@@ -92,9 +96,9 @@ class Audience:
                 "or room:<name>",
                 field=field,
             ) from None
-        if (kind in _NAMED) != bool(sep):
+        if (kind in NAMED_KINDS) != bool(sep):
             raise InvalidField(f"{room!r} is not a room of kind {kind.value}", field=field)
-        if kind in _NAMED:
+        if kind in NAMED_KINDS:
             check_id(name, field=field)
         return cls(kind, name)
 
@@ -105,67 +109,83 @@ BROADCAST_AUDIENCE = Audience(AudienceKind.BROADCAST)
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Everything a subject encodes: tenant (``None`` for broadcast), audience and event."""
+    """Everything a subject encodes: tenant (``None`` for broadcast), audience and event.
+
+    Checked when built (the audience checks itself), so :attr:`subject` formats without
+    checking again; whether the event is in the deployment's catalogue is the publisher's call.
+    """
 
     tenant: str | None
     audience: Audience
     event: str
 
+    def __post_init__(self) -> None:
+        if self.audience.kind is AudienceKind.BROADCAST:
+            if self.tenant is not None:
+                raise InvalidField("a broadcast belongs to no tenant; omit it", field="tenant")
+        elif self.tenant is None:
+            raise InvalidField("is required", field="tenant")
+        else:
+            check_id(self.tenant, field="tenant")
+        check_event_syntax(self.event)
+
     @property
     def subject(self) -> str:
-        return build_subject(self)
+        """The JetStream subject (a row of the table above)."""
+        audience = self.audience
+        if audience.kind is AudienceKind.BROADCAST:
+            return f"{BROADCAST_PREFIX}.{self.event}"
+        if audience.kind is AudienceKind.TENANT:
+            return f"{TENANT_PREFIX}.{self.tenant}.{self.event}"
+        return f"{TENANT_PREFIX}.{self.tenant}.{audience.kind.value}.{audience.name}.{self.event}"
 
 
-def build_subject(route: Route, *, catalogue: Catalogue = DEFAULT_CATALOGUE) -> str:
-    """The JetStream subject for ``route``; every token is validated first."""
-    event = catalogue.check(route.event)
-    if route.audience.kind is AudienceKind.BROADCAST:
-        if route.tenant is not None:
-            raise InvalidField("a broadcast belongs to no tenant", field="tenant")
-        return f"{BROADCAST_PREFIX}.{event}"
-    tenant = check_id(route.tenant, field="tenant")
-    audience = route.audience
-    if audience.kind is AudienceKind.TENANT:
-        return f"{TENANT_PREFIX}.{tenant}.{event}"
-    name = check_id(audience.name, field=f"audience.{audience.kind.value}")
-    return f"{TENANT_PREFIX}.{tenant}.{audience.kind.value}.{name}.{event}"
+# Token counts of live.tenant.<t>.<d>.<a>, live.tenant.<t>.<k>.<n>.<d>.<a>, live.broadcast.<d>.<a>
+_TENANT_TOKENS = 5
+_NAMED_TOKENS = 7
+_BROADCAST_TOKENS = 4
+_NAMED_KIND_TEXTS = frozenset(k.value for k in NAMED_KINDS)
+_TENANT_ROOM = AudienceKind.TENANT.value
+_BROADCAST_ROOM = AudienceKind.BROADCAST.value
+
+
+def room_of(live_subject: str) -> tuple[str, str] | None:
+    """(tenant, room) a ``live.`` subject is delivered to (``BROADCAST_TENANT`` for a broadcast),
+    or None where the table has no row. The gateway calls it once per live message, so it only
+    reads the shape; :func:`parse_subject` adds the token checks."""
+    tokens = live_subject.split(".")
+    n = len(tokens)
+    if n == _TENANT_TOKENS:
+        if tokens[1] == TENANT_PREFIX and tokens[2]:
+            return tokens[2], _TENANT_ROOM
+    elif n == _NAMED_TOKENS:
+        if tokens[1] == TENANT_PREFIX and tokens[2] and tokens[3] in _NAMED_KIND_TEXTS:
+            return tokens[2], f"{tokens[3]}:{tokens[4]}"
+    elif n == _BROADCAST_TOKENS and tokens[1] == BROADCAST_PREFIX:
+        return BROADCAST_TENANT, _BROADCAST_ROOM
+    return None
 
 
 def parse_subject(subject: str, *, catalogue: Catalogue = DEFAULT_CATALOGUE) -> Route:
-    """Inverse of :func:`build_subject`; accepts a ``live.`` prefix; raises on anything else."""
-    tokens = subject.split(".")
-    if tokens[0] == LIVE_PREFIX:
-        tokens = tokens[1:]
-    n = len(tokens)
-    if n == 3 and tokens[0] == BROADCAST_PREFIX:
-        return Route(None, BROADCAST_AUDIENCE, catalogue.check(f"{tokens[1]}.{tokens[2]}"))
-    if tokens[0] != TENANT_PREFIX or n not in (4, 6):
+    """The route of a stored or ``live.`` subject, every token checked; raises on anything
+    :attr:`Route.subject` never makes."""
+    live = subject if subject.startswith(f"{LIVE_PREFIX}.") else f"{LIVE_PREFIX}.{subject}"
+    routed = room_of(live)
+    if routed is None:
         raise InvalidField(f"{subject!r} is not a notification subject", field="subject")
-    tenant = check_id(tokens[1], field="tenant")
-    event = catalogue.check(f"{tokens[-2]}.{tokens[-1]}")
-    if n == 4:
-        return Route(tenant, TENANT_AUDIENCE, event)
-    try:
-        kind = AudienceKind(tokens[2])
-    except ValueError:
-        kind = AudienceKind.TENANT  # not a named kind: rejected just below
-    if kind not in _NAMED:
-        raise InvalidField(f"{subject!r} has no audience kind {tokens[2]!r}", field="subject")
-    return Route(tenant, Audience(kind, tokens[3]), event)
+    tenant, room = routed
+    _, domain, action = live.rsplit(".", 2)
+    audience = Audience.from_room(room, field="subject")
+    route = Route(None if tenant == BROADCAST_TENANT else tenant, audience, f"{domain}.{action}")
+    catalogue.check(route.event)
+    return route
 
 
 def tenant_filter(tenant: str, *, live: bool = False) -> str:
-    """Wildcard that matches every notification of ``tenant`` (and nothing of another)."""
+    """Wildcard matching every notification of ``tenant`` and nothing of another: the stream
+    filter of a tenant's window, or (``live``) its live subscription. ``BROADCAST_TENANT``
+    stands for the broadcasts."""
     prefix = f"{LIVE_PREFIX}." if live else ""
+    if tenant == BROADCAST_TENANT:
+        return f"{prefix}{BROADCAST_PREFIX}.>"
     return f"{prefix}{TENANT_PREFIX}.{check_id(tenant, field='tenant')}.>"
-
-
-def room_filter(tenant: str | None, audience: Audience, *, live: bool = False) -> str:
-    """Subject filter matching exactly the notifications of one room (used for replay)."""
-    prefix = f"{LIVE_PREFIX}." if live else ""
-    if audience.kind is AudienceKind.BROADCAST:
-        return f"{prefix}{BROADCAST_PREFIX}.*.*"
-    t = check_id(tenant, field="tenant")
-    if audience.kind is AudienceKind.TENANT:
-        return f"{prefix}{TENANT_PREFIX}.{t}.*.*"
-    return f"{prefix}{TENANT_PREFIX}.{t}.{audience.kind.value}.{audience.name}.*.*"

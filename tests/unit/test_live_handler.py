@@ -15,7 +15,7 @@ from tidings.gateway.fanout import Hub
 from tidings.gateway.live import Live, stored_at
 from tidings.gateway.window import Window
 from tidings.protocol import encode_notification
-from tidings.subjects import Audience, AudienceKind
+from tidings.subjects import BROADCAST_AUDIENCE, Audience, AudienceKind
 
 NOW = datetime.now(UTC)
 
@@ -109,6 +109,33 @@ async def test_a_message_reaches_window_hub_and_metrics(
     assert live.dropped == 0
     assert len(lags) == 2
     assert all(0.003 <= lag < 5.0 for lag in lags)  # stored 3 ms before it was handed over
+
+
+async def test_a_broadcast_reaches_the_hubs_broadcast_room(
+    setup: tuple[Live, RecordingSink, list[float]],
+) -> None:
+    """The live router's key for a broadcast is the one the hub files broadcast members under."""
+    live, _, _ = setup
+    sink = RecordingSink()
+    conn = Connection(sink)
+    conn.tenant = "other"
+    conn.move(State.SYNCING)
+    live.hub.join(conn, "broadcast")
+    conn.move(State.LIVE)
+    everyone = Notification(
+        id="n-all",
+        tenant=None,
+        event="system.notification",
+        audience=BROADCAST_AUDIENCE,
+        time=NOW,
+        title="all",
+        message="m",
+    )
+    await live._on_message(stored("live.broadcast.system.notification", everyone.to_bytes(), 11))
+    live.hub.flush()
+    assert live.dropped == 0
+    assert len(sink.frames) == 1
+    assert sink.frames[0].endswith(encode_notification(everyone, 11, "broadcast"))
 
 
 @pytest.mark.parametrize(

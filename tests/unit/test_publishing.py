@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 
+from tidings import publishing, subjects
 from tidings.catalogue import Catalogue
+from tidings.envelope import Notification
 from tidings.errors import Forbidden, InvalidField, Malformed, TidingsError, UnknownEvent
-from tidings.publishing import OutgoingMessage, PublishPolicy, parse_batch, parse_request
+from tidings.publishing import PublishPolicy, prepare, prepare_batch
 from tidings.subjects import AudienceKind
 
 POLICY = PublishPolicy()
@@ -26,7 +28,9 @@ def body(**changes: Any) -> dict[str, Any]:
 
 
 def test_minimal_request_gets_defaults() -> None:
-    n = parse_request(body(), PublishPolicy(source="incidents"))
+    msg = prepare(body(), PublishPolicy(source="incidents"))
+    n = Notification.from_bytes(msg.payload)
+    assert msg.id == n.id
     assert n.tenant == "acme"
     assert n.audience.kind is AudienceKind.TENANT
     assert n.severity.value == "info"
@@ -45,20 +49,20 @@ def test_minimal_request_gets_defaults() -> None:
     ],
 )
 def test_audiences_map_to_subjects(audience: Any, subject: str) -> None:
-    n = parse_request(body(audience=audience), POLICY)
-    msg = OutgoingMessage.of(n)
+    msg = prepare(body(audience=audience), POLICY)
+    n = Notification.from_bytes(msg.payload)
     assert msg.subject == subject
-    assert msg.headers["Nats-Msg-Id"] == n.id
+    assert msg.headers["Nats-Msg-Id"] == n.id == msg.id
 
 
 def test_broadcast_needs_the_right_and_no_tenant() -> None:
     req = body(tenant=None, audience={"broadcast": True})
     with pytest.raises(Forbidden):
-        parse_request(req, POLICY)
-    n = parse_request(req, PublishPolicy(allow_broadcast=True))
-    assert OutgoingMessage.of(n).subject == "broadcast.incident.created"
+        prepare(req, POLICY)
+    msg = prepare(req, PublishPolicy(allow_broadcast=True))
+    assert msg.subject == "broadcast.incident.created"
     with pytest.raises(InvalidField) as info:
-        parse_request(body(audience={"broadcast": True}), PublishPolicy(allow_broadcast=True))
+        prepare(body(audience={"broadcast": True}), PublishPolicy(allow_broadcast=True))
     assert info.value.field == "tenant"
 
 
@@ -93,21 +97,44 @@ def test_bad_requests_name_the_field(
     request_body: Any, error: type[TidingsError], field: str | None
 ) -> None:
     with pytest.raises(error) as info:
-        parse_request(request_body, POLICY)
+        prepare(request_body, POLICY)
     assert info.value.field == field
     assert info.value.reason
 
 
 def test_batch_errors_name_the_index() -> None:
     with pytest.raises(InvalidField) as info:
-        parse_batch([body(), body(tenant="bad tenant")], POLICY, max_items=10)
+        prepare_batch([body(), body(tenant="bad tenant")], POLICY, max_items=10)
     assert info.value.field == "notifications[1].tenant"
     with pytest.raises(InvalidField, match="at most 2"):
-        parse_batch([body()] * 3, POLICY, max_items=2)
+        prepare_batch([body()] * 3, POLICY, max_items=2)
     with pytest.raises(InvalidField, match="must not be empty"):
-        parse_batch([], POLICY, max_items=2)
+        prepare_batch([], POLICY, max_items=2)
 
 
 def test_extra_events_from_settings_are_accepted() -> None:
     policy = PublishPolicy(catalogue=Catalogue.build(extra=["rocket.launched"]))
-    assert parse_request(body(event="rocket.launched"), policy).event == "rocket.launched"
+    msg = prepare(body(event="rocket.launched"), policy)
+    assert Notification.from_bytes(msg.payload).event == "rocket.launched"
+    assert msg.subject == "tenant.acme.rocket.launched"
+
+
+def test_a_request_is_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each id and the event are checked once on the way to the message, not again downstream."""
+    checked: list[str] = []
+
+    def counting_id(value: object, *, field: str) -> str:
+        checked.append(field)
+        return real_id(value, field=field)
+
+    def counting_event(event: object, *, field_name: str = "event") -> str:
+        checked.append(field_name)
+        return real_event(event, field_name=field_name)
+
+    real_id, real_event = subjects.check_id, subjects.check_event_syntax
+    monkeypatch.setattr(subjects, "check_id", counting_id)
+    monkeypatch.setattr(publishing, "check_id", counting_id)
+    monkeypatch.setattr(subjects, "check_event_syntax", counting_event)
+    msg = prepare(body(audience={"user": "alice"}, id="n-1"), POLICY)
+    assert msg.subject == "tenant.acme.user.alice.incident.created"
+    assert sorted(checked) == ["audience.user", "event", "id", "tenant"]

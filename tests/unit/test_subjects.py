@@ -6,18 +6,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tidings.catalogue import BUILTIN_EVENTS, Catalogue
+from tidings.catalogue import BUILTIN_EVENTS, DEFAULT_CATALOGUE, Catalogue
 from tidings.errors import InvalidField, UnknownEvent
 from tidings.subjects import (
     BROADCAST_AUDIENCE,
+    BROADCAST_TENANT,
     TENANT_AUDIENCE,
     Audience,
     AudienceKind,
     Route,
-    build_subject,
     check_id,
     parse_subject,
-    room_filter,
+    room_of,
     tenant_filter,
 )
 
@@ -66,33 +66,38 @@ broadcast_routes = st.builds(Route, st.none(), st.just(BROADCAST_AUDIENCE), even
     ],
 )
 def test_every_row_of_the_table(route: Route, subject: str, room: str) -> None:
-    assert build_subject(route) == subject
+    assert route.subject == subject
     assert parse_subject(subject) == route
     assert parse_subject("live." + subject) == route
     assert route.audience.room == room
     assert Audience.from_room(room) == route.audience
+    assert room_of("live." + subject) == (route.tenant or BROADCAST_TENANT, room)
 
 
 @given(tenant_routes)
 def test_parse_inverts_build_for_tenants(route: Route) -> None:
-    assert parse_subject(build_subject(route)) == route
+    assert parse_subject(route.subject) == route
+    assert room_of("live." + route.subject) == (route.tenant, route.audience.room)
 
 
 @given(broadcast_routes)
 def test_parse_inverts_build_for_broadcast(route: Route) -> None:
-    assert parse_subject(build_subject(route)) == route
+    assert parse_subject(route.subject) == route
+    assert room_of("live." + route.subject) == (BROADCAST_TENANT, "broadcast")
 
 
 @given(tenant_routes)
 def test_a_tenant_subject_stays_in_its_tenant(route: Route) -> None:
-    subject = build_subject(route)
+    subject = route.subject
     tokens = subject.split(".")
     assert tokens[:2] == ["tenant", route.tenant]
     assert not {"*", ">", ""} & set(tokens)
     assert all(" " not in t for t in tokens)
     # it matches its own tenant's wildcard and no other tenant's
     assert subject.startswith(tenant_filter(route.tenant or "")[:-1])
+    assert f"live.{subject}".startswith(tenant_filter(route.tenant or "", live=True)[:-1])
     assert parse_subject(subject).tenant == route.tenant
+    assert room_of(f"live.{subject}") == (route.tenant, route.audience.room)
 
 
 @given(st.text(min_size=0, max_size=80), st.sampled_from(["tenant", "user", "role", "room"]))
@@ -124,7 +129,7 @@ def test_any_accepted_id_is_a_single_safe_token(value: str, field: str) -> None:
 )
 def test_bad_ids_name_the_field_and_reason(value: str, reason: str) -> None:
     with pytest.raises(InvalidField) as info:
-        build_subject(Route(value, TENANT_AUDIENCE, "incident.created"))
+        Route(value, TENANT_AUDIENCE, "incident.created")
     assert info.value.field == "tenant"
     assert reason in info.value.reason
     with pytest.raises(InvalidField) as info:
@@ -135,11 +140,21 @@ def test_bad_ids_name_the_field_and_reason(value: str, reason: str) -> None:
 def test_unknown_event_is_rejected_unless_allowed() -> None:
     route = Route("acme", TENANT_AUDIENCE, "rocket.launched")
     with pytest.raises(UnknownEvent):
-        build_subject(route)
+        DEFAULT_CATALOGUE.check(route.event)
+    with pytest.raises(UnknownEvent):
+        parse_subject(route.subject)
     lenient = Catalogue.build(allow_unknown=True)
-    assert build_subject(route, catalogue=lenient) == "tenant.acme.rocket.launched"
+    assert lenient.check(route.event) == "rocket.launched"
+    assert route.subject == "tenant.acme.rocket.launched"
     extra = Catalogue.build(extra=["rocket.launched"])
     assert parse_subject("tenant.acme.rocket.launched", catalogue=extra) == route
+
+
+@pytest.mark.parametrize("event", ["incident", "Incident.Created", "a.b.c", "", None, 7])
+def test_a_route_refuses_an_ill_formed_event(event: object) -> None:
+    with pytest.raises(InvalidField) as info:
+        Route("acme", TENANT_AUDIENCE, event)  # type: ignore[arg-type]
+    assert info.value.field == "event"
 
 
 @pytest.mark.parametrize(
@@ -160,9 +175,31 @@ def test_parse_refuses_what_build_never_makes(subject: str) -> None:
         parse_subject(subject)
 
 
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "live",
+        "live.tenant",
+        "live.tenant.acme",
+        "live.tenant.acme.incident",
+        "live.tenant..incident.created",
+        "live.tenant.acme.group.x.incident.created",
+        "live.tenant.acme.user.alice.bob.incident.created",
+        "live.tenants.acme.incident.created",
+        "live.broadcast.incident",
+        "live.broadcast.a.b.c",
+    ],
+)
+def test_the_live_router_has_no_room_for_what_build_never_makes(subject: str) -> None:
+    assert room_of(subject) is None
+
+
 def test_broadcast_has_no_tenant() -> None:
     with pytest.raises(InvalidField) as info:
-        build_subject(Route("acme", BROADCAST_AUDIENCE, "system.notification"))
+        Route("acme", BROADCAST_AUDIENCE, "system.notification")
+    assert info.value.field == "tenant"
+    with pytest.raises(InvalidField) as info:
+        Route(None, TENANT_AUDIENCE, "system.notification")
     assert info.value.field == "tenant"
 
 
@@ -174,10 +211,10 @@ def test_from_room_refuses_bad_rooms(room: str) -> None:
         Audience.from_room(room)
 
 
-def test_room_filters_match_exactly_one_room() -> None:
-    assert room_filter("acme", TENANT_AUDIENCE) == "tenant.acme.*.*"
-    assert room_filter("acme", Audience(AudienceKind.ROOM, "r1")) == "tenant.acme.room.r1.*.*"
-    assert room_filter(None, BROADCAST_AUDIENCE) == "broadcast.*.*"
+def test_tenant_filters_for_the_stream_and_the_live_subjects() -> None:
+    assert tenant_filter("acme") == "tenant.acme.>"
     assert tenant_filter("acme", live=True) == "live.tenant.acme.>"
+    assert tenant_filter(BROADCAST_TENANT) == "broadcast.>"
+    assert tenant_filter(BROADCAST_TENANT, live=True) == "live.broadcast.>"
     with pytest.raises(InvalidField):
         tenant_filter("ac.me")

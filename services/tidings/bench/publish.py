@@ -31,6 +31,7 @@ from tidings.bench.layout import TENANT_SLOT, USER_SLOT, Layout
 
 if TYPE_CHECKING:
     from tidings.envelope import Notification
+    from tidings.publishing import OutgoingMessage
 
 Target = tuple[int, int]  # (slot, room or user index)
 SendBatch = Callable[[list[tuple[Target, bytes]]], Awaitable[None]]
@@ -48,10 +49,10 @@ def data_bytes(step: int, slot: int, index: int, pad: int) -> bytes:
     return head + (b',"p":"' + b"x" * pad + b'"}' if pad else b"}")
 
 
-def envelope(target: Target, rooms: int) -> Notification:
-    """The notification every publish to ``target`` shares: built once through the SDK's
-    validation (``parse_request``); each publish adds only its own id and data."""
-    from tidings.publishing import PublishPolicy, parse_request
+def envelope(target: Target, rooms: int) -> OutgoingMessage:
+    """The message every publish to ``target`` shares: built once through the SDK's
+    validation (``prepare``); each publish adds only its own id and data."""
+    from tidings.publishing import PublishPolicy, prepare
 
     slot, n = target
     body: dict[str, Any] = {
@@ -63,7 +64,7 @@ def envelope(target: Target, rooms: int) -> Notification:
     }
     if slot == USER_SLOT:
         body["audience"] = {"user": f"u{n}"}
-    return parse_request(body, PublishPolicy())
+    return prepare(body, PublishPolicy())
 
 
 async def jetstream_backend(
@@ -71,7 +72,7 @@ async def jetstream_backend(
 ) -> tuple[SendBatch, Callable[[], Awaitable[None]]]:
     import nats
 
-    from tidings.envelope import new_id
+    from tidings.envelope import Notification, new_id
     from tidings.publishing import OutgoingMessage, publish_many
 
     nc = await nats.connect(opts["url"], pending_size=64 << 20)
@@ -80,8 +81,8 @@ async def jetstream_backend(
 
     def template(target: Target) -> tuple[Notification, str]:
         if target not in templates:
-            note = envelope(target, opts["rooms"])
-            templates[target] = (note, OutgoingMessage.of(note).subject)
+            msg = envelope(target, opts["rooms"])
+            templates[target] = (Notification.from_bytes(msg.payload), msg.subject)
         return templates[target]
 
     async def send(batch: list[tuple[Target, bytes]]) -> None:
@@ -141,14 +142,15 @@ def write_targets(path: Path, layout: Layout, worker: int, workers: int) -> Path
     """jspub's input: one line per target this worker owns, ``SLOT N SUBJECT ENVELOPE_HEX``,
     tenant rooms then users in the Pacer's order; the envelope has no id and no data (proto3
     omits them), so jspub appends both per message and the later fields win."""
-    from tidings.publishing import OutgoingMessage
+    from tidings.envelope import Notification
 
     rooms, users = layout.owned(worker, workers)
     lines = []
     for slot, owned in ((TENANT_SLOT, rooms), (USER_SLOT, users if layout.user_share else [])):
         for n in owned:
-            bare = dataclasses.replace(envelope((slot, n), layout.rooms), id="", data=b"")
-            subject = OutgoingMessage.of(bare).subject
+            msg = envelope((slot, n), layout.rooms)
+            bare = dataclasses.replace(Notification.from_bytes(msg.payload), id="", data=b"")
+            subject = msg.subject
             lines.append(f"{slot} {n} {subject} {bare.to_bytes().hex()}\n")
     path.write_text("".join(lines))
     return path

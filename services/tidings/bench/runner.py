@@ -74,12 +74,15 @@ class BenchConfig:
 def peer_pad() -> int:
     """Padding that gives the peers' messages about the size of a Tidings notification line."""
     from tidings.bench.publish import EVENT, MESSAGE, TITLE
+    from tidings.envelope import Notification
     from tidings.protocol import encode_notification
-    from tidings.publishing import PublishPolicy, parse_request
+    from tidings.publishing import PublishPolicy, prepare
 
     data = data_bytes(0, 0, 0, 0)
     body = {"tenant": "t0", "event": EVENT, "title": TITLE, "message": MESSAGE}
-    note = parse_request({**body, "severity": "warning"}, PublishPolicy())
+    note = Notification.from_bytes(
+        prepare({**body, "severity": "warning"}, PublishPolicy()).payload
+    )
     line = encode_notification(dataclasses.replace(note, data=data), 1, "tenant")
     return max(0, len(line) - len(data) - 7)
 

@@ -8,11 +8,21 @@ identifying fields in ``data`` under stable names, so front ends can link to the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from tidings.envelope import Severity
 
 Body = dict[str, Any]
+
+
+class Target(TypedDict, total=False):
+    """Who hears of it (at most one of user, role, room; the whole tenant when none) and
+    the notification's own id (its idempotency key; a fresh one when omitted)."""
+
+    user: str | None
+    role: str | None
+    room: str | None
+    id: str | None
 
 
 def _body(
@@ -23,26 +33,26 @@ def _body(
     message: str,
     severity: Severity | str,
     data: dict[str, Any],
-    user: str | None,
-    role: str | None,
-    room: str | None,
-    id: str | None,
+    **target: Unpack[Target],
 ) -> Body:
+    unknown = sorted(target.keys() - Target.__optional_keys__)
+    if unknown:  # what a signature of its own would refuse
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
     body: Body = {
         "tenant": tenant,
         "event": event,
         "title": title,
         "message": message,
-        "severity": Severity(severity).value,
+        "severity": str(severity),  # checked where it is published, with the other fields
         "data": {k: v for k, v in data.items() if v is not None},
     }
-    targets = {k: v for k, v in (("user", user), ("role", role), ("room", room)) if v is not None}
+    targets = {k: v for k in ("user", "role", "room") if (v := target.get(k)) is not None}
     if len(targets) > 1:
         raise ValueError(f"choose one audience, not {' and '.join(targets)}")
     if targets:
         body["audience"] = targets
-    if id is not None:
-        body["id"] = id
+    if (ident := target.get("id")) is not None:
+        body["id"] = ident
     return body
 
 
@@ -54,10 +64,7 @@ def incident_created(
     message: str = "",
     severity: Severity | str = Severity.WARNING,
     site: str | None = None,
-    user: str | None = None,
-    role: str | None = None,
-    room: str | None = None,
-    id: str | None = None,
+    **target: Unpack[Target],
 ) -> Body:
     return _body(
         tenant,
@@ -66,10 +73,7 @@ def incident_created(
         message=message or f"Incident {incident_id} was reported.",
         severity=severity,
         data={"incident_id": incident_id, "site": site},
-        user=user,
-        role=role,
-        room=room,
-        id=id,
+        **target,
     )
 
 
@@ -81,10 +85,7 @@ def incident_status_changed(
     previous: str | None = None,
     title: str | None = None,
     severity: Severity | str = Severity.INFO,
-    user: str | None = None,
-    role: str | None = None,
-    room: str | None = None,
-    id: str | None = None,
+    **target: Unpack[Target],
 ) -> Body:
     return _body(
         tenant,
@@ -95,10 +96,7 @@ def incident_status_changed(
         else f"Incident {incident_id} moved to {status}.",
         severity=severity,
         data={"incident_id": incident_id, "status": status, "previous": previous},
-        user=user,
-        role=role,
-        room=room,
-        id=id,
+        **target,
     )
 
 
@@ -120,8 +118,6 @@ def audit_assigned(
         severity=Severity.INFO,
         data={"audit_id": audit_id, "assignee": assignee, "due": due},
         user=assignee,
-        role=None,
-        room=None,
         id=id,
     )
 
@@ -131,10 +127,7 @@ def work_permit_status_changed(
     *,
     permit_id: str,
     status: str,
-    user: str | None = None,
-    role: str | None = None,
-    room: str | None = None,
-    id: str | None = None,
+    **target: Unpack[Target],
 ) -> Body:
     return _body(
         tenant,
@@ -143,10 +136,7 @@ def work_permit_status_changed(
         message=f"Work permit {permit_id} moved to {status}.",
         severity=Severity.INFO,
         data={"permit_id": permit_id, "status": status},
-        user=user,
-        role=role,
-        room=room,
-        id=id,
+        **target,
     )
 
 
@@ -154,34 +144,35 @@ def quota_warning(
     tenant: str, *, quota: str, used: int, limit: int, role: str | None = "admin"
 ) -> Body:
     """A tenant is close to a quota; by default only its admins hear about it."""
-    return _body(
-        tenant,
-        "quota.warning",
-        title=f"{quota} quota at {used * 100 // max(limit, 1)}%",
-        message=f"{used} of {limit} {quota} used.",
-        severity=Severity.WARNING,
-        data={"quota": quota, "used": used, "limit": limit},
-        user=None,
-        role=role,
-        room=None,
-        id=None,
-    )
+    title = f"{quota} quota at {used * 100 // max(limit, 1)}%"
+    return _quota(tenant, "quota.warning", title, Severity.WARNING, quota, used, limit, role)
 
 
 def quota_exceeded(
     tenant: str, *, quota: str, used: int, limit: int, role: str | None = "admin"
 ) -> Body:
+    title = f"{quota} quota exceeded"
+    return _quota(tenant, "quota.exceeded", title, Severity.ERROR, quota, used, limit, role)
+
+
+def _quota(
+    tenant: str,
+    event: str,
+    title: str,
+    severity: Severity,
+    quota: str,
+    used: int,
+    limit: int,
+    role: str | None,
+) -> Body:
     return _body(
         tenant,
-        "quota.exceeded",
-        title=f"{quota} quota exceeded",
+        event,
+        title=title,
         message=f"{used} of {limit} {quota} used.",
-        severity=Severity.ERROR,
+        severity=severity,
         data={"quota": quota, "used": used, "limit": limit},
-        user=None,
         role=role,
-        room=None,
-        id=None,
     )
 
 
@@ -195,10 +186,6 @@ def system_notification(
         message=message,
         severity=severity,
         data={},
-        user=None,
-        role=None,
-        room=None,
-        id=None,
     )
 
 
@@ -212,7 +199,4 @@ def user_role_changed(tenant: str, *, user: str, roles: list[str]) -> Body:
         severity=Severity.INFO,
         data={"user": user, "roles": roles},
         user=user,
-        role=None,
-        room=None,
-        id=None,
     )

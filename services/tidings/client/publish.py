@@ -1,7 +1,7 @@
 """The async publish SDK: the sidecar's validation and envelope code, without the HTTP hop.
 
 Services that already hold a NATS connection publish with this; every request goes through
-``publishing.parse_request`` exactly as a sidecar request does, so both entry points accept and
+``publishing.prepare`` exactly as a sidecar request does, so both entry points accept and
 refuse the same things.
 """
 
@@ -17,11 +17,10 @@ from nats.js import JetStreamContext
 from tidings.catalogue import Catalogue
 from tidings.nats import connect
 from tidings.publishing import (
-    OutgoingMessage,
     PublishPolicy,
     PublishResult,
-    parse_batch,
-    parse_request,
+    prepare,
+    prepare_batch,
     publish,
     publish_many,
 )
@@ -97,16 +96,12 @@ class Publisher:
 
     async def publish(self, body: Mapping[str, Any]) -> PublishResult:
         """Publish one request in the sidecar's JSON shape (``tenant``, ``event``, ...)."""
-        notification = parse_request(dict(body), self.policy)
-        msg = OutgoingMessage.of(notification, catalogue=self.policy.catalogue)
+        msg = prepare(dict(body), self.policy)
         return await publish(self._js, msg, stream=self.stream, timeout=self.timeout)
 
     async def publish_batch(self, bodies: Sequence[Mapping[str, Any]]) -> list[PublishResult]:
         """Validate all, then publish in order, pipelined."""
-        notifications = parse_batch(
-            [dict(b) for b in bodies], self.policy, max_items=max(1, len(bodies))
-        )
-        msgs = [OutgoingMessage.of(n, catalogue=self.policy.catalogue) for n in notifications]
+        msgs = prepare_batch([dict(b) for b in bodies], self.policy, max_items=max(1, len(bodies)))
         return await publish_many(self._js, msgs, stream=self.stream, timeout=self.timeout)
 
     async def to_tenant(

@@ -25,11 +25,11 @@ from opentelemetry.trace import SpanKind
 
 from tidings.envelope import WireNotification, decode_wire
 from tidings.errors import TidingsError
-from tidings.gateway.fanout import BROADCAST_TENANT, Hub
+from tidings.gateway.fanout import Hub
 from tidings.gateway.replay import fetch_range
 from tidings.gateway.window import Entry, Window
 from tidings.protocol import encode_notification
-from tidings.subjects import LIVE_PREFIX
+from tidings.subjects import BROADCAST_TENANT, LIVE_PREFIX, room_of, tenant_filter
 from tidings.telemetry import context_from, tracing_enabled
 
 if TYPE_CHECKING:
@@ -39,42 +39,15 @@ _tracer = trace.get_tracer("tidings.gateway")
 
 log = logging.getLogger(__name__)
 
-# Subject tokens of live.tenant.<t>.<domain>.<action> and live.tenant.<t>.<kind>.<name>.<d>.<a>
-_TENANT_ROOM_TOKENS = 5
-_NAMED_ROOM_TOKENS = 7
-_BROADCAST_TOKENS = 4
-
-
-def route_of(subject: str) -> tuple[str, str] | None:
-    """(tenant, room) of a live subject, or None for anything the grammar cannot produce."""
-    tokens = subject.split(".")
-    n = len(tokens)
-    if n == _BROADCAST_TOKENS and tokens[1] == "broadcast":
-        return BROADCAST_TENANT, "broadcast"
-    if tokens[1] != "tenant" or not tokens[2]:
-        return None
-    if n == _TENANT_ROOM_TOKENS:
-        return tokens[2], "tenant"
-    if n == _NAMED_ROOM_TOKENS and tokens[3] in ("user", "role", "room"):
-        return tokens[2], f"{tokens[3]}:{tokens[4]}"
-    return None
-
 
 def wire_line(subject: str, payload: bytes, seq: int) -> tuple[str, str, WireNotification, bytes]:
     """(tenant, room, notification, encoded line) of a stored message, live or read back;
     raises on a subject the grammar cannot produce or a payload that is no envelope."""
-    route = route_of(subject)
+    route = room_of(subject)
     if route is None:
         raise ValueError(f"not a notification subject: {subject}")
     n = decode_wire(payload)
     return route[0], route[1], n, encode_notification(n, seq, route[1])
-
-
-def tenant_subjects(tenant: str) -> list[str]:
-    """Stream subjects that make up a tenant's window (and the broadcast one's)."""
-    if tenant == BROADCAST_TENANT:
-        return ["broadcast.>"]
-    return [f"tenant.{tenant}.>"]
 
 
 class Live:
@@ -166,11 +139,7 @@ class Live:
         return self.windows[tenant]
 
     async def _subscribe(self, tenant: str) -> None:
-        subject = (
-            f"{LIVE_PREFIX}.broadcast.>"
-            if tenant == BROADCAST_TENANT
-            else f"{LIVE_PREFIX}.tenant.{tenant}.>"
-        )
+        subject = tenant_filter(tenant, live=True)
         window = self.windows.setdefault(
             tenant, Window(max_count=self.window_count, max_age=self.window_age)
         )
@@ -289,7 +258,7 @@ class Live:
             msgs = await fetch_range(
                 self.js,
                 stream=self.stream,
-                subjects=tenant_subjects(tenant),
+                subjects=[tenant_filter(tenant)],
                 start=start,
                 upto=upto,
                 max_count=min(self.replay_max, self.window_count),

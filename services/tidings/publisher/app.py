@@ -1,7 +1,7 @@
 """The publisher sidecar's HTTP API: validate, publish (or queue durably), answer.
 
 Routes: ``POST /v1/notifications``, ``POST /v1/notifications/batch``, ``GET /healthz``,
-``GET /readyz``, ``GET /metrics``. Validation is the core's ``publishing.parse_request``, the
+``GET /readyz``, ``GET /metrics``. Validation is the core's ``publishing.prepare``, the
 same code the SDK runs; nothing reaches NATS before every check passed. The lifespan opens the
 outbox and starts the NATS link in the background, so the sidecar starts and accepts while NATS
 is down.
@@ -51,8 +51,8 @@ from tidings.publishing import (
     OutgoingMessage,
     PublishPolicy,
     PublishResult,
-    parse_batch,
-    parse_request,
+    prepare,
+    prepare_batch,
 )
 from tidings.settings import Settings
 from tidings.telemetry import setup_logging, setup_tracing
@@ -84,7 +84,6 @@ class Sidecar:
     """The running parts of one sidecar, shared by its routes."""
 
     settings: Settings
-    catalogue: Catalogue
     policy: PublishPolicy
     metrics: PublisherMetrics
     outbox: Outbox
@@ -119,7 +118,7 @@ class Sidecar:
             nats_connected=lambda: 1.0 if link.connected else 0.0,
         )
         policy = PublishPolicy(catalogue, pub.allow_broadcast, pub.source)
-        return cls(settings, catalogue, policy, metrics, outbox, link, relay)
+        return cls(settings, policy, metrics, outbox, link, relay)
 
     @property
     def ready(self) -> bool:
@@ -190,13 +189,13 @@ class Sidecar:
     async def publish_one(self, request: Request) -> tuple[Any, str]:
         self.authorize(request)
         body = await self.read_json(request, limit=self.settings.publisher.max_body_bytes)
-        try:
-            notification = parse_request(body, self.policy)
-        except Malformed as exc:
-            exc.field = exc.field or "body"
-            raise
-        with traced(request, 1):
-            msg = OutgoingMessage.of(notification, catalogue=self.catalogue)
+        with traced(request) as span:
+            try:
+                msg = prepare(body, self.policy)
+            except Malformed as exc:
+                exc.field = exc.field or "body"
+                raise
+            span.set_attribute("tidings.notifications", 1)
             (result,) = await self.submit([msg])
         return result.to_dict(), _outcome([result])
 
@@ -211,11 +210,11 @@ class Sidecar:
         extra = sorted(set(body) - {"notifications"})
         if extra:
             raise InvalidField("unknown field", field=extra[0])
-        notifications = parse_batch(
-            body.get("notifications"), self.policy, max_items=pub.batch_max_items
-        )
-        with traced(request, len(notifications)):
-            msgs = [OutgoingMessage.of(n, catalogue=self.catalogue) for n in notifications]
+        with traced(request) as span:
+            msgs = prepare_batch(
+                body.get("notifications"), self.policy, max_items=pub.batch_max_items
+            )
+            span.set_attribute("tidings.notifications", len(msgs))
             for i, msg in enumerate(msgs):
                 # The single-request limit holds for each item too; NATS refuses huge messages.
                 if len(msg.payload) > pub.max_body_bytes:
@@ -280,16 +279,14 @@ class Sidecar:
 
 
 @contextmanager
-def traced(request: Request, count: int) -> Iterator[None]:
-    """A span continuing the caller's W3C trace context; its context goes into NATS headers."""
+def traced(request: Request) -> Iterator[trace.Span]:
+    """A span continuing the caller's W3C trace context; ``prepare`` puts its context into
+    the NATS headers and the envelope."""
     parent = propagate.extract(request.headers)
     with tracer.start_as_current_span(
-        "tidings.publish",
-        context=parent,
-        kind=trace.SpanKind.SERVER,
-        attributes={"tidings.notifications": count},
-    ):
-        yield
+        "tidings.publish", context=parent, kind=trace.SpanKind.SERVER
+    ) as span:
+        yield span
 
 
 async def http_error(_request: Request, exc: Exception) -> Response:
