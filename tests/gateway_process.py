@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import orjson
 
-from tidings.embedded import free_port
+from tidings.ports import free_port
 
 DEFAULT_SECRET = "tidings-test-secret-0123456789abcdef"  # the one tests/conftest.py mints with
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.e2e.harness import CHROMIUM, CHROMIUM_ARGS, DemoPage, DevStack, stop_stack, wait_until
-from tidings.embedded import free_port
+from tidings.ports import free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
