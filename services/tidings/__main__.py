@@ -1,5 +1,5 @@
 """``python -m tidings``: the command line (how `tidings dev` starts its children)."""
 
-from tidings.cli.app import main
+from tidings.cli import main
 
 main()
