@@ -31,9 +31,10 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from tidings.embedded import EmbeddedNats, free_port, wait_for_port
+from tidings.dev.embedded import EmbeddedNats, wait_for_port
 from tidings.envelope import new_id
 from tidings.nats import ensure_stream
+from tidings.ports import free_port
 from tidings.publishing import OutgoingMessage, PublishPolicy, prepare
 from tidings.settings import StreamSettings
 

@@ -10,7 +10,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from tidings.embedded import EmbeddedNats
+from tidings.dev.embedded import EmbeddedNats
 from tidings.nats import ensure_stream
 from tidings.settings import NatsSettings, StreamSettings
 

@@ -1,4 +1,4 @@
-"""Run ``python -m tidings.gateway`` as a real child process, the way an operator runs it.
+"""Run ``python -m tidings gateway`` as a real child process, the way an operator runs it.
 
 One :class:`GatewayProcess` is one gateway on its own loopback port, configured only through
 ``TIDINGS_*`` variables; it can be started, stopped with SIGTERM (drain), killed with SIGKILL
@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import orjson
 
-from tidings.embedded import free_port
+from tidings.ports import free_port
 
 DEFAULT_SECRET = "tidings-test-secret-0123456789abcdef"  # the one tests/conftest.py mints with
 
@@ -99,7 +99,7 @@ class GatewayProcess:
             log.write(f"--- start #{self.starts} of {self.name} on {self.port}\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tidings.gateway"],
+                [sys.executable, "-m", "tidings", "gateway"],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

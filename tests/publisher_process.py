@@ -22,8 +22,8 @@ from nats.js.api import RawStreamMsg
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
-from tidings.embedded import free_port
 from tidings.nats import ensure_stream
+from tidings.ports import free_port
 from tidings.publisher.app import create_app
 from tidings.settings import (
     EventsSettings,

@@ -2,7 +2,8 @@
 
 ``connect`` turns :class:`NatsSettings` into a nats-py connection (several URLs, user/password,
 token, NKey seed, ``.creds``, TLS). ``ensure_stream`` makes the ``TIDINGS`` stream match the
-settings, idempotently, and reports what it could not change in place.
+settings, idempotently, and reports what it could not change in place; ``provision`` is the
+whole step for a command (connect, ensure, close).
 """
 
 from __future__ import annotations
@@ -208,3 +209,14 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> Provi
         info = await js.update_stream(want)
     report.epoch = stream_epoch(info)
     return report
+
+
+async def provision(
+    nats_settings: NatsSettings, stream_settings: StreamSettings
+) -> ProvisionReport:
+    """Connect, ensure the stream, disconnect: what `tidings nats init` and `tidings dev` do."""
+    nc = await connect(nats_settings, within=max(3.0, 2 * nats_settings.connect_timeout))
+    try:
+        return await ensure_stream(nc.jetstream(), stream_settings)
+    finally:
+        await nc.close()

@@ -32,8 +32,9 @@ from tests.charts.pods import LocalContainer, skaffold_image_values
 from tests.charts.rendering import REPO, Rendered, merge, render
 from tests.wsclient import RawClient
 from tidings.auth import mint_token
-from tidings.embedded import EmbeddedNats, free_port, nats_server_binary, wait_for_port
+from tidings.dev.embedded import EmbeddedNats, nats_server_binary, wait_for_port
 from tidings.nats import stream_epoch
+from tidings.ports import free_port
 
 NATS_VALUES = REPO / "charts" / "nats-values.yaml"
 

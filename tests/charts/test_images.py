@@ -176,8 +176,14 @@ def test_the_build_context_builds_the_package_with_its_console_script(tmp_path: 
         names = set(archive.namelist())
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         scripts = archive.read(entry_points).decode()
-    assert {"tidings/catalogue.toml", "tidings/gateway/service.py", "tidings/cli.py"} <= names
+    assert {
+        "tidings/catalogue.toml",
+        "tidings/gateway/service.py",
+        "tidings/cli/__init__.py",
+    } <= names
     assert "tidings = tidings.cli:main" in scripts  # the ENTRYPOINT every target starts with
+    # The demo page's SDK, copied from clients/js/src at build time (no copy is committed).
+    assert {"tidings/dev/demo/sdk/tidings.js", "tidings/dev/demo/sdk/tidings-react.js"} <= names
 
 
 # --- skaffold ----------------------------------------------------------------------------------

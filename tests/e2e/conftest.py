@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.e2e.harness import CHROMIUM, CHROMIUM_ARGS, DemoPage, DevStack, stop_stack, wait_until
-from tidings.embedded import free_port
+from tidings.ports import free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -28,6 +28,7 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         sys.executable, "-m", "tidings", "dev", "--dir", str(base / "state"),
         "--nats-port", str(free_port()), "--publisher-port", str(free_port()),
         "--gateway-port", str(free_port()), "--demo-port", str(free_port()),
+        "--gateway-api-port", str(free_port()),  # not 8083: other stacks may run beside it
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=base, env=env, stdout=out, stderr=subprocess.STDOUT)

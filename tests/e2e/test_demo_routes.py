@@ -1,5 +1,5 @@
 """The demo page's servers without a browser: where the dev-only endpoints exist (and where they
-must not), what they check, and that the page ships the same SDK as clients/js."""
+must not), what they check, and that the page serves the SDK of clients/js itself."""
 
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ from nats.js import JetStreamContext
 
 from tests.e2e.harness import JS_DIR, REPO, DevStack
 from tests.wsclient import RawClient
-from tidings import demo
+from tidings.dev import demo
 from tidings.gateway.service import Gateway
 from tidings.settings import GatewaySettings, Settings
 
-DEMO_DIR = REPO / "services" / "tidings" / "demo"
-VENDORED = {  # the page's copy -> its source of truth
-    "tidings.js": JS_DIR / "src" / "tidings.js",
-    "tidings-react.js": JS_DIR / "src" / "tidings-react.js",
+DEMO_DIR = REPO / "services" / "tidings" / "dev" / "demo"
+SDK = {name: JS_DIR / "src" / name for name in ("tidings.js", "tidings-react.js")}
+VENDORED = {  # the page's copy -> its source of truth (React only: the SDK is served, not copied)
     "react.production.min.js": JS_DIR / "node_modules/react/umd/react.production.min.js",
     "react-dom.production.min.js": JS_DIR
     / "node_modules/react-dom/umd/react-dom.production.min.js",
@@ -34,7 +33,8 @@ VENDORED = {  # the page's copy -> its source of truth
 async def demo_gateway(js: JetStreamContext, gateway_settings: Settings) -> AsyncIterator[Gateway]:
     """A gateway with TIDINGS_GATEWAY_DEMO=true."""
     flagged = gateway_settings.gateway.model_copy(update={"demo": True})
-    gw = Gateway(Settings(nats=gateway_settings.nats, auth=gateway_settings.auth, gateway=flagged))
+    settings = Settings(nats=gateway_settings.nats, auth=gateway_settings.auth, gateway=flagged)
+    gw = Gateway(settings, pages=demo.gateway_pages(settings))  # what `tidings gateway` passes
     await gw.start()
     try:
         yield gw
@@ -86,7 +86,9 @@ async def test_the_flagged_gateway_serves_the_page_and_mints_tokens_it_accepts(
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
         sdk = await http.get("/demo/tidings.js")
         assert sdk.headers["content-type"].startswith("text/javascript")
-        assert sdk.content == VENDORED["tidings.js"].read_bytes()
+        assert sdk.content == SDK["tidings.js"].read_bytes()
+        react = await http.get("/demo/tidings-react.js")
+        assert react.content == SDK["tidings-react.js"].read_bytes()
 
         config = (await http.get("/demo/config.json")).json()
         assert config["ws"] is None  # same origin
@@ -191,7 +193,7 @@ def test_publishing_from_the_page_reaches_the_publisher_and_nothing_else_can(
         assert rebound.status_code == 403, path
 
 
-# --- one copy of the SDK -------------------------------------------------------------------------
+# --- no copy of the SDK ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", sorted(VENDORED))
@@ -200,7 +202,7 @@ def test_the_page_ships_exactly_the_sdk_and_react_of_clients_js(name: str) -> No
     if not source.is_file():
         pytest.fail(f"{source} is missing: run `npm ci` in {JS_DIR} (as .ci/run does)")
     assert (DEMO_DIR / name).read_bytes() == source.read_bytes(), (
-        f"services/tidings/demo/{name} differs from {source.relative_to(REPO)}:"
+        f"services/tidings/dev/demo/{name} differs from {source.relative_to(REPO)}:"
         " run `npm run vendor` in clients/js"
     )
 
@@ -209,6 +211,12 @@ def test_the_page_files_are_package_data() -> None:
     import tomllib
 
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    assert "demo/*" in pyproject["tool"]["setuptools"]["package-data"]["tidings"]
+    assert "dev/demo/*" in pyproject["tool"]["setuptools"]["package-data"]["tidings"]
     for name in ("index.html", "demo.js", "demo.css", *VENDORED):
         assert (DEMO_DIR / name).is_file(), name
+
+
+def test_the_page_holds_no_copy_of_the_sdk_and_serves_the_source() -> None:
+    for name, source in SDK.items():
+        assert not (DEMO_DIR / name).exists(), name  # clients/js/src is the one source
+        assert demo.asset(name) == (source.read_bytes(), "text/javascript; charset=utf-8")

@@ -23,7 +23,7 @@ from tidings.bench.layout import Layout
 from tidings.bench.loadgen import JSPUB_SOURCE, build
 from tidings.bench.procs import Child
 from tidings.bench.publish import c_argv, write_targets
-from tidings.embedded import EmbeddedNats
+from tidings.dev.embedded import EmbeddedNats
 from tidings.envelope import Notification
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,9 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import StorageType
 
-from tidings.embedded import EmbeddedNats, free_port
+from tidings.dev.embedded import EmbeddedNats
 from tidings.envelope import Notification
+from tidings.ports import free_port
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 

@@ -26,8 +26,8 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
-from tidings.embedded import free_port, port_in_use
 from tidings.envelope import Notification
+from tidings.ports import free_port, port_in_use
 from tidings.protocol import SUBPROTOCOL
 
 

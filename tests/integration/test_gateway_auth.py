@@ -32,7 +32,7 @@ from tests.gateway_process import GatewayProcess
 from tests.wsclient import RawClient
 from tidings.auth import DEV_AUDIENCE, DEV_ISSUER, mint_token
 from tidings.client import Publisher
-from tidings.embedded import EmbeddedNats
+from tidings.dev.embedded import EmbeddedNats
 from tidings.gateway.service import Gateway
 from tidings.settings import AuthSettings, GatewaySettings, NatsSettings, Settings
 

@@ -29,7 +29,7 @@ from tests.load_clients import Fleet, SteadyPublisher, expected_seqs, fleet, rea
 from tests.publisher_process import metric
 from tidings.client import Backoff, Publisher
 from tidings.client.ws import Recovered
-from tidings.embedded import EmbeddedNats
+from tidings.dev.embedded import EmbeddedNats
 from tidings.protocol import SUBPROTOCOL
 
 Mint = Callable[..., str]

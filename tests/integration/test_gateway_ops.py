@@ -30,7 +30,7 @@ from tests.publisher_process import metric, wait_until
 from tests.wsclient import RawClient
 from tidings.auth import mint_token
 from tidings.client import Publisher
-from tidings.embedded import EmbeddedNats
+from tidings.dev.embedded import EmbeddedNats
 from tidings.gateway.service import Gateway
 from tidings.protocol import SUBPROTOCOL
 from tidings.settings import AuthSettings, GatewaySettings, NatsSettings, Settings

@@ -32,7 +32,7 @@ from tests.load_clients import read_stream
 from tests.publisher_process import metric
 from tests.wsclient import RawClient
 from tidings.client import Publisher
-from tidings.embedded import EmbeddedNats
+from tidings.dev.embedded import EmbeddedNats
 from tidings.gateway.service import Gateway
 from tidings.protocol import SUBPROTOCOL
 from tidings.settings import Settings

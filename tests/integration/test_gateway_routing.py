@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 from tests.gateway_process import gateway_processes
 from tests.wsclient import RawClient
 from tidings.client import Publisher, PublishResult
-from tidings.embedded import EmbeddedNats
+from tidings.dev.embedded import EmbeddedNats
 from tidings.gateway.service import Gateway
 
 Mint = Callable[..., str]

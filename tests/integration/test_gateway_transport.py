@@ -18,7 +18,7 @@ from tests.gateway_process import DEFAULT_SECRET, gateway_processes
 from tests.wsclient import RawClient
 from tidings.auth import mint_token
 from tidings.client import Publisher
-from tidings.embedded import EmbeddedNats
+from tidings.dev.embedded import EmbeddedNats
 from tidings.errors import Unavailable
 from tidings.gateway.service import Gateway
 from tidings.settings import Settings

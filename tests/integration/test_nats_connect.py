@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tidings.embedded import EmbeddedNats
+from tidings.dev.embedded import EmbeddedNats
 from tidings.errors import Unavailable
 from tidings.nats import connect, ensure_stream
 from tidings.settings import NatsSettings, StreamSettings

@@ -19,7 +19,7 @@ from tests.publisher_process import (
     stored_messages,
     stream_count,
 )
-from tidings.embedded import EmbeddedNats
+from tidings.dev.embedded import EmbeddedNats
 from tidings.envelope import Notification, Severity
 from tidings.settings import NatsSettings
 from tidings.subjects import AudienceKind

@@ -24,7 +24,7 @@ from tests.publisher_process import (
     stream_count,
     wait_until,
 )
-from tidings.embedded import EmbeddedNats
+from tidings.dev.embedded import EmbeddedNats
 from tidings.envelope import Notification
 from tidings.nats import ensure_stream
 from tidings.settings import NatsSettings, StreamSettings

@@ -39,9 +39,10 @@ from tidings.client.ws import (
     connect,
 )
 from tidings.codes import ErrorCode
-from tidings.embedded import EmbeddedNats, free_port, wait_for_port
+from tidings.dev.embedded import EmbeddedNats, wait_for_port
 from tidings.errors import InvalidField
 from tidings.gateway.service import Gateway
+from tidings.ports import free_port
 from tidings.settings import Settings
 
 FAST = Backoff(base=0.05, max=0.4, healthy_after=5.0)

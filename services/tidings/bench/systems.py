@@ -31,8 +31,9 @@ import orjson
 from tidings.auth import mint_token
 from tidings.bench.layout import Layout
 from tidings.bench.procs import Child, pin, prioritize
-from tidings.embedded import EmbeddedNats, free_port, nats_server_binary, wait_for_port
+from tidings.dev.embedded import EmbeddedNats, nats_server_binary, wait_for_port
 from tidings.errors import BenchFailed
+from tidings.ports import free_port
 
 SECRET = "tidings-bench-secret-0123456789abcdef-xyz"  # noqa: S105 - signs bench tokens only
 SYSTEMS = ("tidings", "nats", "socketio-node", "socketio-py")

@@ -31,7 +31,6 @@ from starlette.routing import Route
 
 from tidings.catalogue import Catalogue
 from tidings.codes import ErrorCode
-from tidings.embedded import port_in_use
 from tidings.errors import (
     ConfigError,
     InvalidField,
@@ -43,6 +42,7 @@ from tidings.errors import (
     UnsupportedMediaType,
     error_body,
 )
+from tidings.ports import port_in_use
 from tidings.publisher.link import NatsLink
 from tidings.publisher.metrics import PublisherMetrics
 from tidings.publisher.outbox import Outbox

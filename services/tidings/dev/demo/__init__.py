@@ -3,15 +3,17 @@
 Two servers answer for it, both development tools only — the token endpoint mints a token for
 any tenant and user, so it must never be reachable in a real deployment:
 
-- the demo server that `tidings dev` runs (:mod:`tidings.demo.server`): the page, its config
+- the demo server that `tidings dev` runs (:mod:`tidings.dev.demo.server`): the page, its config
   (the dev token `tidings dev` minted), dev tokens, and publishing through the publisher;
 - a gateway started with ``TIDINGS_GATEWAY_DEMO=true``: the page, its config and dev tokens
   (GET only: the gateway's HTTP side answers nothing else, so the page cannot publish there).
+  The gateway knows nothing of the demo: the command line injects :func:`gateway_pages`.
 
-``tidings.js`` and ``tidings-react.js`` here are copies of ``clients/js/src/`` (the source of
-truth; ``npm run vendor`` in clients/js refreshes them and a test keeps them identical), and
-React's UMD builds come from the npm packages the same way: the page needs no build step and
-no network.
+The page loads the browser SDK from ``clients/js/src`` itself (no copy here): a built wheel
+carries ``tidings.js`` and ``tidings-react.js`` under ``sdk/`` (``setup.py`` copies them at build
+time), and a checkout serves them straight from ``clients/js/src``. React's UMD builds are
+vendored here from the npm packages (``npm run vendor`` in clients/js; a test keeps them equal),
+so the page needs no build step and no network.
 """
 
 from __future__ import annotations
@@ -23,20 +25,26 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from http import HTTPStatus
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
 from tidings.auth import ROOM_PATTERN_RE
 from tidings.codes import ErrorCode
+from tidings.dev.info import mint_dev_token
 from tidings.errors import InvalidField, TidingsError, error_body
-from tidings.settings import AuthSettings
+from tidings.settings import AuthSettings, Settings
 from tidings.subjects import check_id
 from tidings.units import parse_duration, split_list
 
 PREFIX = "/demo"
 HERE = Path(__file__).parent
+SDK_FILES = ("tidings.js", "tidings-react.js")  # clients/js/src, the one source of the SDK
+CHECKOUT_SDK = HERE.parents[3] / "clients" / "js" / "src"  # services/tidings/dev/demo -> repo
 ASSET_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -121,8 +129,6 @@ class Minter:
         return cls(auth, auth.jwt_secret.get_secret_value())
 
     def mint(self, identity: Identity) -> str:
-        from tidings.devstack import mint_dev_token  # the one way dev tokens are made
-
         return mint_dev_token(
             self.auth,
             self.secret,
@@ -185,10 +191,19 @@ def asset(name: str) -> tuple[bytes, str] | None:
     content_type = ASSET_TYPES.get(Path(name).suffix)
     if content_type is None or "/" in name or "\\" in name or name.startswith("."):
         return None
-    path = HERE / name
-    if not path.is_file():
+    path = sdk_file(name) if name in SDK_FILES else HERE / name
+    if path is None or not path.is_file():
         return None
     return path.read_bytes(), content_type
+
+
+def sdk_file(name: str) -> Traversable | None:
+    """One of the SDK's files: the copy a built wheel carries, else the checkout's source."""
+    packaged = resources.files(__name__) / "sdk" / name
+    if packaged.is_file():
+        return packaged
+    source = CHECKOUT_SDK / name
+    return source if source.is_file() else None
 
 
 def answer_get(
@@ -234,3 +249,22 @@ def gateway_config(minter: Minter | None) -> Answer:
             "events": events(),
         }
     )
+
+
+PageAnswers = Callable[[str, str], Answer | None]
+
+
+def gateway_pages(settings: Settings) -> PageAnswers:
+    """What a gateway with ``TIDINGS_GATEWAY_DEMO`` on answers under ``/demo``: (path, raw query
+    string) to an answer, ``None`` outside ``/demo``. It mints with the gateway's own secret."""
+    minter = Minter.from_settings(settings.auth)
+
+    def pages(path: str, query: str) -> Answer | None:
+        return answer_get(
+            path,
+            dict(parse_qsl(query)),
+            config=lambda: gateway_config(minter),
+            minter=minter,
+        )
+
+    return pages

@@ -1,0 +1,75 @@
+"""What every command shares: the two consoles, failing with the right exit code, the settings."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from tidings.errors import ConfigError, InvalidField, Malformed, StreamConflict, TidingsError
+from tidings.settings import Settings, load_settings
+from tidings.units import parse_duration
+from tidings.variables import unknown_variables
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # the terminal wraps, not rich
+
+DirOption = Annotated[
+    Path, typer.Option("--dir", help="Dev data dir: dev.json, jwt-secret, NATS data, logs.")
+]
+
+
+def exit_code(exc: TidingsError) -> int:
+    """2 for bad input or configuration, 3 for a stream conflict, 1 for everything else."""
+    if isinstance(exc, StreamConflict):
+        return 3
+    if isinstance(exc, ConfigError | InvalidField | Malformed):
+        return 2
+    return 1
+
+
+def show_error(exc: TidingsError) -> None:
+    """One line on stderr, naming the field when there is one."""
+    where = f"{exc.field}: " if exc.field else ""
+    err.print(f"[red]error:[/] {escape(where + exc.reason)}")
+
+
+def fail(exc: TidingsError, code: int | None = None) -> NoReturn:
+    show_error(exc)
+    raise typer.Exit(exit_code(exc) if code is None else code)
+
+
+def log(message: str) -> None:
+    """A timestamped progress line on stderr (stdout stays machine output)."""
+    err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(message)}")
+
+
+def ttl_seconds(ttl: str) -> float:
+    """A token lifetime such as ``1h`` or ``3600``, positive, or a clean exit naming ``ttl``."""
+    try:
+        seconds = parse_duration(ttl)
+    except ValueError as exc:
+        fail(InvalidField(str(exc), field="ttl"))
+    if seconds <= 0:
+        fail(InvalidField("must be positive", field="ttl"))
+    return seconds
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """Load and check every setting once per run (after option parsing, so --help always works);
+    a bad value exits 2 naming the variable, an unknown ``TIDINGS_*`` variable is warned about."""
+    root = ctx.find_root()
+    if isinstance(root.obj, Settings):
+        return root.obj
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        fail(exc)
+    for name in unknown_variables():
+        err.print(f"[yellow]warning:[/] {name} is not a Tidings setting; it is ignored")
+    root.obj = settings
+    return settings
