@@ -37,7 +37,7 @@ from tidings.settings import Settings, load_settings, parse_duration, unknown_va
 if TYPE_CHECKING:  # nats-py loads lazily: `tidings token` does not need it
     from collections.abc import Awaitable, Callable
 
-    from tidings.client.ws import Event
+    from tidings.client.subscriber_events import Event
     from tidings.nats import ProvisionReport
 
 app = typer.Typer(
@@ -355,17 +355,10 @@ async def _tail(
 ) -> None:
     import signal
 
-    from tidings.client import ws
+    from tidings.client import Subscriber, SubscriberOptions
 
-    sub = ws.Subscriber(
-        urls,
-        token=token,
-        get_token=get_token,
-        rooms=rooms,
-        since=since,
-        epoch=epoch,
-        on_event=_tail_event,
-    )
+    options = SubscriberOptions(rooms=tuple(rooms), since=since, epoch=epoch, on_event=_tail_event)
+    sub = Subscriber(urls, options, token=token, get_token=get_token)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -397,7 +390,7 @@ async def _tail(
 
 def _tail_event(event: Event) -> None:
     """Connection changes on stderr, so stdout stays notifications only."""
-    from tidings.client import ws
+    from tidings.client import subscriber_events as ws
 
     if isinstance(event, ws.StateChanged):
         if event.state is ws.State.CONNECTED and event.welcome is not None:
