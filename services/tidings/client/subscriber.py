@@ -243,7 +243,7 @@ class Subscriber:
         retries = self._retries
         while not self._closing:
             url = self._url = retries.url
-            self._set_state(State.CONNECTING, attempt=retries.attempt)
+            self._set_state(StateChanged(State.CONNECTING, url, retries.attempt))
             drop = await self._session(url)
             if self._closing:
                 return
@@ -259,11 +259,9 @@ class Subscriber:
                 extra={"url": url, "delay": round(delay, 3), "code": drop.close_code},
             )
             self._set_state(
-                State.DISCONNECTED,
-                attempt=retries.attempt,
-                delay=delay,
-                close_code=drop.close_code,
-                reason=drop.reason,
+                StateChanged(
+                    State.DISCONNECTED, url, retries.attempt, delay, drop.close_code, drop.reason
+                )
             )
             await asyncio.sleep(delay)
 
@@ -318,7 +316,7 @@ class Subscriber:
             if owed is not None:
                 self._events.emit(owed)
             if self.state is not State.LIVE:
-                self._set_state(State.LIVE)
+                self._set_state(StateChanged(State.LIVE, self._url))
         elif isinstance(frame, p.Reset):
             self._events.emit(self._cursor.reset(frame))
         elif isinstance(frame, p.ErrorFrame):
@@ -356,25 +354,15 @@ class Subscriber:
         self._drop.welcomed_at = time.monotonic()
         self.stats.connects += 1
         self._connected.set()
-        self._set_state(State.CONNECTED, welcome=welcome)
+        self._set_state(StateChanged(State.CONNECTED, self._url, welcome=welcome))
         if recovered is not None:
             self._events.emit(recovered)
         self._credentials.refresh_ahead(self._refresh, lead=self.options.refresh_lead)
 
     # -- state and events -----------------------------------------------------------------------
 
-    def _set_state(
-        self,
-        state: State,
-        *,
-        attempt: int = 0,
-        delay: float | None = None,
-        close_code: int | None = None,
-        reason: str | None = None,
-        welcome: p.Welcome | None = None,
-    ) -> None:
-        self.state = state
-        changed = StateChanged(state, self._url, attempt, delay, close_code, reason, welcome)
+    def _set_state(self, changed: StateChanged) -> None:
+        self.state = changed.state
         self._events.emit(changed)
 
     def _finish(self, failure: ClientError | None) -> None:
@@ -387,7 +375,7 @@ class Subscriber:
         self._connected.set()  # wakes waiters, who then see _done
         reason = None if failure is None else str(failure)
         code = failure.close_code if isinstance(failure, Refused) else None
-        self._set_state(State.CLOSED, close_code=code, reason=reason)
+        self._set_state(StateChanged(State.CLOSED, self._url, close_code=code, reason=reason))
         self._events.end()
 
 
