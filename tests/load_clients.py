@@ -20,8 +20,8 @@ from typing import Any
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from tidings.client import Backoff, Publisher, Subscriber
-from tidings.client.ws import Event, Reset, State, StateChanged
+from tidings.client import Backoff, Publisher, Subscriber, SubscriberOptions
+from tidings.client.subscriber_events import Event, Reset, State, StateChanged
 from tidings.publishing import TRANSIENT_ERRORS, PublishResult
 from tidings.subjects import parse_subject
 
@@ -125,14 +125,10 @@ class Follower:
             self.welcomed.append(event.url)
 
     async def start(self, token: str, *, backoff: Backoff) -> None:
-        sub = Subscriber(
-            list(self.urls),
-            token=token,
-            rooms=self.named,
-            backoff=backoff,
-            on_event=self._on_event,
-            open_timeout=5.0,
+        options = SubscriberOptions(
+            rooms=self.named, backoff=backoff, on_event=self._on_event, open_timeout=5.0
         )
+        sub = Subscriber(list(self.urls), options, token=token)
         self.sub = sub
         await sub.start()
         self.task = asyncio.ensure_future(self._collect(sub))

@@ -28,7 +28,7 @@ from tests.gateway_process import GatewayProcess, gateway_processes
 from tests.load_clients import Fleet, SteadyPublisher, expected_seqs, fleet, read_stream
 from tests.publisher_process import metric
 from tidings.client import Backoff, Publisher
-from tidings.client.ws import Recovered
+from tidings.client.subscriber_events import Recovered
 from tidings.dev.embedded import EmbeddedNats
 from tidings.protocol import SUBPROTOCOL
 

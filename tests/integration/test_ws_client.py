@@ -24,20 +24,9 @@ from nats.js import JetStreamContext
 
 from tests.conftest import JWT_SECRET
 from tidings import protocol as p
-from tidings.client import Publisher
-from tidings.client.ws import (
-    Backoff,
-    Event,
-    GaveUp,
-    Recovered,
-    Refused,
-    RequestRefused,
-    Reset,
-    State,
-    StateChanged,
-    Subscriber,
-    connect,
-)
+from tidings.client import Backoff, Publisher, Subscriber, SubscriberOptions, connect
+from tidings.client.errors import GaveUp, Refused, RequestRefused
+from tidings.client.subscriber_events import Event, Recovered, Reset, State, StateChanged
 from tidings.codes import ErrorCode
 from tidings.dev.embedded import EmbeddedNats, wait_for_port
 from tidings.errors import InvalidField
@@ -46,6 +35,11 @@ from tidings.ports import free_port
 from tidings.settings import Settings
 
 FAST = Backoff(base=0.05, max=0.4, healthy_after=5.0)
+
+
+def fast(**options: object) -> SubscriberOptions:
+    """Quick reconnects, plus whatever the test sets."""
+    return dataclasses.replace(SubscriberOptions(backoff=FAST), **options)
 
 
 def ws_url(gw: Gateway) -> str:
@@ -98,7 +92,7 @@ async def test_live_notifications_in_order_and_batched_frames_split(
     gateway: Gateway, js: JetStreamContext, token: Callable[..., str]
 ) -> None:
     pub = Publisher(js)
-    async with await connect(ws_url(gateway), token=token(), backoff=FAST) as sub:
+    async with await connect(ws_url(gateway), token=token(), options=fast()) as sub:
         assert sub.welcome is not None and sub.welcome.tenant == "acme"
         assert sub.epoch == gateway.epoch
         frames_before = sub.stats.frames
@@ -121,7 +115,7 @@ async def test_subscribe_and_unsubscribe_are_acknowledged(
     gateway: Gateway, js: JetStreamContext, token: Callable[..., str]
 ) -> None:
     pub = Publisher(js)
-    async with await connect(ws_url(gateway), token=token(rooms=["site-*"]), backoff=FAST) as sub:
+    async with await connect(ws_url(gateway), token=token(rooms=["site-*"]), options=fast()) as sub:
         await sub.subscribe("room:site-berlin")
         assert list(sub.rooms) == ["room:site-berlin"]
         with pytest.raises(RequestRefused) as refused:
@@ -143,7 +137,7 @@ async def test_a_reader_that_falls_behind_holds_a_bounded_queue_and_loses_nothin
     gateway: Gateway, js: JetStreamContext, token: Callable[..., str]
 ) -> None:
     pub = Publisher(js)
-    async with await connect(ws_url(gateway), token=token(), backoff=FAST, max_pending=5) as sub:
+    async with await connect(ws_url(gateway), token=token(), options=fast(max_pending=5)) as sub:
         results = await pub.publish_batch(
             [
                 {"tenant": "acme", "event": "incident.created", "title": f"t{i}", "message": "m"}
@@ -181,7 +175,7 @@ async def test_gateway_restart_resumes_every_notification_exactly_once(
     port = first.port
     events: list[Event] = []
     pub = Publisher(js)
-    sub = await connect(ws_url(first), token=token(), backoff=FAST, on_event=events.append)
+    sub = await connect(ws_url(first), token=token(), options=fast(on_event=events.append))
     published: list[int] = []
 
     async def publish(count: int) -> None:
@@ -224,7 +218,7 @@ async def test_drain_moves_the_client_to_the_next_gateway(
     events: list[Event] = []
     pub = Publisher(js)
     async with await connect(
-        [ws_url(one), ws_url(two)], token=token(), backoff=FAST, on_event=events.append
+        [ws_url(one), ws_url(two)], token=token(), options=fast(on_event=events.append)
     ) as sub:
         await pub.to_tenant("acme", "incident.created", title="before", message="m")
         assert [n.title for n in await take(sub, 1)] == ["before"]
@@ -252,10 +246,7 @@ async def test_wrong_epoch_is_a_reset_and_never_a_partial_replay(
     async with await connect(
         ws_url(gateway),
         token=token(),
-        since=old[0].seq,
-        epoch="some-other-stream",
-        backoff=FAST,
-        on_event=events.append,
+        options=fast(since=old[0].seq, epoch="some-other-stream", on_event=events.append),
     ) as sub:
         assert sub.welcome is not None and sub.welcome.recovered is False
         await pub.to_tenant("acme", "incident.created", title="live", message="m")
@@ -290,7 +281,7 @@ async def test_a_bad_token_is_a_typed_error_without_retry(
     events: list[Event] = []
     started = time.monotonic()
     with pytest.raises(Refused) as refused:
-        await connect(ws_url(gateway), token=make(token), backoff=FAST, on_event=events.append)
+        await connect(ws_url(gateway), token=make(token), options=fast(on_event=events.append))
     assert (refused.value.error, refused.value.close_code) == (error, close)
     assert refused.value.error_code is ErrorCode(error)
     assert refused.value.reason  # the gateway's own words
@@ -310,7 +301,7 @@ async def test_get_token_is_asked_again_after_a_refusal_but_not_forever(
         return "still-not-a-jwt"
 
     with pytest.raises(Refused) as refused:
-        await asyncio.wait_for(connect(ws_url(gateway), get_token=bad_token, backoff=FAST), 10)
+        await asyncio.wait_for(connect(ws_url(gateway), get_token=bad_token, options=fast()), 10)
     assert refused.value.close_code == 4001
     assert calls == 2  # the first token, one fresh one refused again: stop (protocol.md §12)
 
@@ -327,7 +318,7 @@ async def test_token_is_refreshed_before_it_expires(
     events: list[Event] = []
     pub = Publisher(js)
     async with await connect(
-        ws_url(gateway), get_token=get_token, backoff=FAST, on_event=events.append
+        ws_url(gateway), get_token=get_token, options=fast(on_event=events.append)
     ) as sub:
         assert sub.welcome is not None and sub.welcome.expires_at is not None
         first_expiry = sub.welcome.expires_at
@@ -363,14 +354,13 @@ def test_backoff_is_full_jitter_bounded_by_an_exponential_cap() -> None:
 
 async def test_unreachable_gateway_is_retried_with_growing_delays() -> None:
     events: list[Event] = []
-    sub = Subscriber(
-        f"ws://127.0.0.1:{free_port()}/ws",
-        token="t",
+    options = SubscriberOptions(
         backoff=Backoff(base=0.02, max=0.1, healthy_after=1.0),
         max_attempts=5,
         on_event=events.append,
         rng=random.Random(1),
     )
+    sub = Subscriber(f"ws://127.0.0.1:{free_port()}/ws", options, token="t")
     with pytest.raises(GaveUp, match="5 attempts in a row failed"):
         await asyncio.wait_for(sub.start(), 5)
     waits = [e for e in events if isinstance(e, StateChanged) and e.state is State.DISCONNECTED]

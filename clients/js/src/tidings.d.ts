@@ -211,5 +211,16 @@ export declare function backoffDelay(
 /** The JSON objects of one newline-delimited server frame. */
 export declare function parseFrame(text: string): Array<Record<string, unknown>>;
 
+/**
+ * The client's error for what the gateway said: an `error` frame (answering a request, or sent
+ * before a close) and/or the close that ended the connection (its code, and its reason, which
+ * names the error when no frame came first).
+ */
+export declare function gatewayError(said?: {
+  frame?: Record<string, unknown> | null;
+  closeCode?: number;
+  reason?: string;
+}): TidingsError;
+
 /** `room:<name>` from `room:<name>` or `<name>`; throws TidingsError `bad_room`. */
 export declare function namedRoom(room: string): string;

@@ -31,14 +31,14 @@ const OPEN = 1; // WebSocket.OPEN, the same in browsers and `ws`
 const ABNORMAL = 1006; // no close frame: the network or the gateway process died
 const RATE_LIMITED = 4029;
 const RATE_LIMITED_DELAY = 5000; // protocol §12: at least 5 s after 4029
-const FATAL_CLOSES = new Map([
-  [1009, "too_large"],
-  [4000, "bad_request"],
-  [4003, "forbidden"],
-]);
-const AUTH_CLOSES = new Map([
-  [4001, "unauthorized"],
-  [4401, "token_expired"],
+// Closes that retrying unchanged cannot fix (protocol §12), and the error each stands for when
+// no `error` frame came first: "never" ends the client, "new_token" asks getToken once more.
+const REFUSING_CLOSES = new Map([
+  [1009, { code: "too_large", retry: "never" }],
+  [4000, { code: "bad_request", retry: "never" }],
+  [4003, { code: "forbidden", retry: "never" }],
+  [4001, { code: "unauthorized", retry: "new_token" }],
+  [4401, { code: "token_expired", retry: "new_token" }],
 ]);
 const MAX_TIMER = 2 ** 31 - 1; // setTimeout overflows beyond this many ms
 const ROOM_RE = /^room:[A-Za-z0-9_-]{1,64}$/;
@@ -126,13 +126,23 @@ function resolveStorage(storage) {
   return storage ?? null;
 }
 
-function errorFromFrame(frame) {
-  return new TidingsError(String(frame.code), String(frame.reason ?? frame.code), {
-    number: frame.number,
-    field: frame.field,
-    id: frame.id,
-    closeCode: frame.close,
-  });
+/**
+ * The client's error for what the gateway said — the one place a refusal is read: an `error`
+ * frame (answering a request, or sent before a close), and/or the close that ended the
+ * connection (`closeCode`, and its `reason`, which names the error when no frame came first).
+ */
+export function gatewayError({ frame = null, closeCode, reason = "" } = {}) {
+  if (frame != null) {
+    return new TidingsError(String(frame.code), String(frame.reason ?? frame.code), {
+      number: frame.number,
+      field: frame.field,
+      id: frame.id,
+      closeCode: closeCode ?? frame.close,
+    });
+  }
+  const code = reason || REFUSING_CLOSES.get(closeCode)?.code || "closed";
+  const message = reason || (closeCode === ABNORMAL ? "connection lost" : `closed ${closeCode}`);
+  return new TidingsError(code, message, { closeCode });
 }
 
 /** One logical subscription to a gateway cluster, across any number of WebSocket connections. */
@@ -323,7 +333,7 @@ export class TidingsClient {
       return;
     }
     this._ws = ws;
-    this._closeError = null;
+    this._closeFrame = null; // an error frame announcing the close
     this._reconnectAsked = false;
     this._welcomedAt = null;
     this._sentSince = null;
@@ -389,7 +399,7 @@ export class TidingsClient {
     if (pending === undefined) return false;
     this._pending.delete(id);
     clearTimeout(pending.timer);
-    if (frame.type === "error") pending.reject(errorFromFrame(frame));
+    if (frame.type === "error") pending.reject(gatewayError({ frame }));
     else pending.resolve(frame);
     return true;
   }
@@ -443,8 +453,8 @@ export class TidingsClient {
         return this._onReset(frame);
       case "error":
         if (this._answer(frame.id, frame)) return;
-        if (frame.close != null) this._closeError = errorFromFrame(frame);
-        else this._emit("error", errorFromFrame(frame));
+        if (frame.close != null) this._closeFrame = frame;
+        else this._emit("error", gatewayError({ frame }));
         return;
       case "reconnect":
         // The gateway is draining and spread the delays: wait, close, reconnect at once.
@@ -599,21 +609,16 @@ export class TidingsClient {
     this._welcomedAt = null;
     if (this._closing) return this._finish(null);
 
-    const error = this._closeError;
-    const errCode = error?.code ?? (reason || undefined);
-    const why = error?.message || reason || (code === ABNORMAL ? "connection lost" : `closed ${code}`);
+    const refused = gatewayError({ frame: this._closeFrame, closeCode: code, reason });
+    const why = refused.message;
     if (!welcomed) this._failures += 1;
     if (this._reconnectAsked) {
       this._attempt = 0;
       return this._retry({ closeCode: code, reason: why, delay: 0 });
     }
-    if (FATAL_CLOSES.has(code)) {
-      return this._finish(
-        new TidingsError(errCode ?? FATAL_CLOSES.get(code), why, { closeCode: code }),
-      );
-    }
-    if (AUTH_CLOSES.has(code)) {
-      const refused = new TidingsError(errCode ?? AUTH_CLOSES.get(code), why, { closeCode: code });
+    const retry = REFUSING_CLOSES.get(code)?.retry;
+    if (retry === "never") return this._finish(refused);
+    if (retry === "new_token") {
       if (!this._getToken || this._authRetried) return this._finish(refused);
       this._authRetried = true; // a second refusal after a fresh token stops the client
       this._needToken = true;

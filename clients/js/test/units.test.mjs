@@ -6,7 +6,16 @@ import { once } from "node:events";
 import { test } from "node:test";
 import WebSocket, { WebSocketServer } from "ws";
 
-import { backoffDelay, connect, namedRoom, parseFrame, State, SUBPROTOCOL } from "../src/tidings.js";
+import {
+  backoffDelay,
+  connect,
+  gatewayError,
+  namedRoom,
+  parseFrame,
+  State,
+  SUBPROTOCOL,
+  TidingsError,
+} from "../src/tidings.js";
 
 test("backoff: full jitter under an exponential cap of 0.5 s · 2^n, at most 30 s", () => {
   const top = () => 0.999999;
@@ -33,6 +42,25 @@ test("rooms: bare names become room:<name>; anything else is refused", () => {
   for (const bad of ["", "user:bob", "room:a.b", "x".repeat(65), 7]) {
     assert.throws(() => namedRoom(bad), { code: "bad_room" });
   }
+});
+
+test("gateway errors: one reading of an error frame, a close, or both", () => {
+  const frame = { type: "error", code: "forbidden", number: 211, reason: "no room:hq", field: "room", id: 3 };
+  const answer = gatewayError({ frame });
+  assert.ok(answer instanceof TidingsError);
+  assert.deepEqual(
+    [answer.code, answer.message, answer.number, answer.field, answer.id, answer.closeCode],
+    ["forbidden", "no room:hq", 211, "room", 3, undefined],
+  );
+  const before = { type: "error", code: "token_expired", number: 204, reason: "expired", close: 4401 };
+  assert.equal(gatewayError({ frame: before }).closeCode, 4401);
+  const closed = gatewayError({ frame: before, closeCode: 1006, reason: "" });
+  assert.deepEqual([closed.code, closed.message, closed.closeCode], ["token_expired", "expired", 1006]);
+  const named = gatewayError({ closeCode: 4003, reason: "forbidden" });
+  assert.deepEqual([named.code, named.message, named.closeCode], ["forbidden", "forbidden", 4003]);
+  assert.equal(gatewayError({ closeCode: 4001 }).code, "unauthorized");
+  assert.equal(gatewayError({ closeCode: 1006 }).message, "connection lost");
+  assert.equal(gatewayError({ closeCode: 1012 }).message, "closed 1012");
 });
 
 /** A scripted peer: `script(socket, hello)` answers each connection's hello. */

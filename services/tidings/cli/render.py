@@ -16,7 +16,7 @@ from tidings.settings import Settings
 from tidings.units import format_duration, format_size
 
 if TYPE_CHECKING:  # nats-py and the WebSocket client load lazily: `tidings token` needs neither
-    from tidings.client.ws import Event
+    from tidings.client.subscriber_events import Event
     from tidings.nats import ProvisionReport
 
 # --- tail -----------------------------------------------------------------------------------
@@ -56,7 +56,7 @@ def notification_line(n: Shown) -> None:
 
 def connection_event(event: Event) -> None:
     """Connection changes on stderr, so stdout stays notifications only."""
-    from tidings.client import ws
+    from tidings.client import subscriber_events as ws
 
     if isinstance(event, ws.StateChanged):
         if event.state is ws.State.CONNECTED and event.welcome is not None:

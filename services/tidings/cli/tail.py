@@ -78,17 +78,13 @@ async def _tail(
     epoch: str | None,
     as_json: bool,
 ) -> None:
-    from tidings.client import ws  # lazily: the WebSocket client only for this command
+    # lazily: the WebSocket client only for this command
+    from tidings.client import Subscriber, SubscriberOptions
 
-    sub = ws.Subscriber(
-        urls,
-        token=token,
-        get_token=get_token,
-        rooms=rooms,
-        since=since,
-        epoch=epoch,
-        on_event=connection_event,
+    options = SubscriberOptions(
+        rooms=tuple(rooms), since=since, epoch=epoch, on_event=connection_event
     )
+    sub = Subscriber(urls, options, token=token, get_token=get_token)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
