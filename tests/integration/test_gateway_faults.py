@@ -24,9 +24,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from tests.gateway_process import GatewayProcess, gateway_processes
-from tests.load_clients import Fleet, SteadyPublisher, expected_seqs, fleet, read_stream
-from tests.publisher_process import metric
+from tests.support.gateway_process import GatewayProcess, gateway_processes
+from tests.support.load_clients import Fleet, SteadyPublisher, expected_seqs, fleet, read_stream
+from tests.support.publisher_process import metric
 from tidings.client import Backoff, Publisher
 from tidings.client.ws import Recovered
 from tidings.embedded import EmbeddedNats
