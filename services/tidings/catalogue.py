@@ -56,8 +56,8 @@ class Catalogue:
 
     def check(self, event: object, *, field_name: str = "event") -> str:
         """Return ``event`` if this catalogue accepts it, else raise a precise error."""
-        if event in self.events:
-            return str(event)  # a member: already a checked string
+        if isinstance(event, str) and event in self.events:  # a JSON list/object is unhashable
+            return event  # a member: already checked
         checked = check_event_syntax(event, field_name=field_name)
         if checked not in self.events and not self.allow_unknown:
             raise UnknownEvent(
@@ -67,8 +67,8 @@ class Catalogue:
         return checked
 
     def __contains__(self, event: object) -> bool:
-        return event in self.events or (
-            self.allow_unknown and isinstance(event, str) and bool(EVENT_RE.fullmatch(event))
+        return isinstance(event, str) and (
+            event in self.events or (self.allow_unknown and bool(EVENT_RE.fullmatch(event)))
         )
 
 
