@@ -55,7 +55,10 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     if not samples:
         return {"p50_ms": 0.0, "p99_ms": 0.0}
     ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
     return {"p50_ms": round(pick(0.50), 2), "p99_ms": round(pick(0.99), 2)}
 
 

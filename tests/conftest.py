@@ -1,18 +1,23 @@
-"""Shared fixtures: a real nats-server with JetStream on a free port, per test."""
+"""Shared fixtures: a real nats-server with JetStream on a free port per test, an in-process
+gateway on it (settings changed with ``pytest.mark.settings``) and a token minter."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from tests.support.tokens import JWT_SECRET
+from tidings.auth import mint_token
 from tidings.dev.embedded import EmbeddedNats
+from tidings.gateway.service import Gateway
 from tidings.nats import ensure_stream
-from tidings.settings import NatsSettings, StreamSettings
+from tidings.settings import AuthSettings, GatewaySettings, NatsSettings, Settings, StreamSettings
 
 
 @pytest.fixture
@@ -54,22 +59,28 @@ async def js(nc: NATS, stream_settings: StreamSettings) -> JetStreamContext:
 
 # --- gateway -----------------------------------------------------------------------------------
 
-from collections.abc import Callable  # noqa: E402
-
-from tidings.auth import mint_token  # noqa: E402
-from tidings.gateway.service import Gateway  # noqa: E402
-from tidings.settings import AuthSettings, GatewaySettings, Settings  # noqa: E402
-
-JWT_SECRET = "tidings-test-secret-0123456789abcdef"
-
 
 @pytest.fixture
-def gateway_settings(nats_settings: NatsSettings) -> Settings:
-    """Settings for an in-process gateway on a free loopback port (tests may change them)."""
+def gateway_settings(request: pytest.FixtureRequest, nats_settings: NatsSettings) -> Settings:
+    """Settings for an in-process gateway on a free loopback port.
+
+    A module or a test changes them with ``pytest.mark.settings(gateway={...}, auth={...})``
+    (fields of GatewaySettings / AuthSettings; the nearest mark wins field by field) rather than
+    declaring a fixture of its own.
+    """
+    fields: dict[str, dict[str, Any]] = {
+        "gateway": {"host": "127.0.0.1", "port": 0, "api_port": 0, "drain_seconds": 1.0},
+        "auth": {"jwt_secret": JWT_SECRET},
+    }
+    for mark in reversed(list(request.node.iter_markers("settings"))):  # module first, test last
+        for section, changes in mark.kwargs.items():
+            if section not in fields:
+                raise pytest.UsageError(f"pytest.mark.settings: no section {section!r}")
+            fields[section].update(changes)
     return Settings(
         nats=nats_settings,
-        auth=AuthSettings(jwt_secret=JWT_SECRET),
-        gateway=GatewaySettings(host="127.0.0.1", port=0, api_port=0, drain_seconds=1.0),
+        auth=AuthSettings(**fields["auth"]),
+        gateway=GatewaySettings(**fields["gateway"]),
     )
 
 

@@ -26,12 +26,14 @@ sio = socketio.AsyncServer(
 )
 
 
-@sio.event
 async def connect(sid: str, environ: dict[str, Any], auth: dict[str, Any] | None) -> None:
     auth = auth or {}
     await sio.enter_room(sid, str(auth.get("room")))
     if auth.get("user"):
         await sio.enter_room(sid, str(auth["user"]))
+
+
+sio.on("connect", connect)  # not as a decorator: socketio has no type information
 
 
 async def feed() -> None:

@@ -16,7 +16,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,8 @@ from nats.js import JetStreamContext
 
 from tests.charts.pods import LocalContainer, skaffold_image_values
 from tests.charts.rendering import REPO, Rendered, merge, render
-from tests.wsclient import RawClient
+from tests.support.waiting import until
+from tests.support.wsclient import RawClient
 from tidings.auth import mint_token
 from tidings.dev.embedded import EmbeddedNats, nats_server_binary, wait_for_port
 from tidings.nats import stream_epoch
@@ -42,14 +43,6 @@ NATS_VALUES = REPO / "charts" / "nats-values.yaml"
 def values(**extra: Any) -> dict[str, Any]:
     """Chart values for a local run: skaffold's images, one stream replica (one server)."""
     return merge(merge(skaffold_image_values(), {"stream": {"replicas": 1}}), extra)
-
-
-async def until(check: Callable[[], Awaitable[bool]], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def http_status(url: str) -> int | None:

@@ -33,8 +33,8 @@ from tests.charts.pods import (
     skaffold_targets,
 )
 from tests.charts.rendering import CHART, REPO, containers, merge, render
+from tests.support.shared import shared_path
 
-SKAFFOLD_SCHEMAS = REPO.parent / "shared" / "schemas" / "skaffold"
 TARGETS = {
     "gateway": ["tidings", "gateway"],
     "publisher": ["tidings", "publisher"],
@@ -191,8 +191,7 @@ def test_the_build_context_builds_the_package_with_its_console_script(tmp_path: 
 
 def _skaffold_schema() -> dict[str, object]:
     version = skaffold_config()["apiVersion"].split("/", 1)[1]
-    path = SKAFFOLD_SCHEMAS / f"{version}.json"
-    assert path.is_file(), f"no skaffold schema {path} (the shared/ folder beside the repo)"
+    path = shared_path(f"schemas/skaffold/{version}.json")
     loaded: dict[str, object] = json.loads(path.read_text())
     return loaded
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.e2e.harness import CHROMIUM, CHROMIUM_ARGS, DemoPage, DevStack, stop_stack, wait_until
+from tests.e2e.harness import CHROMIUM, CHROMIUM_ARGS, DemoPage, DevStack, stop_stack
+from tests.support.waiting import wait_until
 from tidings.ports import free_port
 
 if TYPE_CHECKING:

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tests.e2e.harness import ARTIFACTS, DemoPage, DevStack, wait_until
-from tests.gateway_process import GatewayProcess
+from tests.e2e.harness import ARTIFACTS, DemoPage, DevStack
+from tests.support.gateway_process import GatewayProcess
+from tests.support.waiting import wait_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser

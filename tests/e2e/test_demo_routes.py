@@ -14,7 +14,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from tests.e2e.harness import JS_DIR, REPO, DevStack
-from tests.wsclient import RawClient
+from tests.support.wsclient import RawClient
 from tidings.dev import demo
 from tidings.gateway.service import Gateway
 from tidings.settings import GatewaySettings, Settings

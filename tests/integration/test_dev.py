@@ -26,6 +26,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
+from tests.support.waiting import wait_until
 from tidings.envelope import Notification
 from tidings.ports import free_port, port_in_use
 from tidings.protocol import SUBPROTOCOL
@@ -54,16 +55,6 @@ def alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
-
-
-def wait_until(check: Any, *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"{what} after {timeout}s")
 
 
 @dataclass

@@ -25,37 +25,23 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from nats.js import JetStreamContext
-from pydantic import SecretStr
 
-from tests.conftest import JWT_SECRET
-from tests.gateway_process import GatewayProcess
-from tests.wsclient import RawClient
+from tests.support.gateway_process import GatewayProcess
+from tests.support.tokens import JWT_SECRET
+from tests.support.tokens import good_claims as claims
+from tests.support.wsclient import RawClient, ws_url
 from tidings.auth import DEV_AUDIENCE, DEV_ISSUER, mint_token
 from tidings.client import Publisher
 from tidings.dev.embedded import EmbeddedNats
 from tidings.gateway.service import Gateway
-from tidings.settings import AuthSettings, GatewaySettings, NatsSettings, Settings
 
 Mint = Callable[..., str]
 HELLO_TIMEOUT = 0.5
-
-
-@pytest.fixture
-def gateway_settings(nats_settings: NatsSettings) -> Settings:
-    """The in-process gateway of this module requires ``aud``/``iss`` and a quick hello."""
-    return Settings(
-        nats=nats_settings,
-        auth=AuthSettings(
-            jwt_secret=SecretStr(JWT_SECRET), audience=DEV_AUDIENCE, issuer=DEV_ISSUER
-        ),
-        gateway=GatewaySettings(
-            host="127.0.0.1", port=0, api_port=0, drain_seconds=1.0, hello_timeout=HELLO_TIMEOUT
-        ),
-    )
-
-
-def ws_url(gw: Gateway) -> str:
-    return f"ws://127.0.0.1:{gw.port}/ws"
+# The in-process gateway of this module requires ``aud``/``iss`` and a quick hello.
+pytestmark = pytest.mark.settings(
+    auth={"audience": DEV_AUDIENCE, "issuer": DEV_ISSUER},
+    gateway={"hello_timeout": HELLO_TIMEOUT},
+)
 
 
 # --- hand-made tokens (PyJWT refuses to make these, which is the point) ---------------------
@@ -63,28 +49,6 @@ def ws_url(gw: Gateway) -> str:
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def claims(**changes: Any) -> dict[str, Any]:
-    """The claims of a good token for acme/alice; a ``None`` value removes the claim."""
-    now = int(time.time())
-    body: dict[str, Any] = {
-        "sub": "alice",
-        "tenant": "acme",
-        "roles": ["admin"],
-        "rooms": ["site-*"],
-        "iat": now,
-        "nbf": now,
-        "exp": now + 3600,
-        "aud": DEV_AUDIENCE,
-        "iss": DEV_ISSUER,
-    }
-    for name, value in changes.items():
-        if value is None:
-            body.pop(name, None)
-        else:
-            body[name] = value
-    return body
 
 
 def raw_token(header: dict[str, Any], payload: dict[str, Any], key: bytes | None) -> str:

@@ -6,13 +6,9 @@ from collections.abc import Callable
 
 from nats.js import JetStreamContext
 
-from tests.wsclient import RawClient
+from tests.support.wsclient import RawClient, ws_url
 from tidings.client import Publisher
 from tidings.gateway.service import Gateway
-
-
-def ws_url(gw: Gateway) -> str:
-    return f"ws://127.0.0.1:{gw.port}/ws"
 
 
 async def test_hello_then_live_then_resume(

@@ -1,7 +1,7 @@
 """Faults, with real parts: gateway processes killed and drained, nats-server restarted, a client
 that stops reading. Every client is a real ``tidings.client`` subscriber (auto-reconnect, resume)
 or a raw WebSocket, and every check ends the same way: each client holds exactly what the stream
-holds for its rooms, in order, nothing twice, no ``reset`` (tests/load_clients.py).
+holds for its rooms, in order, nothing twice, no ``reset`` (tests/support/load_clients.py).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from tests.gateway_process import GatewayProcess, gateway_processes
-from tests.load_clients import Fleet, SteadyPublisher, expected_seqs, fleet, read_stream
-from tests.publisher_process import metric
+from tests.support.gateway_process import GatewayProcess, gateway_processes
+from tests.support.load_clients import Fleet, SteadyPublisher, expected_seqs, fleet, read_stream
+from tests.support.publisher_process import metric
 from tidings.client import Backoff, Publisher
 from tidings.client.subscriber_events import Recovered
 from tidings.dev.embedded import EmbeddedNats

@@ -10,15 +10,10 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from tests.wsclient import RawClient
+from tests.support.wsclient import RawClient
 from tidings.gateway.service import Gateway
-from tidings.settings import Settings
 
-
-@pytest.fixture
-def gateway_settings(gateway_settings: Settings) -> Settings:
-    gateway_settings.gateway.ping_interval = 0.5
-    return gateway_settings
+pytestmark = pytest.mark.settings(gateway={"ping_interval": 0.5})
 
 
 def _masked_text(payload: bytes) -> bytes:

@@ -19,45 +19,30 @@ import orjson
 import pytest
 from nats.js import JetStreamContext
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import SecretStr
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
-from tests.conftest import JWT_SECRET
-from tests.gateway_process import gateway_processes
-from tests.publisher_process import metric, wait_until
-from tests.wsclient import RawClient
+from tests.support.gateway_process import gateway_processes
+from tests.support.publisher_process import metric
+from tests.support.tokens import JWT_SECRET
+from tests.support.waiting import until as wait_until
+from tests.support.wsclient import RawClient, ws_url
 from tidings.auth import mint_token
 from tidings.client import Publisher
 from tidings.dev.embedded import EmbeddedNats
 from tidings.gateway.service import Gateway
 from tidings.protocol import SUBPROTOCOL
-from tidings.settings import AuthSettings, GatewaySettings, NatsSettings, Settings
 
 Mint = Callable[..., str]
 MAX_OUTBOUND = 4096
 TENANTS = ("acme", "globex")
-
-
-@pytest.fixture
-def gateway_settings(nats_settings: NatsSettings) -> Settings:
-    """A small outbound bound, so that a client that stops reading is closed soon."""
-    return Settings(
-        nats=nats_settings,
-        auth=AuthSettings(jwt_secret=SecretStr(JWT_SECRET)),
-        gateway=GatewaySettings(
-            host="127.0.0.1", port=0, api_port=0, drain_seconds=1.0, max_outbound_bytes=MAX_OUTBOUND
-        ),
-    )
+# A small outbound bound, so that a client that stops reading is closed soon.
+pytestmark = pytest.mark.settings(gateway={"max_outbound_bytes": MAX_OUTBOUND})
 
 
 def http(gw: Gateway) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}", timeout=5)
-
-
-def ws_url(gw: Gateway) -> str:
-    return f"ws://127.0.0.1:{gw.port}/ws"
 
 
 async def scrape(client: httpx.AsyncClient) -> str:

@@ -16,46 +16,29 @@ from typing import Any
 import orjson
 import pytest
 from nats.js import JetStreamContext
-from pydantic import SecretStr
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
-from tests.conftest import JWT_SECRET
-from tests.wsclient import RawClient
+from tests.support.wsclient import RawClient, ws_url
 from tidings.client import Publisher
 from tidings.gateway.service import Gateway
 from tidings.protocol import SUBPROTOCOL
-from tidings.settings import AuthSettings, GatewaySettings, NatsSettings, Settings
 
 Mint = Callable[..., str]
 MAX_FRAME = 4096
 RATE, BURST = 20.0, 40
 QUOTA = 3
 ALLOWED_ORIGIN = "https://app.example.test"
-
-
-@pytest.fixture
-def gateway_settings(nats_settings: NatsSettings) -> Settings:
-    return Settings(
-        nats=nats_settings,
-        auth=AuthSettings(jwt_secret=SecretStr(JWT_SECRET)),
-        gateway=GatewaySettings(
-            host="127.0.0.1",
-            port=0,
-            api_port=0,
-            drain_seconds=1.0,
-            max_frame_bytes=MAX_FRAME,
-            rate_limit=RATE,
-            rate_burst=BURST,
-            tenant_quota=QUOTA,
-            allowed_origins=[ALLOWED_ORIGIN],
-        ),
-    )
-
-
-def ws_url(gw: Gateway) -> str:
-    return f"ws://127.0.0.1:{gw.port}/ws"
+pytestmark = pytest.mark.settings(
+    gateway={
+        "max_frame_bytes": MAX_FRAME,
+        "rate_limit": RATE,
+        "rate_burst": BURST,
+        "tenant_quota": QUOTA,
+        "allowed_origins": [ALLOWED_ORIGIN],
+    }
+)
 
 
 async def live_client(url: str, token: str) -> RawClient:

@@ -28,9 +28,10 @@ from nats.js import JetStreamContext
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
-from tests.load_clients import read_stream
-from tests.publisher_process import metric
-from tests.wsclient import RawClient
+from tests.support.load_clients import read_stream
+from tests.support.publisher_process import metric
+from tests.support.waiting import until
+from tests.support.wsclient import RawClient, ws_url
 from tidings.client import Publisher
 from tidings.dev.embedded import EmbeddedNats
 from tidings.gateway.service import Gateway
@@ -43,10 +44,6 @@ ALICE_ROOMS = {"tenant", "user:alice", "role:admin", "room:site-1", "broadcast"}
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def ws_url(gw: Gateway) -> str:
-    return f"ws://127.0.0.1:{gw.port}/ws"
 
 
 @asynccontextmanager
@@ -297,15 +294,6 @@ async def test_a_resume_while_nats_is_down_is_refused_for_later_not_reset(
         assert welcome["recovered"] is True
         objs = await read_until_synced(c)
         assert [o["seq"] for o in objs[:-1]] == [s for s in want if s > since]
-
-
-async def until(check: Callable[[], bool], *, what: str, timeout: float = 5.0) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not check():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"not within {timeout}s: {what}") from None
 
 
 BOUND = 50

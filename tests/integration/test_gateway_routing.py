@@ -19,8 +19,8 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
-from tests.gateway_process import gateway_processes
-from tests.wsclient import RawClient
+from tests.support.gateway_process import gateway_processes
+from tests.support.wsclient import RawClient
 from tidings.client import Publisher, PublishResult
 from tidings.dev.embedded import EmbeddedNats
 from tidings.gateway.service import Gateway

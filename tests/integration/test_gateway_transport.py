@@ -14,8 +14,8 @@ import orjson
 import pytest
 from nats.js import JetStreamContext
 
-from tests.gateway_process import DEFAULT_SECRET, gateway_processes
-from tests.wsclient import RawClient
+from tests.support.gateway_process import DEFAULT_SECRET, gateway_processes
+from tests.support.wsclient import RawClient
 from tidings.auth import mint_token
 from tidings.client import Publisher
 from tidings.dev.embedded import EmbeddedNats

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from tests.wsclient import RawClient
+from tests.support.wsclient import RawClient
 from tidings.auth import Verifier, mint_token
 from tidings.codes import CloseCode, ErrorCode
 from tidings.errors import AuthError, JwksUnavailable

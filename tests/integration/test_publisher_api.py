@@ -10,7 +10,7 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
-from tests.publisher_process import (
+from tests.support.publisher_process import (
     Chunked,
     make_settings,
     metric,

@@ -14,7 +14,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 
-from tests.publisher_process import (
+from tests.support.publisher_process import (
     Chunked,
     PublisherProcess,
     make_settings,
@@ -22,8 +22,8 @@ from tests.publisher_process import (
     sidecar,
     stored_messages,
     stream_count,
-    wait_until,
 )
+from tests.support.waiting import until as wait_until
 from tidings.dev.embedded import EmbeddedNats
 from tidings.envelope import Notification
 from tidings.nats import ensure_stream

@@ -13,8 +13,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from tests.publisher_process import make_settings, sidecar, wait_until
-from tests.wsclient import RawClient
+from tests.support.publisher_process import make_settings, sidecar
+from tests.support.waiting import until as wait_until
+from tests.support.wsclient import RawClient
 from tidings.gateway.service import Gateway
 from tidings.settings import NatsSettings
 

@@ -22,7 +22,8 @@ import orjson
 import pytest
 from nats.js import JetStreamContext
 
-from tests.conftest import JWT_SECRET
+from tests.support.tokens import JWT_SECRET
+from tests.support.wsclient import ws_url
 from tidings import protocol as p
 from tidings.client import Backoff, Publisher, Subscriber, SubscriberOptions, connect
 from tidings.client.errors import GaveUp, Refused, RequestRefused
@@ -35,15 +36,13 @@ from tidings.ports import free_port
 from tidings.settings import Settings
 
 FAST = Backoff(base=0.05, max=0.4, healthy_after=5.0)
+# A coalescing window wide enough that a burst of notifications shares frames.
+pytestmark = pytest.mark.settings(gateway={"batch_window": 0.02})
 
 
 def fast(**options: object) -> SubscriberOptions:
     """Quick reconnects, plus whatever the test sets."""
     return dataclasses.replace(SubscriberOptions(backoff=FAST), **options)
-
-
-def ws_url(gw: Gateway) -> str:
-    return f"ws://127.0.0.1:{gw.port}/ws"
 
 
 def on_port(settings: Settings, port: int) -> Settings:
@@ -57,13 +56,6 @@ async def take(sub: Subscriber, count: int, *, timeout: float = 10.0) -> list[p.
 
 def states(events: list[Event]) -> list[State]:
     return [e.state for e in events if isinstance(e, StateChanged)]
-
-
-@pytest.fixture
-def gateway_settings(gateway_settings: Settings) -> Settings:
-    """A coalescing window wide enough that a burst of notifications shares frames."""
-    batched = gateway_settings.gateway.model_copy(update={"batch_window": 0.02})
-    return dataclasses.replace(gateway_settings, gateway=batched)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 import tidings.auth
+from tests.support.tokens import good_claims
 from tidings.auth import DEV_AUDIENCE, DEV_ISSUER, Claims, Verifier, mint_token
 from tidings.codes import CloseCode, ErrorCode
 from tidings.errors import (
@@ -44,6 +46,7 @@ from tidings.subjects import Audience
 SECRET = "dev-secret-that-is-long-enough-for-hs256!"
 AUDIENCE = "tidings-gateway"
 ISSUER = "https://idp.example.test"
+payload = partial(good_claims, aud=AUDIENCE, iss=ISSUER)  # good claims for this verifier
 
 
 def pem_public(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
@@ -77,28 +80,6 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
         ec_pem=d / "ec.pem",
         rsa_public_pem=pem_public(rsa_key),
     )
-
-
-def payload(**changes: Any) -> dict[str, Any]:
-    """Good claims; a keyword set to None removes that claim."""
-    now = int(time.time())
-    body: dict[str, Any] = {
-        "sub": "alice",
-        "tenant": "acme",
-        "roles": ["admin"],
-        "rooms": ["site-*"],
-        "iat": now,
-        "nbf": now,
-        "exp": now + 600,
-        "aud": AUDIENCE,
-        "iss": ISSUER,
-    }
-    for name, value in changes.items():
-        if value is None:
-            body.pop(name, None)
-        else:
-            body[name] = value
-    return body
 
 
 def b64(data: bytes) -> str:

@@ -1,5 +1,5 @@
-"""`benchmarks/live_path.py` still runs against the gateway as it is (CI type-checks only the
-package, so a changed gateway API would otherwise break the benchmark unnoticed)."""
+"""`benchmarks/live_path.py` still runs against the gateway as it is (mypy checks its types; this
+checks that it runs and reports every step)."""
 
 from __future__ import annotations
 

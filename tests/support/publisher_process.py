@@ -5,12 +5,10 @@ Also reads back what the stream holds, the way a user would check: message by me
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ from nats.js.api import RawStreamMsg
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
+from tests.support.waiting import until
 from tidings.nats import ensure_stream
 from tidings.ports import free_port
 from tidings.publisher.app import create_app
@@ -45,20 +44,6 @@ def make_settings(nats_settings: NatsSettings, outbox_dir: Path, **publisher: An
         publisher=PublisherSettings(outbox_dir=outbox_dir, **publisher),
         log=LogSettings(),
     )
-
-
-async def wait_until(predicate: Any, *, timeout: float, what: str, interval: float = 0.02) -> None:
-    """Poll an (async or plain) predicate until it is true; fail naming ``what`` after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -102,7 +87,7 @@ async def sidecar(
             async def connected() -> bool:
                 return await nats_state(client) == "connected"
 
-            await wait_until(connected, timeout=10, what="the sidecar to connect to NATS")
+            await until(connected, timeout=10, what="the sidecar to connect to NATS")
         yield app, client
 
 
@@ -175,7 +160,7 @@ class PublisherProcess:
             except httpx.TransportError:
                 return False
 
-        await wait_until(healthy, timeout=timeout, what="the publisher process to answer")
+        await until(healthy, timeout=timeout, what="the publisher process to answer")
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, *, timeout: float = 15.0) -> int:
         """Signal the process and wait for it; kill and fail if it does not exit in time."""

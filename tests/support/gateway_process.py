@@ -23,9 +23,10 @@ from typing import Any
 import httpx
 import orjson
 
+from tests.support.tokens import JWT_SECRET
 from tidings.ports import free_port
 
-DEFAULT_SECRET = "tidings-test-secret-0123456789abcdef"  # the one tests/conftest.py mints with
+DEFAULT_SECRET = JWT_SECRET  # spawned gateways accept the tokens the `token` fixture mints
 
 
 class GatewayProcessError(AssertionError):

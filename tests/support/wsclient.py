@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+
+class Listening(Protocol):
+    """Anything with a data port on loopback: an in-process gateway or a spawned one."""
+
+    @property
+    def port(self) -> int: ...
+
+
+def ws_url(gateway: Listening) -> str:
+    """The WebSocket URL of a gateway listening on 127.0.0.1."""
+    return f"ws://127.0.0.1:{gateway.port}/ws"
 
 
 class RawClient:

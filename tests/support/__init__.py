@@ -1,0 +1,1 @@
+"""What tests share: processes they spawn, raw clients, waits, tokens and paths outside the repo."""

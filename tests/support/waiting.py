@@ -1,0 +1,44 @@
+"""Bounded polling waits: a test waits for the event it needs, never for a fixed time."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+
+async def until(
+    check: Callable[[], object | Awaitable[object]],
+    *,
+    what: str,
+    timeout: float = 5.0,
+    interval: float = 0.02,
+) -> None:
+    """Poll ``check`` (plain or async) without blocking the loop until it is true; else fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s: {what}")
+        await asyncio.sleep(interval)
+
+
+def wait_until(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.05) -> T:
+    """Blocking form for synchronous tests (dev stack, browser): returns the first true value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s: {what}")
