@@ -659,7 +659,13 @@ def gateway(ctx: typer.Context) -> None:
     """Run the WebSocket gateway (browsers ⇄ NATS, with resume and drain)."""
     from tidings.gateway.service import serve_gateway
 
-    serve_gateway(_settings(ctx))
+    settings = _settings(ctx)
+    if settings.gateway.demo:
+        from tidings import demo
+
+        serve_gateway(settings, pages=demo.gateway_pages(settings.auth))
+    else:
+        serve_gateway(settings)
 
 
 @app.command()

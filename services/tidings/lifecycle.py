@@ -12,12 +12,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
 from tidings.errors import PartFailed
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_background: set[asyncio.Task[Any]] = set()
+
+
+def spawn(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    """Run a short step in the background (a hello, a resume), keeping a reference until it is
+    done; an exception it did not handle itself is logged, not lost."""
+    task = asyncio.ensure_future(coro)
+    _background.add(task)
+    task.add_done_callback(_settled)
+    return task
+
+
+def _settled(task: asyncio.Task[Any]) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background step failed", exc_info=task.exception())
 
 
 class Part(Protocol):
@@ -68,6 +86,18 @@ class Supervisor:
                 self._failed.set_result(self._failure)
         return self._failed
 
+    async def watch(self, step: Awaitable[T]) -> T:
+        """Await ``step`` (e.g. a start-up wait) unless a part dies first: then raise why."""
+        waiting = asyncio.ensure_future(step)
+        failed = self.failed()
+        await asyncio.wait((waiting, failed), return_when=asyncio.FIRST_COMPLETED)
+        if not waiting.done():
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            raise failed.result()
+        return waiting.result()
+
     async def stop(self) -> None:
         """Cancel every part, newest first, and wait for each to finish its clean-up."""
         self._stopping = True
@@ -95,14 +125,3 @@ class Supervisor:
             self._failed.set_result(failure)
         if self.on_failure is not None:
             self.on_failure(failure)
-
-
-class Loop:
-    """A part made of a coroutine function: ``Loop("expiry", expiry.run)``."""
-
-    def __init__(self, name: str, run: Callable[[], Any]) -> None:
-        self.name = name
-        self._run = run
-
-    async def run(self) -> None:
-        await self._run()

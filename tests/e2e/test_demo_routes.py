@@ -34,7 +34,8 @@ VENDORED = {  # the page's copy -> its source of truth
 async def demo_gateway(js: JetStreamContext, gateway_settings: Settings) -> AsyncIterator[Gateway]:
     """A gateway with TIDINGS_GATEWAY_DEMO=true."""
     flagged = gateway_settings.gateway.model_copy(update={"demo": True})
-    gw = Gateway(Settings(nats=gateway_settings.nats, auth=gateway_settings.auth, gateway=flagged))
+    settings = Settings(nats=gateway_settings.nats, auth=gateway_settings.auth, gateway=flagged)
+    gw = Gateway(settings, pages=demo.gateway_pages(settings.auth))
     await gw.start()
     try:
         yield gw

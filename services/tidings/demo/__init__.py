@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from functools import cache
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -237,3 +239,19 @@ def gateway_config(minter: Minter | None) -> Answer:
             "events": events(),
         }
     )
+
+
+def gateway_pages(auth: AuthSettings) -> Callable[[str, str], Answer | None]:
+    """The ``/demo`` pages a gateway serves with ``TIDINGS_GATEWAY_DEMO`` (injected by its
+    entry points: the gateway itself never imports the demo)."""
+    logging.getLogger(__name__).warning(
+        "TIDINGS_GATEWAY_DEMO is on: /demo/api/token mints tokens for any tenant; development only"
+    )
+    minter = Minter.from_settings(auth)
+
+    def pages(path: str, query: str) -> Answer | None:
+        return answer_get(
+            path, dict(parse_qsl(query)), config=lambda: gateway_config(minter), minter=minter
+        )
+
+    return pages

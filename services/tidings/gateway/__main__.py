@@ -15,7 +15,12 @@ def main() -> None:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None
-    serve_gateway(settings)
+    if settings.gateway.demo:  # development only: the demo pages are injected, never imported
+        from tidings import demo
+
+        serve_gateway(settings, pages=demo.gateway_pages(settings.auth))
+    else:
+        serve_gateway(settings)
 
 
 if __name__ == "__main__":
