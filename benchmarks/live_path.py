@@ -131,7 +131,7 @@ def build_gateway(rooms: int, receivers: int) -> tuple[Gateway, Live]:
         None,  # type: ignore[arg-type]
         gw.hub,
         settings,
-        on_delivered=gw._on_delivered,
+        on_delivered=gw.metrics.latency.observe,
     )
     gw.live = live
     for r in range(rooms):

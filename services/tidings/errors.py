@@ -273,6 +273,10 @@ class StartFailed(TidingsError):
     code = ErrorCode.START_FAILED
 
 
+class PartFailed(TidingsError):
+    """A long-running part of a process (a loop, a server, the NATS link) died unexpectedly."""
+
+
 class BenchFailed(TidingsError):
     """A benchmark could not run as asked (a child failed, a deadline passed)."""
 

@@ -59,10 +59,10 @@ async def _silent_client(
     writer.write(_masked_text(orjson.dumps({"type": "hello", "token": token(ttl=60)})))
     # It reads (so nothing backs up) but never answers a ping: the gateway gives up on it.
     async with asyncio.timeout(5):
-        while gateway.sessions:
+        while gateway.registry.sessions:
             if not await reader.read(4096):
                 break
-    assert not gateway.sessions
+    assert not gateway.registry.sessions
 
 
 async def test_a_client_that_answers_pings_stays(
@@ -71,6 +71,6 @@ async def test_a_client_that_answers_pings_stays(
     async with RawClient(f"ws://127.0.0.1:{gateway.port}/ws") as client:
         await client.hello(token())
         await asyncio.sleep(2.0)  # four ping intervals
-        assert len(gateway.sessions) == 1
+        assert len(gateway.registry.sessions) == 1
         await client.send({"type": "ping", "id": 1})
         assert (await client.next("pong"))["id"] == 1

@@ -276,7 +276,7 @@ async def test_a_resume_while_nats_is_down_is_refused_for_later_not_reset(
         since = got[-3]["seq"]  # it processed all but the last two
     await asyncio.to_thread(nats_server.stop)
     try:
-        await until(lambda: not gateway.nats_connected, what="the gateway sees NATS gone")
+        await until(lambda: not gateway.registry.nats_connected, what="the gateway sees NATS gone")
         async with RawClient(ws_url(gateway)) as c:
             await c.send(
                 {"type": "hello", "token": alice(token), "since": since, "epoch": gateway.epoch}
@@ -286,7 +286,7 @@ async def test_a_resume_while_nats_is_down_is_refused_for_later_not_reset(
             assert await c.closed() == (1013, "unavailable")
     finally:
         await asyncio.to_thread(nats_server.start)
-    await until(lambda: gateway.nats_connected, what="the gateway reconnects", timeout=15)
+    await until(lambda: gateway.registry.nats_connected, what="the gateway reconnects", timeout=15)
     async with RawClient(ws_url(gateway)) as c:
         welcome = await c.hello(
             alice(token), since=since, epoch=gateway.epoch, rooms=["room:site-1"]

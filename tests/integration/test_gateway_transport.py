@@ -103,11 +103,11 @@ async def test_a_client_close_is_answered_and_forgets_the_connection(
         assert client.ws is not None
         await client.hello(token())
         await client.next("synced")
-        assert len(gateway.sessions) == 1
+        assert len(gateway.registry.sessions) == 1
         await client.ws.close(code=4321, reason="bye")
         assert client.ws.close_code == 4321  # the gateway echoed the client's code
     async with asyncio.timeout(5):
-        while gateway.sessions or gateway.hub.tenants:
+        while gateway.registry.sessions or gateway.hub.tenants:
             await asyncio.sleep(0.02)
 
 
@@ -122,11 +122,11 @@ async def test_a_closed_connection_is_freed_without_the_cyclic_collector(
         async with RawClient(f"ws://127.0.0.1:{gateway.port}/ws") as client:
             await client.hello(token())
             await client.next("synced")
-            (session,) = gateway.sessions.values()
+            (session,) = gateway.registry.sessions.values()
             ref = weakref.ref(session)
             del session
         async with asyncio.timeout(5):
-            while gateway.sessions:
+            while gateway.registry.sessions:
                 await asyncio.sleep(0.02)
         await asyncio.sleep(0.05)  # the transport's own close callbacks
         assert ref() is None, gc.get_referrers(ref())

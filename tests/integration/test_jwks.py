@@ -322,6 +322,8 @@ async def test_frames_behind_a_hello_that_waits_for_the_key_set_are_answered_aft
         async with RawClient(f"ws://127.0.0.1:{gw.port}/ws") as flood:
             await gw.verifier.aclose()
             gw.verifier = Verifier(gw.settings.auth)
+            assert gw.deps is not None
+            gw.deps.verifier = gw.verifier  # what the sessions check tokens with
             pings = [{"type": "ping", "id": i} for i in range(MAX_QUEUED + 1)]
             await send_all(flood, [hello, *pings])
             first = await flood.next(timeout=5)  # refused while the hello still waits

@@ -219,7 +219,7 @@ async def test_drain_moves_the_client_to_the_next_gateway(
         assert [n.title for n in await take(sub, 1)] == ["during"]
         welcome = await sub.wait_connected()
         assert welcome.recovered is True
-        assert len(two.sessions) == 1 and not one.sessions
+        assert len(two.registry.sessions) == 1 and not one.registry.sessions
         assert any(isinstance(e, Recovered) for e in events)
         (moved,) = [e for e in events if isinstance(e, StateChanged) and e.delay is not None]
         assert moved.delay == 0.0  # the gateway spreads drains itself: no backoff on top

@@ -42,7 +42,7 @@ def gateway() -> Gateway:
 @pytest.mark.parametrize("lags", [[], LAGS, LAGS * 3 + [0.012] * 7])
 def test_the_exposition_matches_prometheus_client(gateway: Gateway, lags: list[float]) -> None:
     for lag in lags:
-        gateway._on_delivered(lag)
+        gateway.metrics.latency.observe(lag)
     ours = generate_latest(gateway.metrics.registry).decode()
     theirs = reference(lags)
     for name in (NAME, "tidings_gateway_notifications"):

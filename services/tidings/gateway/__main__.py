@@ -1,4 +1,7 @@
-"""``python -m tidings.gateway``: run one gateway process from ``TIDINGS_*`` settings."""
+"""``python -m tidings.gateway``: run one gateway process from ``TIDINGS_*`` settings.
+
+Without the demo pages (``tidings gateway`` injects them when ``TIDINGS_GATEWAY_DEMO`` is on).
+"""
 
 from __future__ import annotations
 

@@ -34,6 +34,8 @@ def freeze() -> None:
 class Collector:
     """Freezes after every ``FREEZE_AFTER`` new connections; a full collection every hour."""
 
+    name = "collector"
+
     def __init__(self, accepted: Callable[[], int]) -> None:
         self._accepted = accepted
         self._frozen_at = 0

@@ -69,8 +69,6 @@ class Connection:
         "id",
         "last_seq",
         "pending",
-        "roles",
-        "room_patterns",
         "rooms",
         "sink",
         "state",
@@ -84,8 +82,6 @@ class Connection:
         self.state = State.HANDSHAKING
         self.tenant = ""
         self.user = ""
-        self.roles: frozenset[str] = frozenset()
-        self.room_patterns: tuple[str, ...] = ()
         self.rooms: set[str] = set()
         self.last_seq = 0  # last seq written to the socket (or replayed)
         self.pending: list[tuple[int, bytes]] = []  # buffered while SYNCING

@@ -54,6 +54,12 @@ class Hub:
         self.deliveries = 0  # notifications x receiving connections, for metrics
         self.frames = 0
 
+    def on_interest(self, added: Callable[[str], None], removed: Callable[[str], None]) -> None:
+        """Who follows tenant interest (the live subscriptions): told of a tenant's first
+        connection here and of its last one leaving."""
+        self._on_tenant_added = added
+        self._on_tenant_removed = removed
+
     # -- membership ------------------------------------------------------------------------
 
     def add(self, conn: Connection, rooms: Iterable[str]) -> None:

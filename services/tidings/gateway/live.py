@@ -86,6 +86,7 @@ class Live:
         self.head = 0  # highest stream seq seen or read
         self.on_delivered = on_delivered
         self.dropped = 0  # live messages that could not be routed or decoded
+        hub.on_interest(self.tenant_added, self.tenant_removed)  # subscribe by the hub's interest
 
     @classmethod
     def from_settings(
@@ -286,6 +287,16 @@ class Live:
     async def rearm_all(self) -> None:
         for window in list(self.windows.values()):
             await self._arm(window)
+
+    async def rebind(self, nc: NATS, js: JetStreamContext) -> None:
+        """A new client (nats-py gave up on the old one, and its subscriptions with it):
+        subscribe anew for every tenant held, and re-arm."""
+        self.nc, self.js = nc, js
+        tenants = list(self._ready)
+        self._ready.clear()
+        self.subs.clear()
+        for tenant in tenants:
+            await self.ensure(tenant)
 
 
 _second_of: dict[str, float] = {}  # "YYYY-MM-DDTHH:MM:SS" -> POSIX seconds (few in use at once)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 from prometheus_client.core import (
@@ -22,49 +21,54 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-if TYPE_CHECKING:
-    from tidings.gateway.service import Gateway
+from tidings.gateway.fanout import Hub
+from tidings.gateway.registry import Registry
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the output
 
 
 class _HotPath(Collector):
-    def __init__(self, gateway: Callable[[], Gateway]) -> None:
-        self._gateway = gateway
+    def __init__(self, registry: Registry, hub: Hub, dropped: Callable[[], int | None]) -> None:
+        self._registry = registry
+        self._hub = hub
+        self._dropped = dropped
 
     def collect(self) -> Iterator[Metric]:
-        gw = self._gateway()
+        registry, hub = self._registry, self._hub
         yield GaugeMetricFamily(
-            "tidings_gateway_connections", "Open WebSocket connections.", value=len(gw.sessions)
+            "tidings_gateway_connections",
+            "Open WebSocket connections.",
+            value=len(registry.sessions),
         )
         yield GaugeMetricFamily(
             "tidings_gateway_tenants",
             "Tenants with a live subscription.",
-            value=len(gw.hub.tenants),
+            value=len(hub.tenants),
         )
         yield CounterMetricFamily(
             "tidings_gateway_deliveries",
             "Notifications written to connections (notifications x receivers).",
-            value=gw.hub.deliveries,
+            value=hub.deliveries,
         )
         yield CounterMetricFamily(
             "tidings_gateway_frames",
             "Fan-out frames built (each written to a room).",
-            value=gw.hub.frames,
+            value=hub.frames,
         )
-        if gw.live is not None:
+        dropped = self._dropped()
+        if dropped is not None:
             yield CounterMetricFamily(
                 "tidings_gateway_dropped_messages",
                 "Live messages that could not be routed or decoded.",
-                value=gw.live.dropped,
+                value=dropped,
             )
         yield GaugeMetricFamily(
             "tidings_gateway_nats_connected",
             "1 while connected to NATS.",
-            value=1 if gw.nats_connected else 0,
+            value=1 if registry.nats_connected else 0,
         )
         yield GaugeMetricFamily(
-            "tidings_gateway_draining", "1 while draining.", value=1 if gw.draining else 0
+            "tidings_gateway_draining", "1 while draining.", value=1 if registry.draining else 0
         )
 
 
@@ -127,11 +131,12 @@ class _Delivery(Collector):
 
 
 class GatewayMetrics:
-    """The registry served on ``/metrics``."""
+    """The registry served on ``/metrics``; ``dropped`` reads the live side's count (None
+    before it exists)."""
 
-    def __init__(self, gateway: Callable[[], Gateway]) -> None:
+    def __init__(self, sessions: Registry, hub: Hub, *, dropped: Callable[[], int | None]) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_HotPath(gateway))
+        self.registry.register(_HotPath(sessions, hub, dropped))
         self.latency = LatencyHistogram()  # observed once per live notification
         self.registry.register(_Delivery(self.latency))
         self.resumes = Counter(
@@ -149,11 +154,5 @@ class GatewayMetrics:
             "tidings_gateway_auth_failures",
             "Refused tokens by reason.",
             ["reason"],
-            registry=self.registry,
-        )
-        self.closes = Counter(
-            "tidings_gateway_refusals",
-            "Connections refused or closed by error code.",
-            ["code"],
             registry=self.registry,
         )

@@ -1,41 +1,61 @@
 """The gateway's HTTP side.
 
 The data port (picows) answers every request in its handshake hook, synchronously: ``/ws``
-checks (then the upgrade), probes, metrics and the demo page. The one route that must wait on
+checks (then the upgrade), probes, metrics, and ``/demo`` when a page handler is injected
+(development only; production code never imports the demo). The one route that must wait on
 NATS, ``GET /api/notifications/status``, lives on the API port, a small Starlette app (picows
 cannot answer a request after its hook returns).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import orjson
-from picows import WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+import uvicorn
+from picows import WSListener, WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from tidings import protocol as p
+from tidings.auth import Verifier
 from tidings.codes import ErrorCode
-from tidings.errors import AuthError, TidingsError, error_body
-
-if TYPE_CHECKING:
-    from tidings.gateway.service import Gateway
-
-log = logging.getLogger(__name__)
+from tidings.errors import AuthError, TidingsError, Unavailable, error_body
+from tidings.gateway.registry import Registry
+from tidings.settings import GatewaySettings
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
+class PageAnswer(Protocol):
+    """What an injected page handler answers (e.g. the demo's ``Answer``)."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def content_type(self) -> str: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+# (path, raw query string) -> the answer, or None: not one of its pages (404).
+Pages = Callable[[str, str], PageAnswer | None]
+
+
 def _response(
-    status: HTTPStatus,
+    status: int,
     body: bytes,
     content_type: str,
     headers: Mapping[str, str] | None = None,
@@ -46,9 +66,11 @@ def _response(
     response: WSUpgradeResponse
     if status < HTTPStatus.BAD_REQUEST:
         response = WSUpgradeResponse.create_ok_response(body, extra_headers=extra)
-        response.status = status  # 200, or the demo's 302
+        response.status = HTTPStatus(status)  # 200, or the demo's 302
     else:
-        response = WSUpgradeResponse.create_error_response(status, body, extra_headers=extra)
+        response = WSUpgradeResponse.create_error_response(
+            HTTPStatus(status), body, extra_headers=extra
+        )
     return response
 
 
@@ -61,15 +83,25 @@ def _error(code: ErrorCode, reason: str) -> WSUpgradeResponse:
 
 
 class Routes:
-    """The data port's handshake hook: ``/ws`` (checks, then a session), probes, metrics, demo."""
+    """The data port's handshake hook: ``/ws`` (checks, then a session), probes, metrics, and
+    ``/demo`` when ``pages`` is given."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
-        if gateway.settings.gateway.demo:
-            log.warning(
-                "TIDINGS_GATEWAY_DEMO is on: /demo/api/token mints tokens for any tenant;"
-                " development only"
-            )
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        registry: Registry,
+        *,
+        session: Callable[[], WSListener],
+        metrics: CollectorRegistry,
+        api_port: Callable[[], int],
+        pages: Pages | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.session = session  # a new session for an accepted upgrade
+        self.metrics = metrics
+        self.api_port = api_port
+        self.pages = pages
 
     def __call__(self, request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
         """picows calls this for every request, before it validates an upgrade."""
@@ -79,12 +111,10 @@ class Routes:
             refused = self._check_websocket(request, url.query)
             if refused is not None:
                 return WSUpgradeResponseWithListener(refused, None)
-            from tidings.gateway.session import Session
-
             upgrade = WSUpgradeResponse.create_101_response(
                 extra_headers={"Sec-WebSocket-Protocol": p.SUBPROTOCOL}
             )
-            return WSUpgradeResponseWithListener(upgrade, Session(self.gw))
+            return WSUpgradeResponseWithListener(upgrade, self.session())
         return WSUpgradeResponseWithListener(self._http(path, url.query), None)
 
     def _http(self, path: str, query: str) -> WSUpgradeResponse:
@@ -93,38 +123,25 @@ class Routes:
         if path == "/readyz":
             return self._ready()
         if path == "/metrics":
-            return _response(
-                HTTPStatus.OK, generate_latest(self.gw.metrics.registry), CONTENT_TYPE_LATEST
-            )
+            return _response(HTTPStatus.OK, generate_latest(self.metrics), CONTENT_TYPE_LATEST)
         if path == "/api/notifications/status":
-            port = self.gw.api_port
+            port = self.api_port()
             return _error(ErrorCode.NOT_FOUND, f"the status API is on the API port ({port})")
-        if self.gw.settings.gateway.demo and (path == "/demo" or path.startswith("/demo/")):
-            return self._demo(path, query)
+        if self.pages is not None and (path == "/demo" or path.startswith("/demo/")):
+            answer = self.pages(path, query)
+            if answer is not None:
+                return _response(answer.status, answer.body, answer.content_type, answer.headers)
         return _error(ErrorCode.NOT_FOUND, f"no route {path}")
 
-    def _demo(self, path: str, query: str) -> WSUpgradeResponse:
-        """Development only (``TIDINGS_GATEWAY_DEMO``): the demo page, its config, dev tokens."""
-        from tidings import demo
-
-        minter = demo.Minter.from_settings(self.gw.settings.auth)
-        answer = demo.answer_get(
-            path,
-            dict(parse_qsl(query)),
-            config=lambda: demo.gateway_config(minter),
-            minter=minter,
-        )
-        assert answer is not None  # only called for /demo paths
-        return _response(answer.status, answer.body, answer.content_type, answer.headers)
-
     def _ready(self) -> WSUpgradeResponse:
-        gw = self.gw
-        body = {"nats": gw.nats_connected, "draining": gw.draining, "connections": len(gw.sessions)}
-        ok = gw.nats_connected and not gw.draining
+        registry = self.registry
+        connected, draining = registry.nats_connected, registry.draining
+        body = {"nats": connected, "draining": draining, "connections": len(registry.sessions)}
+        ok = connected and not draining
         return _json(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, body)
 
     def _check_websocket(self, request: WSUpgradeRequest, query: str) -> WSUpgradeResponse | None:
-        if self.gw.draining:
+        if self.registry.draining:
             return _error(ErrorCode.RESTARTING, "this gateway is draining")
         headers = request.headers
         origin = headers.get("Origin")
@@ -145,7 +162,7 @@ class Routes:
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
         """Allow-list, ``*``, or by default same-origin (and non-browser clients)."""
-        allowed = self.gw.settings.gateway.allowed_origins
+        allowed = self.settings.allowed_origins
         if origin is None:
             return True  # not a browser: no cross-site risk
         if "*" in allowed:
@@ -155,7 +172,11 @@ class Routes:
         return urlsplit(origin).netloc == (host or "")
 
 
-def api_app(gateway: Gateway) -> Starlette:
+def api_app(
+    verifier: Verifier,
+    auth_failures: Counter,
+    cluster_status: Callable[[str, str], Awaitable[dict[str, Any]]],
+) -> Starlette:
     """The API port: ``GET /api/notifications/status`` (it scatters a request over NATS) and
     the probes, so the port can be checked on its own."""
 
@@ -173,11 +194,11 @@ def api_app(gateway: Gateway) -> Starlette:
                 **{"WWW-Authenticate": "Bearer"},
             )
         try:
-            claims = await gateway.verifier.verify(token.strip())
+            claims = await verifier.verify(token.strip())
         except AuthError as exc:
-            gateway.metrics.auth_failures.labels(exc.code).inc()
+            auth_failures.labels(exc.code).inc()
             return err(exc)
-        answer = await gateway.cluster_status(claims.tenant, claims.user)
+        answer = await cluster_status(claims.tenant, claims.user)
         return Response(orjson.dumps(answer), 200, _NO_STORE, "application/json")
 
     async def healthz(request: Request) -> Response:
@@ -189,3 +210,45 @@ def api_app(gateway: Gateway) -> Starlette:
             Route("/healthz", healthz),
         ]
     )
+
+
+class ApiServer:
+    """The API port as a supervised part: Starlette on uvicorn, in this event loop, with the
+    process's own signal handlers (uvicorn's ``serve()`` would replace them)."""
+
+    name = "api-server"
+
+    def __init__(self, app: Starlette, *, host: str, port: int) -> None:
+        config = uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
+        )
+        config.load()
+        self.host = host
+        self.server = uvicorn.Server(config)
+        self.server.lifespan = config.lifespan_class(config)
+
+    async def open(self) -> None:
+        """Bind the port; :class:`Unavailable` naming the setting when it cannot."""
+        try:
+            await self.server.startup()
+        except SystemExit:  # uvicorn logged why (e.g. the port is taken)
+            port = self.server.config.port
+            raise Unavailable(
+                f"cannot listen on {self.host}:{port}", field="TIDINGS_GATEWAY_API_PORT"
+            ) from None
+
+    @property
+    def port(self) -> int:
+        """The port as bound."""
+        for server in self.server.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return self.server.config.port
+
+    async def run(self) -> None:
+        try:
+            await self.server.main_loop()
+        finally:
+            self.server.should_exit = True
+            with contextlib.suppress(Exception):
+                await self.server.shutdown()

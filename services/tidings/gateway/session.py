@@ -15,14 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+from prometheus_client import Counter
 
 from tidings import protocol as p
-from tidings.auth import Claims
+from tidings.auth import Claims, Verifier
 from tidings.codes import CloseCode, ErrorCode
 from tidings.errors import (
     AuthError,
@@ -36,26 +38,43 @@ from tidings.errors import (
     error_code_of,
 )
 from tidings.gateway.connection import GONE, Connection, State
+from tidings.gateway.fanout import Hub
 from tidings.gateway.frames import HEADROOM
+from tidings.gateway.registry import Registry
+from tidings.gateway.resume import Resume
+from tidings.gateway.upkeep import Expiry
+from tidings.lifecycle import spawn
+from tidings.settings import GatewaySettings
 from tidings.subjects import Audience
-
-if TYPE_CHECKING:
-    from tidings.gateway.service import Gateway
 
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 2.0  # how long a closing connection may take to answer our close frame
 MAX_QUEUED = 64  # frames held while a hello or refresh is checked; beyond it, rate_limited
 
-_background: set[asyncio.Task[Any]] = set()
+
+@dataclass(slots=True)
+class SessionDeps:
+    """What a session uses of its gateway, and nothing more (one object shared by all)."""
+
+    settings: GatewaySettings
+    registry: Registry
+    hub: Hub
+    verifier: Verifier
+    resume: Resume
+    expiry: Expiry
+    auth_failures: Counter  # refused tokens by reason
+    on_slow: Callable[[Connection], None]  # close a slow consumer (1013)
 
 
-def spawn(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-    """Run ``coro`` in the background, keeping a reference until it is done."""
-    task = asyncio.ensure_future(coro)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-    return task
+def shed(conn: Connection, hub: Hub, closes: Counter) -> None:
+    """Close a connection that cannot keep up (1013); it resumes from its last seq."""
+    if conn.state is State.CLOSED:
+        return
+    closes.inc()
+    conn.move(State.CLOSED)
+    hub.remove(conn)
+    conn.sink.close(int(CloseCode.TRY_AGAIN_LATER), ErrorCode.SLOW_CONSUMER.value)
 
 
 def _request_id(raw: bytes) -> int | None:
@@ -82,15 +101,15 @@ class Session(WSListener):
         "_tokens_at",
         "claims",
         "conn",
-        "gw",
+        "deps",
         "seen",
         "transport",
     )
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, deps: SessionDeps) -> None:
         super().__init__()
-        self.gw = gateway
-        settings = gateway.settings.gateway
+        self.deps = deps
+        settings = deps.settings
         self.conn = Connection(self)
         self.transport: WSTransport | None = None
         self.claims: Claims | None = None
@@ -115,7 +134,7 @@ class Session(WSListener):
         consumer. It is closed (1013) right after the write that crossed the mark, not in the
         middle of a fan-out; it resumes from its last seq elsewhere or later."""
         if self.conn.state is not State.CLOSED:
-            asyncio.get_running_loop().call_soon(self.gw.on_slow, self.conn)
+            asyncio.get_running_loop().call_soon(self.deps.on_slow, self.conn)
 
     def resume_writing(self) -> None:
         pass  # a slow consumer is closed at the high-water mark; it never resumes
@@ -130,33 +149,40 @@ class Session(WSListener):
         self._cancel_timer()
         self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, transport.disconnect)
 
+    def ping(self) -> None:
+        """A WebSocket Ping (keepalive); the pong, like any frame, updates ``seen``."""
+        if self.transport is not None:
+            self.transport.send_ping()
+
+    def cut(self) -> None:
+        """Drop the socket without a closing handshake (the end of a stop)."""
+        if self.transport is not None:
+            self.transport.disconnect(graceful=False)
+
     # -- picows callbacks ----------------------------------------------------------------------
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         transport.underlying_transport.set_write_buffer_limits(
-            high=self.gw.settings.gateway.max_outbound_bytes
+            high=self.deps.settings.max_outbound_bytes
         )
         # The handshake's headers are not needed any more; picows would keep them per connection.
         transport.request.headers.clear()
         transport.response.headers.clear()
-        self.gw.sessions[self.conn] = self
-        self.gw.accepted += 1
+        self.deps.registry.add(self)
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self.gw.settings.gateway.hello_timeout, self._hello_timeout)
+        self._timer = loop.call_later(self.deps.settings.hello_timeout, self._hello_timeout)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._cancel_timer()
-        gw, conn = self.gw, self.conn
+        conn = self.conn
         conn.move(State.CLOSED)
-        gw.hub.remove(conn)
-        gw.sessions.pop(conn, None)
+        self.deps.hub.remove(conn)
         # No reference cycle outlives the socket: refcounting frees the connection at once,
         # the cyclic collector never has to find it (see gateway/collector.py).
         conn.sink = GONE
         self.transport = None
-        if (gw.draining or gw.stopping) and not gw.sessions:
-            gw.drained.set()
+        self.deps.registry.remove(conn)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         self.seen = time.monotonic()
@@ -184,7 +210,7 @@ class Session(WSListener):
             return
         kind, buf = self._partial
         buf += frame.get_payload_as_memoryview()
-        limit = 4 * self.gw.settings.gateway.max_frame_bytes
+        limit = 4 * self.deps.settings.max_frame_bytes
         if len(buf) > limit:
             self._partial = None
             self.close(int(CloseCode.MESSAGE_TOO_BIG), f"message over {limit} bytes")
@@ -218,7 +244,7 @@ class Session(WSListener):
             self.refuse(ErrorCode.INTERNAL)
 
     def _handle(self, kind: WSMsgType, raw: bytes) -> None:
-        settings = self.gw.settings.gateway
+        settings = self.deps.settings
         if self.conn.state is State.HANDSHAKING:
             self._cancel_timer()
             self._run(self._hello(kind, raw))
@@ -245,7 +271,7 @@ class Session(WSListener):
     def _parse(self, kind: WSMsgType, raw: bytes) -> p.ClientFrame:
         if kind != WSMsgType.TEXT:
             raise Malformed("binary frames are not part of the protocol; send text")
-        settings = self.gw.settings.gateway
+        settings = self.deps.settings
         return p.parse_client_frame(
             raw, max_bytes=settings.max_frame_bytes, max_rooms=settings.max_rooms
         )
@@ -278,13 +304,13 @@ class Session(WSListener):
             close = code or error_code_of(error).close_code
         frame = p.error_frame(error, close=True)
         if isinstance(error, AuthError):
-            self.gw.metrics.auth_failures.labels(frame.code).inc()
+            self.deps.auth_failures.labels(frame.code).inc()
         body = frame.to_dict()
         body["close"] = int(close)
         if self.conn.state is not State.CLOSED:
             self.conn.write_control(orjson.dumps(body))
         self.conn.move(State.CLOSED)
-        self.gw.hub.remove(self.conn)
+        self.deps.hub.remove(self.conn)
         self.close(int(close), frame.code)
 
     def _hello_timeout(self) -> None:
@@ -300,22 +326,23 @@ class Session(WSListener):
     # -- hello ---------------------------------------------------------------------------------
 
     async def _hello(self, kind: WSMsgType, raw: bytes) -> None:
-        gw, settings = self.gw, self.gw.settings.gateway
+        deps, settings = self.deps, self.deps.settings
+        registry, hub = deps.registry, deps.hub
         hello = self._parse(kind, raw)
         if not isinstance(hello, p.Hello):
             raise HelloRequired(f"the first frame must be hello, not {hello.type}")
-        claims = await gw.verifier.verify(hello.token)
+        claims = await deps.verifier.verify(hello.token)
         named = [claims.authorize(Audience.from_room(r)).room for r in hello.rooms]
         quota = settings.tenant_quota
-        if quota and gw.hub.tenants.get(claims.tenant, 0) >= quota:
+        if quota and hub.tenants.get(claims.tenant, 0) >= quota:
             raise QuotaExceeded(f"tenant {claims.tenant} has {quota} connections here")
         conn = self.conn
         if conn.state is State.CLOSED:
             return  # gone while the token was checked
-        if gw.draining:
+        if registry.draining:
             self.refuse(ErrorCode.RESTARTING)
             return
-        if not gw.nats_connected:
+        if not registry.nats_connected:
             # What was published meanwhile is unknown until the heal: a resume now could only
             # be answered with a needless reset. Retry later (1013), here or elsewhere.
             self.refuse(ErrorCode.UNAVAILABLE)
@@ -324,9 +351,9 @@ class Session(WSListener):
         conn.tenant, conn.user = claims.tenant, claims.user
         conn.expires_at = claims.expires_at
         conn.move(State.SYNCING)
-        gw.hub.add(conn, [r for r in claims.default_rooms if r != "broadcast"] + named)
-        gw.expiry.watch(conn)
-        recovered = await gw.resync(
+        hub.add(conn, [r for r in claims.default_rooms if r != "broadcast"] + named)
+        deps.expiry.watch(conn)
+        recovered = await deps.resume.resync(
             conn, since=hello.since, epoch=hello.epoch, claims=claims, first=True
         )
         log.debug(
@@ -337,7 +364,7 @@ class Session(WSListener):
     # -- after hello ---------------------------------------------------------------------------
 
     def _rate_ok(self) -> bool:
-        settings = self.gw.settings.gateway
+        settings = self.deps.settings
         now = time.monotonic()
         self._tokens = min(
             float(settings.rate_burst), self._tokens + (now - self._tokens_at) * settings.rate_limit
@@ -352,7 +379,7 @@ class Session(WSListener):
         claims = self.claims
         assert claims is not None
         try:
-            new = claims.ensure_same_identity(await self.gw.verifier.verify(frame.token))
+            new = claims.ensure_same_identity(await self.deps.verifier.verify(frame.token))
         except TidingsError as exc:
             self._answer_error(exc, frame, b"")
             return
@@ -362,7 +389,7 @@ class Session(WSListener):
         self._apply_roles(claims, new)
         self.claims = new
         conn.expires_at = new.expires_at
-        self.gw.expiry.watch(conn)
+        self.deps.expiry.watch(conn)
         conn.write_control(
             p.encode(
                 p.Refreshed(expires_at=new.expires_at, rooms=tuple(sorted(conn.rooms)), id=frame.id)
@@ -370,12 +397,13 @@ class Session(WSListener):
         )
 
     def _dispatch(self, frame: p.ClientFrame) -> None:
-        conn, hub, claims = self.conn, self.gw.hub, self.claims
+        conn, hub, claims = self.conn, self.deps.hub, self.claims
         assert claims is not None
         if isinstance(frame, p.Subscribe):
             room = claims.authorize(Audience.from_room(frame.room)).room
-            if room not in conn.rooms and len(self._named()) >= self.gw.settings.gateway.max_rooms:
-                raise TooManyRooms(f"at most {self.gw.settings.gateway.max_rooms} named rooms")
+            max_rooms = self.deps.settings.max_rooms
+            if room not in conn.rooms and len(self._named()) >= max_rooms:
+                raise TooManyRooms(f"at most {max_rooms} named rooms")
             hub.join(conn, room)
             conn.write_control(p.encode(p.Subscribed(room=room, id=frame.id)))
         elif isinstance(frame, p.Unsubscribe):
@@ -392,7 +420,7 @@ class Session(WSListener):
 
     def _apply_roles(self, old: Claims, new: Claims) -> None:
         """A refreshed token may carry other roles or room patterns: rooms follow it."""
-        conn, hub = self.conn, self.gw.hub
+        conn, hub = self.conn, self.deps.hub
         for role in old.roles - new.roles:
             hub.leave(conn, f"role:{role}")
             conn.write_control(

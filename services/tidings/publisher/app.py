@@ -13,6 +13,7 @@ import hmac
 import logging
 import math
 import signal
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -42,8 +43,9 @@ from tidings.errors import (
     UnsupportedMediaType,
     error_body,
 )
+from tidings.lifecycle import Supervisor
+from tidings.nats_link import NatsLink
 from tidings.ports import port_in_use
-from tidings.publisher.link import NatsLink
 from tidings.publisher.metrics import PublisherMetrics
 from tidings.publisher.outbox import Outbox
 from tidings.publisher.relay import Relay
@@ -89,6 +91,7 @@ class Sidecar:
     outbox: Outbox
     link: NatsLink
     relay: Relay
+    supervisor: Supervisor
 
     @classmethod
     def build(cls, settings: Settings) -> Sidecar:
@@ -111,14 +114,13 @@ class Sidecar:
             timeout=settings.nats.request_timeout,
             metrics=metrics,
         )
-        link.on_connect = relay.wake
         metrics.bind(
             outbox_messages=lambda: outbox.depth,
             outbox_bytes=lambda: outbox.size,
             nats_connected=lambda: 1.0 if link.connected else 0.0,
         )
         policy = PublishPolicy(catalogue, pub.allow_broadcast, pub.source)
-        return cls(settings, policy, metrics, outbox, link, relay)
+        return cls(settings, policy, metrics, outbox, link, relay, Supervisor())
 
     @property
     def ready(self) -> bool:
@@ -133,13 +135,12 @@ class Sidecar:
                 "outbox holds %d messages from before; draining once NATS is up",
                 self.outbox.depth,
             )
-        self.relay.start()
-        self.link.start()
+        self.supervisor.start(self.link)
+        self.supervisor.start(self.relay)
         try:
             yield
         finally:
-            await self.relay.stop()
-            await self.link.close()
+            await self.supervisor.stop()  # the relay first, then the link
             await self.outbox.close()
 
     # -- request reading ----------------------------------------------------------------------
@@ -369,8 +370,10 @@ def serve(settings: Settings) -> None:
             field="TIDINGS_PUBLISHER_PORT",
         )
     Outbox.check_directory(pub.outbox_dir)
+    app = create_app(settings)
+    sidecar: Sidecar = app.state.sidecar
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=pub.host,
         port=pub.port,
         lifespan="on",
@@ -381,7 +384,14 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=math.ceil(settings.nats.request_timeout) + 2,
     )
     server = uvicorn.Server(config)
+    # A part that dies (the link, the relay) stops the sidecar with an error, not silently.
+    sidecar.supervisor.on_failure = lambda _failure: setattr(server, "should_exit", True)
     with _absorb_exit_signals() as received:
         server.run()
+    failure = sidecar.supervisor.failure
+    if failure is not None:
+        log.error("publisher stopped: %s", failure.reason)
+        print(f"tidings publisher: {failure}", file=sys.stderr)
+        raise SystemExit(1)
     if received:
         log.info("publisher stopped", extra={"signal": signal.Signals(received[0]).name})

@@ -18,7 +18,7 @@ from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 
 from tidings.errors import TidingsError, TooLarge, Unavailable
-from tidings.publisher.link import NatsLink
+from tidings.nats_link import NatsLink
 from tidings.publisher.metrics import PublisherMetrics
 from tidings.publisher.outbox import Entry, Outbox
 from tidings.publishing import (
@@ -38,7 +38,13 @@ POISON: tuple[type[BaseException], ...] = (TidingsError, MaxPayloadError)
 
 
 class Relay:
-    """The sidecar's way to JetStream: direct when possible, through the outbox otherwise."""
+    """The sidecar's way to JetStream: direct when possible, through the outbox otherwise.
+
+    A supervised part (:meth:`run` drains the outbox); it follows the link itself: a
+    reconnect wakes the drainer.
+    """
+
+    name = "outbox-relay"
 
     def __init__(
         self,
@@ -60,8 +66,9 @@ class Relay:
         self.idle_poll = idle_poll
         self.retry_wait = link.settings.reconnect_wait or 0.5
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._paused = ""
+        link.on_up(self._nats_back)
+        link.on_down(self._nats_lost)
 
     # -- accepting ----------------------------------------------------------------------------
 
@@ -111,18 +118,14 @@ class Relay:
         """Tell the drainer to look again (a message was queued, or NATS came back)."""
         self._wake.set()
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._drain_forever(), name="tidings-outbox-drain")
+    async def _nats_back(self) -> None:
+        self.wake()
 
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    def _nats_lost(self) -> None:
+        log.warning("nats disconnected; new notifications go to the outbox")
 
-    async def _drain_forever(self) -> None:
+    async def run(self) -> None:
+        """Drain the outbox whenever it holds something and NATS is up, until cancelled."""
         while True:
             self._wake.clear()  # before the check, so a wake() during the check is not lost
             if self.outbox.depth == 0 or not self.link.connected:

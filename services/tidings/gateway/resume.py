@@ -1,0 +1,159 @@
+"""Bringing a connection up to date: the resume after a hello, and the heal after NATS returns.
+
+A connection resumes from ``since`` (the last seq it saw) when the epoch matches: what the
+tenant's and the broadcast windows hold after it is written first (backfilled from JetStream
+when the window does not reach back far enough), then what arrived live meanwhile, without
+what was already written. When that is impossible the client gets a ``reset``.
+
+Live messages are at-most-once: a NATS loss makes everything held untrusted (:meth:`lost`),
+and every connection waits, syncing, for the heal (:meth:`heal`) once NATS is back.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter
+
+from tidings import protocol as p
+from tidings.auth import Claims
+from tidings.errors import Unavailable
+from tidings.gateway.connection import Connection, State
+from tidings.gateway.fanout import BROADCAST_TENANT, Hub
+from tidings.gateway.live import Live
+from tidings.gateway.registry import Registry
+from tidings.lifecycle import spawn
+
+log = logging.getLogger(__name__)
+
+
+class Resume:
+    """The resume step of one gateway (its live side, hub, registry and stream epoch)."""
+
+    def __init__(
+        self, live: Live, hub: Hub, registry: Registry, *, epoch: str, outcomes: Counter
+    ) -> None:
+        self.live = live
+        self.hub = hub
+        self.registry = registry
+        self.epoch = epoch
+        self.outcomes = outcomes  # resumes by outcome: memory, jetstream, not_recovered
+
+    async def resync(
+        self,
+        conn: Connection,
+        *,
+        since: int | None,
+        epoch: str | None,
+        claims: Claims,
+        first: bool,
+    ) -> bool:
+        """Bring a SYNCING connection up to date and make it LIVE; True when nothing is missing.
+
+        Live frames for it are buffered meanwhile; what JetStream or the window holds after
+        ``since`` is written first, then the buffer without what was already written.
+        """
+        live, registry = self.live, self.registry
+        generation = registry.generation
+        recovered = False
+        reason = p.ResetReason.OUT_OF_RANGE
+        try:
+            await live.ensure(conn.tenant)
+            if since is not None and epoch == self.epoch:
+                had_memory = live.windows[conn.tenant].covers(since) and live.windows[
+                    BROADCAST_TENANT
+                ].covers(since)
+                recovered = await live.cover(conn.tenant, since) and await live.cover(
+                    BROADCAST_TENANT, since
+                )
+                self.outcomes.labels(
+                    "not_recovered" if not recovered else "memory" if had_memory else "jetstream"
+                ).inc()
+            elif since is not None:
+                reason = p.ResetReason.EPOCH_CHANGED
+                self.outcomes.labels("not_recovered").inc()
+        except Exception:
+            log.exception("resume failed", extra={"connection": conn.id})
+            reason = p.ResetReason.REPLAY_FAILED
+            recovered = False
+        if conn.state is not State.SYNCING:
+            return False  # closed or draining meanwhile
+        if generation != registry.generation or not registry.nats_connected:
+            # NATS dropped while this ran: what it read may have a hole. The connection stays
+            # syncing and the next heal resumes it from where it really is.
+            if first:
+                raise Unavailable("NATS connection lost during the resume; retry")
+            return False
+        # What the fan-out still holds in its batch is in the windows already: let it reach
+        # `pending` now, or it would be written again once the connection is live.
+        self.hub.flush()
+        head = live.head
+        if first:
+            conn.write_control(
+                p.encode(
+                    p.Welcome(
+                        connection=conn.id,
+                        tenant=conn.tenant,
+                        user=conn.user,
+                        roles=tuple(sorted(claims.roles)),
+                        rooms=tuple(sorted(conn.rooms)),
+                        seq=head,
+                        epoch=self.epoch,
+                        recovered=recovered,
+                        expires_at=claims.expires_at,
+                    )
+                )
+            )
+        if recovered:
+            assert since is not None
+            conn.last_seq = since
+            items = live.windows[conn.tenant].after(since, conn.rooms) + live.windows[
+                BROADCAST_TENANT
+            ].after(since, conn.rooms)
+            items.sort()
+            conn.write_items(items)
+        elif since is not None or not first:
+            conn.write_control(p.encode(p.Reset(seq=head, epoch=self.epoch, reason=reason)))
+            conn.last_seq = max(conn.last_seq, head)
+        else:
+            conn.last_seq = head
+        pending, conn.pending = conn.pending, []
+        conn.write_items(pending)
+        synced = head
+        if recovered:
+            # Only as far as both of its windows are complete: `head` may be ahead of messages
+            # of this tenant still queued in the NATS client, and a client trusts `synced`.
+            tenant, everyone = live.windows[conn.tenant], live.windows[BROADCAST_TENANT]
+            synced = min(tenant.last_seq, everyone.last_seq)
+        conn.write_control(p.encode(p.Synced(seq=max(synced, conn.last_seq))))
+        conn.move(State.LIVE)
+        return recovered
+
+    # -- NATS loss and heal ----------------------------------------------------------------------
+
+    def lost(self) -> None:
+        """Live messages are at-most-once: from now on nothing held is trusted."""
+        registry = self.registry
+        registry.nats_connected = False
+        if registry.stopping:
+            return
+        registry.generation += 1  # resyncs started before this point must not go live
+        self.live.disarm_all()
+        for conn in list(registry.sessions):
+            if conn.state is State.LIVE:
+                conn.move(State.SYNCING)
+        log.warning("NATS disconnected; connections wait for the heal")
+
+    def heal(self) -> None:
+        """Resume every syncing connection from where it really is (after the re-arm)."""
+        for conn, session in list(self.registry.sessions.items()):
+            if conn.state is State.SYNCING and session.claims is not None:
+                spawn(
+                    self.resync(
+                        conn,
+                        since=conn.last_seq,
+                        epoch=self.epoch,
+                        claims=session.claims,
+                        first=False,
+                    )
+                )

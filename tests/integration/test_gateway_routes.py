@@ -1,0 +1,170 @@
+"""The data port's routes on their own: a real picows server on 127.0.0.1 with the handshake
+hook wired to a registry and stand-ins (no NATS, no gateway): the upgrade checks, probes,
+404s, and the injected page handler."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from picows import WSListener, WSTransport, ws_create_server
+from prometheus_client import CollectorRegistry
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin, Subprotocol
+
+from tidings.gateway.registry import Registry
+from tidings.gateway.routes import PageAnswer, Routes
+from tidings.protocol import SUBPROTOCOL
+from tidings.settings import GatewaySettings
+
+SUB = [Subprotocol(SUBPROTOCOL)]
+
+
+@dataclasses.dataclass
+class Page:
+    status: int
+    body: bytes
+    content_type: str
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+class Accepted(WSListener):
+    """Stands in for a session: it only says that the upgrade went through."""
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        transport.send_close()
+
+
+class Served:
+    def __init__(self, routes: Routes, port: int) -> None:
+        self.routes = routes
+        self.port = port
+        self.accepted = 0
+        self.asked: list[tuple[str, str]] = []
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=5)
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[Served]:
+    def pages(path: str, query: str) -> PageAnswer | None:
+        box.asked.append((path, query))
+        if path == "/demo/missing":
+            return None
+        return Page(200, b"<h1>demo</h1>", "text/html", {"X-Page": path})
+
+    def session() -> WSListener:
+        box.accepted += 1
+        return Accepted()
+
+    settings = GatewaySettings(allowed_origins=["https://app.example"])
+    routes = Routes(
+        settings,
+        Registry(),
+        session=session,
+        metrics=CollectorRegistry(),
+        api_port=lambda: 8083,
+        pages=pages,
+    )
+    server = await ws_create_server(routes, "127.0.0.1", 0)
+    box = Served(routes, int(server.sockets[0].getsockname()[1]))
+    try:
+        yield box
+    finally:
+        server.close()
+
+
+async def refused(url: str, **options: Any) -> tuple[int, dict[str, Any]]:
+    try:
+        async with connect(url, **options):
+            pass
+    except InvalidStatus as exc:
+        return exc.response.status_code, orjson.loads(exc.response.body)
+    raise AssertionError("the upgrade was accepted")
+
+
+def code(body: dict[str, Any]) -> str:
+    return str(body["error"]["code"])
+
+
+async def test_an_upgrade_that_passes_every_check_gets_a_session(served: Served) -> None:
+    async with connect(served.ws, subprotocols=SUB, origin=Origin("https://app.example")) as ws:
+        assert ws.subprotocol == SUBPROTOCOL
+    async with connect(served.ws, subprotocols=SUB):  # no Origin: not a browser
+        pass
+    assert served.accepted == 2
+
+
+async def test_the_handshake_refuses_with_the_code_of_each_check(served: Served) -> None:
+    status, body = await refused(served.ws, subprotocols=SUB, origin=Origin("https://evil.test"))
+    assert (status, code(body)) == (403, "origin_forbidden")
+    status, body = await refused(served.ws)
+    assert (status, code(body)) == (400, "subprotocol_required")
+    status, body = await refused(served.ws + "?token=abc", subprotocols=SUB)
+    assert (status, code(body)) == (400, "token_in_url")
+    served.routes.registry.draining = True
+    status, body = await refused(served.ws, subprotocols=SUB)
+    assert (status, code(body)) == (503, "restarting")
+    assert served.accepted == 0
+
+
+async def test_same_origin_is_the_default(served: Served) -> None:
+    served.routes.settings = GatewaySettings()
+    host = f"127.0.0.1:{served.port}"
+    async with connect(served.ws, subprotocols=SUB, origin=Origin(f"http://{host}")):
+        pass
+    status, body = await refused(served.ws, subprotocols=SUB, origin=Origin("http://other:1"))
+    assert (status, code(body)) == (403, "origin_forbidden")
+
+
+async def test_readiness_follows_the_registry(served: Served) -> None:
+    registry = served.routes.registry
+    async with served.http as http:
+        assert (await http.get("/healthz")).text == "ok\n"
+        not_yet = await http.get("/readyz")
+        assert not_yet.status_code == 503
+        assert not_yet.json() == {"nats": False, "draining": False, "connections": 0}
+        registry.nats_connected = True
+        assert (await http.get("/readyz")).status_code == 200
+        registry.draining = True
+        assert (await http.get("/readyz")).json()["draining"] is True
+        assert (await http.get("/readyz")).status_code == 503
+
+
+async def test_unknown_paths_and_the_status_api_are_404s_that_say_why(served: Served) -> None:
+    async with served.http as http:
+        missing = await http.get("/nope")
+        assert (missing.status_code, code(missing.json())) == (404, "not_found")
+        assert missing.headers["cache-control"] == "no-store"
+        moved = await http.get("/api/notifications/status")
+        assert moved.status_code == 404
+        assert "(8083)" in moved.json()["error"]["reason"]
+        assert (await http.get("/metrics")).status_code == 200
+
+
+async def test_demo_paths_go_to_the_injected_pages_and_nothing_else_does(served: Served) -> None:
+    async with served.http as http:
+        page = await http.get("/demo/index.html?tenant=acme&user=bob")
+        assert (page.status_code, page.text) == (200, "<h1>demo</h1>")
+        assert page.headers["x-page"] == "/demo/index.html"
+        assert (await http.get("/demo")).status_code == 200
+        assert (await http.get("/demo/missing")).status_code == 404  # None: not one of its pages
+        assert (await http.get("/demonstration")).status_code == 404
+        served.routes.pages = None
+        assert (await http.get("/demo/index.html")).status_code == 404
+    assert served.asked == [
+        ("/demo/index.html", "tenant=acme&user=bob"),
+        ("/demo", ""),
+        ("/demo/missing", ""),
+    ]
