@@ -8,9 +8,9 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from tests.publisher_process import wait_until
 
-from tidings.embedded import EmbeddedNats
+from tests.support.waiting import until as wait_until
+from tidings.dev.embedded import EmbeddedNats
 from tidings.errors import Unavailable
 from tidings.lifecycle import Supervisor
 from tidings.nats_link import LinkState, NatsLink

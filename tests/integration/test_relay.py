@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from nats.js import JetStreamContext
-from tests.publisher_process import wait_until
 
-from tidings.embedded import EmbeddedNats
+from tests.support.waiting import until as wait_until
+from tidings.dev.embedded import EmbeddedNats
 from tidings.lifecycle import Supervisor
 from tidings.nats_link import NatsLink
 from tidings.publisher.metrics import PublisherMetrics
