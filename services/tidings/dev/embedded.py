@@ -57,11 +57,13 @@ class EmbeddedNats:
         host: str = "127.0.0.1",
         log_file: Path | None = None,
         config: Path | None = None,
+        name: str | None = None,
     ) -> None:
         self.store_dir = store_dir
         self.config = config  # a nats-server config file (auth, TLS, websocket), if any
         self.host = host
         self.port = port if port is not None else free_port(host)
+        self.name = name or f"tidings-{self.port}"  # the server_name JetStream reports
         self.log_file = log_file or store_dir / "nats-server.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -89,7 +91,7 @@ class EmbeddedNats:
             "--store_dir",
             str(self.store_dir),
             "--server_name",
-            f"tidings-{self.port}",
+            self.name,
         ]
         if self.config is not None:
             cmd[1:1] = ["--config", str(self.config)]  # flags after it still win
@@ -117,6 +119,18 @@ class EmbeddedNats:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no goodbye to clients or cluster peers."""
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def send(self, sig: signal.Signals) -> None:
+        """Send ``sig`` (SIGSTOP freezes the node, SIGCONT thaws it)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
 
     def restart(self) -> None:
         self.stop()

@@ -1,0 +1,36 @@
+"""A 3-node JetStream cluster on loopback (tidings.dev.cluster): the production shape of NATS."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import nats
+
+from tidings.dev.cluster import NatsCluster
+from tidings.nats import ensure_stream
+from tidings.settings import StreamSettings
+
+
+async def test_three_nodes_hold_an_r3_stream_and_elect_a_new_leader_after_a_crash(
+    tmp_path: Path,
+) -> None:
+    with NatsCluster(tmp_path, size=3) as cluster:
+        await cluster.wait_ready()
+        nc = await nats.connect(cluster.urls)
+        try:
+            js = nc.jetstream()
+            await ensure_stream(js, StreamSettings(replicas=3))
+            ack = await js.publish("tenant.acme.incident.created", b"x")
+            leader = await cluster.stream_leader("TIDINGS")
+            cluster.kill(leader)
+            started = time.monotonic()
+            new = await cluster.stream_leader("TIDINGS")
+            assert new != leader
+            assert time.monotonic() - started < 30
+            info = await js.stream_info("TIDINGS")
+            assert info.state.last_seq == ack.seq  # nothing lost with the leader
+            cluster.restart(leader)
+            await cluster.wait_ready()
+        finally:
+            await nc.close()
