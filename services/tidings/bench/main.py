@@ -8,8 +8,9 @@ import sys
 import time
 from typing import Any
 
+from tidings.bench.config import BenchConfig, config_dict
 from tidings.bench.report import machine, markdown, plot, tables, write_json
-from tidings.bench.runner import BenchConfig, Progress, Runner, config_dict
+from tidings.bench.runner import Progress, Runner
 from tidings.errors import BenchFailed
 
 # The scenarios: (clients, rooms, rates in notifications/s);
