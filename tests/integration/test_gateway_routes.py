@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from picows import WSListener, WSTransport, ws_create_server
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 from prometheus_client import CollectorRegistry
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -36,8 +36,10 @@ class Page:
 class Accepted(WSListener):
     """Stands in for a session: it only says that the upgrade went through."""
 
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        transport.send_close()
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.CLOSE:  # the client is done: answer and hang up
+            transport.send_close()
+            transport.disconnect()
 
 
 class Served:

@@ -94,7 +94,7 @@ def syncing() -> tuple[Connection, Sink]:
 
 
 def count(outcomes: Counter, outcome: str) -> float:
-    return outcomes.labels(outcome)._value.get()
+    return float(outcomes.labels(outcome)._value.get())
 
 
 async def test_a_first_hello_is_welcomed_at_the_head_and_goes_live(
@@ -192,7 +192,7 @@ async def test_a_loss_trusts_nothing_and_the_heal_resumes_every_syncing_connecti
     conn, sink = syncing()
     conn.move(State.LIVE)
     conn.last_seq = 14
-    registry.add(Member(conn))  # type: ignore[arg-type]
+    registry.add(Member(conn))
     resume.lost()
     assert (registry.nats_connected, registry.generation, live.disarmed) == (False, 1, 1)
     assert conn.state is State.SYNCING
@@ -203,7 +203,7 @@ async def test_a_loss_trusts_nothing_and_the_heal_resumes_every_syncing_connecti
     resume.heal()
     for _ in range(5):
         await asyncio.sleep(0)
-    assert conn.state is State.LIVE
+    assert conn.state.value == "live"  # (a plain `is` reads as unreachable to mypy)
     assert [(o["type"], o.get("reason")) for o in sink.objs] == [
         ("reset", "out_of_range"),  # what came while NATS was away is unknown
         ("synced", None),
