@@ -13,9 +13,10 @@ import orjson
 import pytest
 from nats.js import JetStreamContext
 
-from tidings.embedded import EmbeddedNats, free_port
+from tidings.dev.embedded import EmbeddedNats
 from tidings.errors import PartFailed
 from tidings.gateway.service import Gateway
+from tidings.ports import free_port
 from tidings.settings import Settings
 
 # The gateway's own entry point, with its keepalive loop made to fail after a moment.

@@ -17,8 +17,8 @@ from picows import (
 )
 from prometheus_client import CollectorRegistry, Counter
 
+from tests.support.wsclient import RawClient
 from tests.unit.test_resume import FakeLive
-from tests.wsclient import RawClient
 from tidings.auth import Verifier, mint_token
 from tidings.gateway.connection import State
 from tidings.gateway.fanout import BROADCAST_TENANT, Hub

@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tidings.embedded import EmbeddedNats, free_port
+from tidings.dev.embedded import EmbeddedNats
+from tidings.ports import free_port
 
 DYING = """
 import asyncio
