@@ -30,8 +30,8 @@ from tests.support.wsclient import RawClient
 from tidings.auth import Verifier, mint_token
 from tidings.codes import CloseCode, ErrorCode
 from tidings.errors import AuthError, JwksUnavailable
+from tidings.gateway.listener import MAX_QUEUED
 from tidings.gateway.service import Gateway
-from tidings.gateway.session import MAX_QUEUED
 from tidings.settings import AuthSettings, GatewaySettings, NatsSettings, Settings
 
 AUDIENCE = "tidings-gateway"

@@ -13,11 +13,12 @@ from prometheus_client import CollectorRegistry, Counter
 from tidings.auth import Claims
 from tidings.errors import Unavailable
 from tidings.gateway.connection import Connection, State
-from tidings.gateway.fanout import BROADCAST_TENANT, Hub
+from tidings.gateway.fanout import Hub
 from tidings.gateway.frames import HEADROOM
 from tidings.gateway.registry import Registry
 from tidings.gateway.resume import Resume
 from tidings.gateway.window import Window
+from tidings.subjects import BROADCAST_TENANT
 
 EPOCH = "e1"
 CLAIMS = Claims("acme", "alice", roles=frozenset({"ops"}))

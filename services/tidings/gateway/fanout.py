@@ -16,8 +16,8 @@ from typing import NamedTuple
 from tidings.errors import SlowConsumer
 from tidings.gateway.connection import Connection
 from tidings.gateway.frames import MAX_PAYLOAD, cuts, frame_buffer
+from tidings.subjects import BROADCAST_TENANT
 
-BROADCAST_TENANT = ""  # broadcast notifications belong to no tenant
 RoomKey = tuple[str, str]  # (tenant, room name as clients write it)
 
 

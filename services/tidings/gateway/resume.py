@@ -19,10 +19,11 @@ from tidings import protocol as p
 from tidings.auth import Claims
 from tidings.errors import Unavailable
 from tidings.gateway.connection import Connection, State
-from tidings.gateway.fanout import BROADCAST_TENANT, Hub
+from tidings.gateway.fanout import Hub
 from tidings.gateway.live import Live
 from tidings.gateway.registry import Registry
 from tidings.lifecycle import spawn
+from tidings.subjects import BROADCAST_TENANT
 
 log = logging.getLogger(__name__)
 

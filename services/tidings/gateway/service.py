@@ -29,12 +29,13 @@ from tidings.errors import PartFailed, TidingsError, Unavailable
 from tidings.gateway.collector import Collector
 from tidings.gateway.connection import Connection, State
 from tidings.gateway.fanout import Hub
+from tidings.gateway.listener import CLOSE_TIMEOUT, SessionDeps, shed
 from tidings.gateway.live import Live
 from tidings.gateway.metrics import GatewayMetrics
 from tidings.gateway.registry import Registry
 from tidings.gateway.resume import Resume
 from tidings.gateway.routes import ApiServer, Pages, Routes, api_app
-from tidings.gateway.session import CLOSE_TIMEOUT, Session, SessionDeps, shed
+from tidings.gateway.session import Session
 from tidings.gateway.status import ClusterStatus
 from tidings.gateway.upkeep import Expiry, Keepalive
 from tidings.lifecycle import Supervisor
