@@ -21,13 +21,15 @@ from tests.support.wsclient import RawClient
 from tests.unit.test_resume import FakeLive
 from tidings.auth import Verifier, mint_token
 from tidings.gateway.connection import State
-from tidings.gateway.fanout import BROADCAST_TENANT, Hub
+from tidings.gateway.fanout import Hub
+from tidings.gateway.listener import SessionDeps, shed
 from tidings.gateway.registry import Registry
 from tidings.gateway.resume import Resume
-from tidings.gateway.session import Session, SessionDeps, shed
+from tidings.gateway.session import Session
 from tidings.gateway.upkeep import Expiry, Keepalive
 from tidings.protocol import SUBPROTOCOL
 from tidings.settings import AuthSettings, GatewaySettings
+from tidings.subjects import BROADCAST_TENANT
 
 SECRET = "tidings-session-secret-0123456789abcdef"
 
