@@ -193,6 +193,12 @@ BAD_TOKENS: list[Case] = [
         E.TOKEN_NOT_YET_VALID,
         UNAUTHORIZED,
     ),
+    # A validly signed date beyond a float's range must be a refusal, not an OverflowError (500).
+    ("exp 10^400", lambda k: hs(payload(exp=10**400)), E.TOKEN_CLAIM_INVALID, UNAUTHORIZED),
+    ("iat 10^400", lambda k: hs(payload(iat=10**400)), E.TOKEN_CLAIM_INVALID, UNAUTHORIZED),
+    ("nbf -10^400", lambda k: hs(payload(nbf=-(10**400))), E.TOKEN_CLAIM_INVALID, UNAUTHORIZED),
+    ("exp after 9999", lambda k: hs(payload(exp=10**12)), E.TOKEN_CLAIM_INVALID, UNAUTHORIZED),
+    ("iat negative", lambda k: hs(payload(iat=-1)), E.TOKEN_CLAIM_INVALID, UNAUTHORIZED),
     (
         "exp not a number",
         lambda k: hs(payload(exp="tomorrow")),

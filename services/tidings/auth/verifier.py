@@ -11,7 +11,6 @@ settings imports only the leaf :mod:`tidings.auth.keys`.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -82,12 +81,22 @@ def claim(payload: Mapping[str, Any], name: str) -> Any:
     return value
 
 
+# The last second of year 9999: a later (or negative) NumericDate is a forged or broken token,
+# and an integer beyond a float's range would raise OverflowError in any comparison with time.
+MAX_NUMERIC_DATE = 253_402_300_799
+
+
 def _numeric_date(payload: Mapping[str, Any], name: str) -> float | None:
     value = payload.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise TokenClaimInvalid("must be a number of seconds since the epoch", field=name)
+    if not 0 <= value <= MAX_NUMERIC_DATE:  # int compares exactly; NaN fails too
+        raise TokenClaimInvalid(
+            f"must be a number of seconds between 0 and {MAX_NUMERIC_DATE} (year 9999)",
+            field=name,
+        )
     return float(value)
 
 
