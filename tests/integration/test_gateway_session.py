@@ -197,3 +197,32 @@ async def test_the_upkeep_loops_close_silent_and_expired_connections(served: Ser
         assert conn.expires_at is not None
         served.deps.expiry.step(conn.expires_at + 1)
         assert await refusal(expiring) == ("token_expired", 4401, (4401, "token_expired"))
+
+
+async def test_closed_and_refreshed_connections_leave_nothing_in_the_expiry_heap(
+    served: Served,
+) -> None:
+    """Connect/close churn with ten-year tokens must not grow memory (issue 14, item 3)."""
+    expiry = served.deps.expiry
+    decade = 10 * 365 * 86400.0
+    for _ in range(300):
+        async with RawClient(served.url) as client:
+            await client.hello(token(ttl=decade))
+            await client.next("synced")
+            assert len(expiry) == 1
+    async with asyncio.timeout(5):
+        while served.registry.sessions:
+            await asyncio.sleep(0.02)
+    assert len(expiry) == 0
+    assert expiry.heap_size <= 2 * 64 + 1  # forgotten entries are swept, not kept until 2036
+
+    # Refreshes faster than the frame rate limit allows, on this test's own settings.
+    served.deps.settings = served.deps.settings.model_copy(update={"rate_burst": 1000})
+    async with RawClient(served.url) as client:
+        await client.hello(token(ttl=decade))
+        await client.next("synced")
+        for i in range(200):
+            await client.send({"type": "refresh", "token": token(ttl=decade - i), "id": i})
+            assert (await client.next("refreshed"))["id"] == i
+        assert len(expiry) == 1  # each refresh replaced the entry
+        assert expiry.heap_size <= 2 * 64 + 1

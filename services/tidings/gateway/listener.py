@@ -154,6 +154,7 @@ class Listener(WSListener):
         conn.sink = GONE
         self.transport = None
         self.deps.registry.remove(conn)
+        self.deps.expiry.forget(conn)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         self.seen = time.monotonic()
