@@ -107,6 +107,7 @@ class ErrorCode(StrEnum):
     ORIGIN_FORBIDDEN = "origin_forbidden"
     SUBPROTOCOL_REQUIRED = "subprotocol_required"
     TOKEN_IN_URL = "token_in_url"
+    CONFLICT = "conflict"
     # 2xx: the token and what it allows
     TOKEN_MISSING = "token_missing"
     TOKEN_MALFORMED = "token_malformed"
@@ -229,6 +230,9 @@ ERROR_TABLE: Mapping[ErrorCode, Row] = {
     ),
     _E.TOKEN_IN_URL: _row(
         118, 400, None, "a token in the URL (it would be logged); send it in `hello`"
+    ),
+    _E.CONFLICT: _row(
+        119, 409, None, "the id was used before, within the tenant, for another notification"
     ),
     _E.TOKEN_MISSING: _row(200, 401, _C.UNAUTHORIZED, "no token"),
     _E.TOKEN_MALFORMED: _row(201, 401, _C.UNAUTHORIZED, "not a JWT"),

@@ -115,6 +115,12 @@ class RateLimited(TidingsError):
     code = ErrorCode.RATE_LIMITED
 
 
+class Conflict(TidingsError):
+    """An idempotency key reused with a different notification: not a retry, and not stored."""
+
+    code = ErrorCode.CONFLICT
+
+
 class UnsupportedMediaType(TidingsError):
     """The request body is not declared as JSON."""
 

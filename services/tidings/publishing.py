@@ -22,7 +22,7 @@ from opentelemetry import propagate, trace
 
 from tidings.catalogue import DEFAULT_CATALOGUE, Catalogue
 from tidings.envelope import Notification, Severity, new_id
-from tidings.errors import Forbidden, InvalidField, Malformed, TidingsError, Unavailable
+from tidings.errors import Conflict, Forbidden, InvalidField, Malformed, TidingsError, Unavailable
 from tidings.subjects import (
     BROADCAST_AUDIENCE,
     TENANT_AUDIENCE,
@@ -159,8 +159,32 @@ def prepare(body: Any, policy: PublishPolicy, *, now: datetime | None = None) ->
         traceparent=headers.get("traceparent", ""),
         tracestate=headers.get("tracestate", ""),
     )
-    headers["Nats-Msg-Id"] = ident
+    headers["Nats-Msg-Id"] = msg_id(route.tenant, ident)
     return OutgoingMessage(ident, route.subject, notification.to_bytes(), headers)
+
+
+def msg_id(tenant: str | None, ident: str) -> str:
+    """The stream's duplicate key: the id within its tenant (``:<id>`` for a broadcast).
+
+    The duplicate window is stream-wide, so a bare id would let one tenant's key swallow
+    another tenant's notification (both use natural keys such as ``inc-7-created``).
+    """
+    return f"{tenant or ''}:{ident}"
+
+
+def _same_notification(sent: bytes, stored: bytes) -> bool:
+    """Whether a duplicate is a retry: the same notification apart from when and where from
+    (the time and trace context of each attempt differ)."""
+    a, b = Notification.from_bytes(sent), Notification.from_bytes(stored)
+    return (a.tenant, a.event, a.audience, a.title, a.message, a.severity, a.source) == (
+        b.tenant,
+        b.event,
+        b.audience,
+        b.title,
+        b.message,
+        b.severity,
+        b.source,
+    ) and orjson.loads(a.data) == orjson.loads(b.data)
 
 
 def prepare_batch(items: Any, policy: PublishPolicy, *, max_items: int) -> list[OutgoingMessage]:
@@ -199,7 +223,18 @@ class PublishResult:
         return body
 
 
-def _result(msg: OutgoingMessage, ack: Any) -> PublishResult:
+async def _result(
+    js: JetStreamContext, msg: OutgoingMessage, ack: Any, stream: str
+) -> PublishResult:
+    """The PubAck as an answer; a duplicate is checked against what the stream holds."""
+    if ack.duplicate:
+        stored = await js.get_msg(stream, seq=int(ack.seq), direct=True)
+        if not _same_notification(msg.payload, stored.data or b""):
+            raise Conflict(
+                f"id {msg.id!r} was used for another notification (seq {ack.seq}); "
+                "use a new id for a new notification",
+                field="id",
+            )
     return PublishResult(msg.id, int(ack.seq), bool(ack.duplicate))
 
 
@@ -213,7 +248,7 @@ async def publish(
         )
     except APIError as exc:
         raise _api_error(exc) from exc
-    return _result(msg, ack)
+    return await _result(js, msg, ack, stream)
 
 
 async def publish_many(
@@ -237,7 +272,7 @@ async def publish_many(
     for m, f in zip(msgs, futures, strict=True):
         error = f.exception() if f in done else None
         if f in done and error is None:
-            results.append(_result(m, f.result()))
+            results.append(await _result(js, m, f.result(), stream))
         elif isinstance(error, APIError):
             raise _api_error(error) from error
         elif error is not None:

@@ -99,7 +99,7 @@ async def test_a_notification_is_stored_with_subject_header_and_envelope(
     assert stored.seq == 1
     assert stored.subject == "tenant.acme.user.alice.incident.created"
     assert stored.headers is not None
-    assert stored.headers["Nats-Msg-Id"] == answer["id"]
+    assert stored.headers["Nats-Msg-Id"] == f"acme:{answer['id']}"  # the id within its tenant
     n = Notification.from_bytes(stored.data or b"")
     assert n.id == answer["id"]
     assert n.tenant == "acme"
@@ -123,6 +123,33 @@ async def test_the_same_id_twice_is_stored_once(
     assert await stream_count(nats_server.url) == 1
 
 
+async def test_an_id_is_a_key_within_its_tenant_only(
+    client: httpx.AsyncClient, nats_server: EmbeddedNats
+) -> None:
+    """Tenant B's natural key must not be swallowed as a duplicate of tenant A's (issue 14)."""
+    a = await client.post("/v1/notifications", json=note(id="inc-7-created"))
+    b = await client.post("/v1/notifications", json=note(tenant="globex", id="inc-7-created"))
+    assert a.json() == {"id": "inc-7-created", "seq": 1, "duplicate": False}
+    assert b.json() == {"id": "inc-7-created", "seq": 2, "duplicate": False}
+    stored = await stored_messages(nats_server.url)
+    assert [Notification.from_bytes(m.data or b"").tenant for m in stored] == ["acme", "globex"]
+
+
+async def test_a_reused_id_with_another_notification_is_a_conflict(
+    client: httpx.AsyncClient, nats_server: EmbeddedNats
+) -> None:
+    first = await client.post("/v1/notifications", json=note(id="inc-8", title="Fire alarm"))
+    other = await client.post("/v1/notifications", json=note(id="inc-8", title="All clear"))
+    again = await client.post("/v1/notifications", json=note(id="inc-8", title="Fire alarm"))
+    assert first.status_code == 202
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "conflict"
+    assert other.json()["error"]["field"] == "id"
+    assert "seq 1" in other.json()["error"]["reason"]
+    assert again.json() == {"id": "inc-8", "seq": 1, "duplicate": True}  # a retry is no conflict
+    assert await stream_count(nats_server.url) == 1
+
+
 async def test_a_batch_of_100_is_stored_in_order(
     client: httpx.AsyncClient, nats_server: EmbeddedNats
 ) -> None:
@@ -139,7 +166,8 @@ async def test_a_batch_of_100_is_stored_in_order(
     assert [Notification.from_bytes(m.data or b"").data_object["n"] for m in stored] == list(
         range(100)
     )
-    assert [m.headers["Nats-Msg-Id"] for m in stored if m.headers] == [r["id"] for r in results]
+    keys = [m.headers["Nats-Msg-Id"] for m in stored if m.headers]
+    assert keys == [f"acme:{r['id']}" for r in results]
     assert [m.seq for m in stored] == seqs
     assert stored[4].subject == "tenant.acme.room.site-1.incident.created"
 

@@ -102,7 +102,7 @@ async def test_an_outage_of_1000_notifications_is_drained_exactly_once_in_order(
     assert len(stored) == 1020
     assert numbers(stored) == list(range(1020))
     ids = [r.json()["id"] for r in before + during + after]
-    assert [m.headers["Nats-Msg-Id"] for m in stored if m.headers] == ids
+    assert [m.headers["Nats-Msg-Id"] for m in stored if m.headers] == [f"acme:{i}" for i in ids]
     drained = sum(1 for r in after if r.json().get("queued")) + 1000
     assert metric(metrics, "tidings_publisher_outbox_drained_total") == drained
 
@@ -124,7 +124,8 @@ async def test_a_queued_repeat_of_a_stored_id_collapses_in_the_duplicate_window(
         await wait_outbox_empty(http)
 
     stored = await stored_messages(nats_server.url)
-    assert [m.headers["Nats-Msg-Id"] for m in stored if m.headers] == ["audit-1", "audit-2"]
+    keys = [m.headers["Nats-Msg-Id"] for m in stored if m.headers]
+    assert keys == ["acme:audit-1", "acme:audit-2"]
 
 
 async def test_readyz_fails_only_when_nats_is_down_and_the_outbox_is_full(
@@ -247,7 +248,8 @@ async def test_a_full_outbox_survives_a_sidecar_restart(
         second.stop(signal.SIGKILL)
 
     stored = await stored_messages(nats_server.url)
-    assert [m.headers["Nats-Msg-Id"] for m in stored if m.headers][:300] == accepted
+    keys = [m.headers["Nats-Msg-Id"] for m in stored if m.headers]
+    assert keys[:300] == [f"acme:{i}" for i in accepted]
     assert numbers(stored) == [*range(300), 301]
 
 

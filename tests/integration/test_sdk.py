@@ -38,7 +38,7 @@ async def test_every_audience_lands_on_its_subject(
         got_subject, n, headers = await stored(js, result.seq)
         assert got_subject == subject
         assert n.id == result.id
-        assert headers["Nats-Msg-Id"] == result.id
+        assert headers["Nats-Msg-Id"] == f"{n.tenant or ''}:{result.id}"  # the id in its tenant
         assert n.source == "sdk-test"
     _, bn, _ = await stored(js, b.seq or 0)
     assert bn.tenant is None

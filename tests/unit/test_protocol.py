@@ -542,6 +542,7 @@ PUBLISHER_CODES = {
     ErrorCode.UNSUPPORTED_MEDIA_TYPE,
     ErrorCode.NOT_FOUND,
     ErrorCode.METHOD_NOT_ALLOWED,
+    ErrorCode.CONFLICT,
     ErrorCode.FORBIDDEN,
     ErrorCode.UNAUTHORIZED,
     ErrorCode.OUTBOX_FULL,
