@@ -113,8 +113,12 @@ async def test_the_handshake_refuses_with_the_code_of_each_check(served: Served)
     assert (status, code(body)) == (403, "origin_forbidden")
     status, body = await refused(served.ws)
     assert (status, code(body)) == (400, "subprotocol_required")
-    status, body = await refused(served.ws + "?token=abc", subprotocols=SUB)
-    assert (status, code(body)) == (400, "token_in_url")
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"
+    for query in ("token=abc", "TOKEN=abc", "jwt=abc", "v=1&Access_Token=x", "a=" + jwt, "bearer"):
+        status, body = await refused(f"{served.ws}?{query}", subprotocols=SUB)
+        assert (status, code(body)) == (400, "token_in_url"), query
+    async with connect(f"{served.ws}?author=ann&tokens_left=3", subprotocols=SUB):
+        pass  # names that merely contain a credential's name are no credential
     served.routes.registry.draining = True
     status, body = await refused(served.ws, subprotocols=SUB)
     assert (status, code(body)) == (503, "restarting")

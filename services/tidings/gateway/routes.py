@@ -10,10 +10,11 @@ cannot answer a request after its hook returns).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 import orjson
 import uvicorn
@@ -32,6 +33,18 @@ from tidings.gateway.registry import Registry
 from tidings.settings import GatewaySettings
 
 _NO_STORE = {"Cache-Control": "no-store"}
+
+
+# A query parameter named like a credential (any case), or a value that is a JWT.
+_CREDENTIAL_PARAM = re.compile(
+    r"(?:^|[&;])(?:[a-z_-]*token|jwt|bearer|auth|authorization)(?:=|&|;|$)", re.IGNORECASE
+)
+_JWT_VALUE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.")
+
+
+def credential_in_query(query: str) -> bool:
+    """Whether the URL carries a token: proxies and access logs keep URLs, never frames."""
+    return bool(_CREDENTIAL_PARAM.search(query) or _JWT_VALUE.search(unquote_plus(query)))
 
 
 class PageAnswer(Protocol):
@@ -153,7 +166,7 @@ class Routes:
                 ErrorCode.SUBPROTOCOL_REQUIRED,
                 f"offer the WebSocket subprotocol {p.SUBPROTOCOL}",
             )
-        if "token" in query:
+        if credential_in_query(query):
             return _error(
                 ErrorCode.TOKEN_IN_URL,
                 "send the token in the hello frame, never in the URL (it would be logged)",
