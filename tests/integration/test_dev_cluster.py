@@ -7,8 +7,16 @@ ingress URL, as a browser does; nginx picks the gateway (round robin, no stickin
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nats
@@ -17,10 +25,12 @@ import pytest
 from tests.support.cluster_stack import ClusterStack, SidecarPublisher, cluster_stack
 from tests.support.load_clients import SteadyPublisher, fleet, read_stream
 from tests.support.publisher_process import metric
-from tests.support.waiting import until
+from tests.support.waiting import until, wait_until
+from tests.support.wsclient import RawClient
 from tidings.client import Backoff
 from tidings.client.subscriber_events import Recovered
 from tidings.dev.ingress import children_of
+from tidings.ports import free_port, port_in_use
 
 Mint = Callable[..., str]
 BACKOFF = Backoff(base=0.2, max=1.0)
@@ -131,3 +141,94 @@ async def test_nginx_runs_from_its_own_directory(tmp_path: Path) -> None:
         assert "/var/" not in conf and "/etc/" not in conf
     await asyncio.sleep(0)
     assert [p for p in pids if alive(p)] == []
+
+
+# --- `tidings dev --nats-cluster 3 --gateways 3`, as a user runs it ------------------------------
+
+
+def free_base(offsets: tuple[int, ...]) -> int:
+    """A port ``p`` with ``p + o`` free on loopback for every offset (the dev stack's ports)."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000 - max(offsets))
+        if not any(port_in_use(base + o) for o in offsets):
+            return base
+    raise AssertionError("no free run of ports")
+
+
+def test_tidings_dev_runs_a_cluster_behind_nginx_and_stops_all_of_it(tmp_path: Path) -> None:
+    nats_port = free_base((0, 1, 2))
+    gateway_port, api_port = free_base((0, 100, 200)), free_base((0, 100, 200))
+    others = {name: free_port() for name in ("publisher", "demo", "ingress")}
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    with (tmp_path / "out").open("wb") as out, (tmp_path / "err").open("wb") as err:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "tidings", "dev", "--dir", str(state),
+                "--nats-cluster", "3", "--gateways", "3",
+                "--nats-port", str(nats_port), "--gateway-port", str(gateway_port),
+                "--gateway-api-port", str(api_port),
+                "--publisher-port", str(others["publisher"]), "--demo-port", str(others["demo"]),
+                "--ingress-port", str(others["ingress"]),
+            ],
+            cwd=tmp_path, env=env, stdout=out, stderr=err,
+        )  # fmt: skip
+    info: dict[str, Any] = {}
+    try:
+
+        def up() -> bool:
+            assert proc.poll() is None, (tmp_path / "err").read_text()
+            with contextlib.suppress(OSError, ValueError):
+                info.update(json.loads((state / "dev.json").read_text()))
+            return bool(info)
+
+        wait_until(up, timeout=60, what="tidings dev did not write dev.json")
+        ingress = f"127.0.0.1:{others['ingress']}"
+        assert info["ingress"] == {
+            "url": f"http://{ingress}",
+            "ws": f"ws://{ingress}/ws",
+            "api": f"http://{ingress}/api/notifications",
+        }
+        assert info["nats"]["url"] == ",".join(
+            f"nats://127.0.0.1:{nats_port + i}" for i in range(3)
+        )
+        assert [info[f"gateway-{i}"]["ws"] for i in (1, 2, 3)] == [
+            f"ws://127.0.0.1:{gateway_port + 100 * i}/ws" for i in range(3)
+        ]
+        assert f"ws://{ingress}/ws" in (tmp_path / "out").read_text()
+        demo = httpx.get(info["demo"]["url"] + "config.json", timeout=5).json()
+        assert demo["ws"] == f"ws://{ingress}/ws"  # the demo page connects through nginx
+        asyncio.run(_round_trip_through_the_ingress(info))
+        pids = [int(p) for p in info["pids"].values()]
+        pids += children_of(info["pids"]["ingress"])  # nginx's worker
+        assert len(pids) == 1 + 3 + 1 + 3 + 1 + 2  # supervisor, nats x3, sidecar, gw x3, demo,
+        assert all(alive(p) for p in pids)  # nginx master and worker
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        code = proc.wait(30)
+    assert code == 0, (tmp_path / "err").read_text()
+    assert [p for p in pids if alive(p)] == []
+    assert not port_in_use(others["ingress"])
+    assert not [p for p in (nats_port, nats_port + 1, nats_port + 2) if port_in_use(p)]
+
+
+async def _round_trip_through_the_ingress(info: dict[str, Any]) -> None:
+    """The dev token connects through nginx, and a publish through the sidecar arrives."""
+    async with RawClient(info["ingress"]["ws"]) as client:
+        welcome = await client.hello(info["token"])
+        assert (welcome["tenant"], welcome["user"]) == ("demo", "alice")
+        async with httpx.AsyncClient(timeout=10) as http:
+            resp = await http.post(
+                info["publisher"]["url"] + "/v1/notifications",
+                json={
+                    "tenant": "demo",
+                    "event": "incident.created",
+                    "title": "through nginx",
+                    "message": "m",
+                    "audience": {"user": "alice"},
+                },
+            )
+        assert resp.status_code == 202, resp.text
+        seen = await client.next("notification", timeout=10)
+        assert (seen["seq"], seen["title"]) == (resp.json()["seq"], "through nginx")
