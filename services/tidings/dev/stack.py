@@ -55,17 +55,7 @@ class DevStack:
         self.log = log
         self.dir = options.dir.resolve()
         self.cluster: NatsCluster | None = None
-        if options.nats_cluster > 1:
-            self.cluster = NatsCluster(
-                self.dir / "nats-cluster",
-                size=options.nats_cluster,
-                host=options.host,
-                ports=options.nats_ports,
-            )
-            self.nats_nodes = self.cluster.nodes
-        else:
-            node = EmbeddedNats(self.dir / "nats", port=options.nats_port, host=options.host)
-            self.nats_nodes = [node]
+        self.nats_nodes: list[EmbeddedNats] = []  # made once the dev dir's lock is held
         self.ingress: Nginx | None = None
         if options.with_ingress:
             upstreams = [Upstream(p, a, options.host) for p, a in options.gateway_ports]
@@ -104,6 +94,7 @@ class DevStack:
             ttl=opts.token_ttl,
         )
         specs = services(dataclasses.replace(opts, dir=self.dir), secret=secret)
+        self._make_nats()
         self._check_ports(self._wanted_ports(specs))
         (self.dir / "logs").mkdir(exist_ok=True)
         for node in self.nats_nodes:
@@ -141,6 +132,20 @@ class DevStack:
         }
         self._write_info()
         return self.info
+
+    def _make_nats(self) -> None:
+        """One nats-server, or a cluster (it writes its nodes' configs: only under the lock)."""
+        opts = self.options
+        if opts.nats_cluster > 1:
+            self.cluster = NatsCluster(
+                self.dir / "nats-cluster",
+                size=opts.nats_cluster,
+                host=opts.host,
+                ports=opts.nats_ports,
+            )
+            self.nats_nodes = self.cluster.nodes
+        else:
+            self.nats_nodes = [EmbeddedNats(self.dir / "nats", port=opts.nats_port, host=opts.host)]
 
     def _wanted_ports(self, specs: list[ServiceSpec]) -> list[tuple[str, str, int]]:
         opts = self.options
