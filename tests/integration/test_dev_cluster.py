@@ -195,7 +195,12 @@ def test_tidings_dev_runs_a_cluster_behind_nginx_and_stops_all_of_it(tmp_path: P
         assert [info[f"gateway-{i}"]["ws"] for i in (1, 2, 3)] == [
             f"ws://127.0.0.1:{gateway_port + 100 * i}/ws" for i in range(3)
         ]
-        assert f"ws://{ingress}/ws" in (tmp_path / "out").read_text()
+        # dev.json is written just before the announcement: wait for it on stdout too.
+        wait_until(
+            lambda: f"ws://{ingress}/ws" in (tmp_path / "out").read_text(),
+            timeout=10,
+            what="tidings dev did not print the ingress URL",
+        )
         demo = httpx.get(info["demo"]["url"] + "config.json", timeout=5).json()
         assert demo["ws"] == f"ws://{ingress}/ws"  # the demo page connects through nginx
         asyncio.run(_round_trip_through_the_ingress(info))
