@@ -15,12 +15,12 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from tidings.client import Backoff, Publisher, Subscriber, SubscriberOptions
+from tidings.client import Backoff, Subscriber, SubscriberOptions
 from tidings.client.subscriber_events import Event, Reset, State, StateChanged
 from tidings.publishing import TRANSIENT_ERRORS, PublishResult
 from tidings.subjects import parse_subject
@@ -237,13 +237,15 @@ ROLES = ("ops", "audit")
 SITES = ("site-a", "site-b")
 
 
-def fleet(count: int, url_orders: Sequence[Sequence[str]]) -> Fleet:
+def fleet(
+    count: int, url_orders: Sequence[Sequence[str]], *, tenants: Sequence[str] = TENANTS
+) -> Fleet:
     """``count`` clients: tenants alternate, users u0..u7, a role each, every third in a named
     room; client i is given ``url_orders[i % len(url_orders)]`` (its first URL is tried first)."""
     followers = [
         Follower(
             name=f"c{i}",
-            tenant=TENANTS[i % len(TENANTS)],
+            tenant=tenants[i % len(tenants)],
             user=f"u{i % USERS}",
             roles=(ROLES[i % len(ROLES)],),
             named=(f"room:{SITES[0]}",) if i % 3 == 0 else (),
@@ -257,11 +259,11 @@ def fleet(count: int, url_orders: Sequence[Sequence[str]]) -> Fleet:
 # --- a steady publisher ------------------------------------------------------------------------
 
 
-def mixed_body(i: int, *, run: str = "r") -> dict[str, Any]:
+def mixed_body(i: int, *, run: str = "r", tenants: Sequence[str] = TENANTS) -> dict[str, Any]:
     """Notification ``i`` of a repeating mix over every audience kind, with a fixed id (a retry
     after a NATS outage is then collapsed by the stream's duplicate window)."""
-    tenant = TENANTS[i % len(TENANTS)]
-    kind = (i // len(TENANTS)) % 8
+    tenant = tenants[i % len(tenants)]
+    kind = (i // len(tenants)) % 8
     audience: dict[str, Any] = {}
     if kind in (1, 2):
         audience = {"user": f"u{i % USERS}"}
@@ -291,6 +293,12 @@ def mixed_body(i: int, *, run: str = "r") -> dict[str, Any]:
     return body
 
 
+class Publishes(Protocol):
+    """The SDK's :class:`Publisher`, or anything publishing the same way (the sidecar over HTTP)."""
+
+    async def publish(self, body: dict[str, Any]) -> PublishResult: ...
+
+
 class SteadyPublisher:
     """Publishes :func:`mixed_body` notifications at ``rate`` per second until stopped.
 
@@ -298,10 +306,13 @@ class SteadyPublisher:
     the stream ends up with each notification exactly once and nothing is skipped.
     """
 
-    def __init__(self, pub: Publisher, *, rate: float, run: str = "r") -> None:
+    def __init__(
+        self, pub: Publishes, *, rate: float, run: str = "r", tenants: Sequence[str] = TENANTS
+    ) -> None:
         self.pub = pub
         self.rate = rate
         self.run = run
+        self.tenants = tenants
         self.results: list[PublishResult] = []
         self.retries = 0
         self._stop = asyncio.Event()
@@ -316,7 +327,7 @@ class SteadyPublisher:
         for i in itertools.count():
             if self._stop.is_set():
                 return
-            await self._publish(mixed_body(i, run=self.run))
+            await self._publish(mixed_body(i, run=self.run, tenants=self.tenants))
             pause = start + (i + 1) / self.rate - time.monotonic()
             if pause > 0:
                 with contextlib.suppress(TimeoutError):

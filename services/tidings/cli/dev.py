@@ -30,6 +30,30 @@ def dev(
     role: Annotated[list[str] | None, typer.Option(help="Dev token's roles [admin].")] = None,
     room: Annotated[list[str] | None, typer.Option(help="Dev token's room patterns [*].")] = None,
     ttl: Annotated[str, typer.Option(help="Dev token's lifetime.")] = "24h",
+    nats_cluster: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=5,
+            help="nats-servers; several are clustered, the stream at R3 (ports from"
+            " --nats-port on).",
+        ),
+    ] = 1,
+    gateways: Annotated[
+        int,
+        typer.Option(
+            min=1, max=9, help="Gateways (ports +100 each from --gateway-port/--gateway-api-port)."
+        ),
+    ] = 1,
+    ingress: Annotated[
+        bool | None,
+        typer.Option(
+            "--ingress/--no-ingress",
+            help="nginx in front of the gateways, as the chart's Ingress [on with --gateways > 1].",
+            show_default=False,
+        ),
+    ] = None,
+    ingress_port: Annotated[int, typer.Option(help="nginx (ingress) port.")] = 8090,
 ) -> None:
     """Run NATS, the stream and the services on loopback until Ctrl-C."""
     from tidings.dev.stack import run
@@ -48,6 +72,10 @@ def dev(
         roles=tuple(role) if role is not None else ("admin",),
         rooms=tuple(room) if room is not None else ("*",),
         token_ttl=seconds,
+        nats_cluster=nats_cluster,
+        gateways=gateways,
+        ingress=ingress,
+        ingress_port=ingress_port,
     )
     try:
         run(options, settings, log=log, ready=_announce)
@@ -66,11 +94,17 @@ def _announce(stack: DevStack) -> None:
         log(f"stream keeps its {', '.join(report.conflicts)}; run `tidings nats init` for more")
     grid = Table.grid(padding=(0, 2))
     grid.add_row("NATS", info["nats"]["url"])
+    if stack.cluster is not None:
+        size = len(stack.cluster.nodes)
+        grid.add_row("", f"{size} clustered nodes, the stream at R{min(size, 3)}")
     for child in stack.children:
         shown = info.get(child.spec.name, {})
         url = shown.get("url", child.spec.url)
         extra = "  ".join(str(v) for k, v in shown.items() if k != "url")
         grid.add_row(child.spec.name, f"{url}  {extra}".rstrip())
+    if "ingress" in info:
+        ingress = info["ingress"]
+        grid.add_row("ingress", f"{ingress['url']}  {ingress['ws']}  {ingress['api']}  (nginx)")
     grid.add_row("dev.json", escape(str(stack.info_path)))
     grid.add_row("logs", escape(str(stack.dir / "logs")))
     claims = info["claims"]

@@ -46,7 +46,9 @@ def tail(
     """Print notifications as they arrive, resuming across gateway restarts; Ctrl-C stops."""
     settings_of(ctx)
     info = read_info(dev_dir) or {}
-    urls = url or [info.get("gateway", {}).get("ws") or "ws://127.0.0.1:8080/ws"]
+    # Through the ingress when `tidings dev` runs one (several gateways), as a browser would.
+    entry = info.get("ingress") or info.get("gateway") or {}
+    urls = url or [entry.get("ws") or "ws://127.0.0.1:8080/ws"]
     get_token = None
     if bearer is None:
         bearer = info.get("token")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -23,9 +24,18 @@ CLUSTER_NAME = "tidings"
 class NatsCluster:
     """``size`` nats-servers routed to each other, JetStream on each (R3 needs three)."""
 
-    def __init__(self, base_dir: Path, *, size: int = 3, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        *,
+        size: int = 3,
+        host: str = "127.0.0.1",
+        ports: Sequence[int] | None = None,
+    ) -> None:
         if size < 1:
             raise StartFailed("a cluster has at least one node")
+        if ports is not None and len(ports) != size:
+            raise StartFailed(f"{len(ports)} client ports for {size} nodes")
         self.base_dir = base_dir
         self.host = host
         self.route_ports = [free_port(host) for _ in range(size)]
@@ -34,7 +44,8 @@ class NatsCluster:
             store = base_dir / f"n{i}"
             store.mkdir(parents=True, exist_ok=True)
             config = store / "node.conf"
-            node = EmbeddedNats(store, host=host, config=config, name=f"n{i}")
+            port = ports[i] if ports is not None else None
+            node = EmbeddedNats(store, port=port, host=host, config=config, name=f"n{i}")
             config.write_text(self._config(i))
             self.nodes.append(node)
 

@@ -34,10 +34,40 @@ class DevOptions:
     token_ttl: float = 86400.0
     ready_timeout: float = 30.0
     stop_timeout: float = 10.0
+    nats_cluster: int = 1  # nats-servers; more than one are clustered, the stream at R3
+    gateways: int = 1
+    ingress: bool | None = None  # nginx in front of the gateways; None: when gateways > 1
+    ingress_port: int = 8090
+
+    @property
+    def nats_ports(self) -> list[int]:
+        """Client ports of the nats-servers: ``nats_port`` and the next ones."""
+        return [self.nats_port + i for i in range(self.nats_cluster)]
 
     @property
     def nats_url(self) -> str:
-        return f"nats://{self.host}:{self.nats_port}"
+        """Every nats-server, comma-separated, as ``TIDINGS_NATS_URLS`` takes them."""
+        return ",".join(f"nats://{self.host}:{p}" for p in self.nats_ports)
+
+    @property
+    def with_ingress(self) -> bool:
+        return self.gateways > 1 if self.ingress is None else self.ingress
+
+    @property
+    def gateway_ports(self) -> list[tuple[int, int]]:
+        """(data port, API port) of each gateway: the given ports, then +100 for each next one
+        (8080/8083, 8180/8183, 8280/8283 by default)."""
+        return [
+            (self.gateway_port + 100 * i, self.gateway_api_port + 100 * i)
+            for i in range(self.gateways)
+        ]
+
+    def gateway_name(self, i: int) -> str:
+        return "gateway" if self.gateways == 1 else f"gateway-{i + 1}"
+
+    @property
+    def ingress_url(self) -> str:
+        return f"http://{self.host}:{self.ingress_port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +99,23 @@ def _gateway_origins(options: DevOptions) -> str:
         else {options.host}
     )
     demo = sorted(f"http://{h}:{options.demo_port}" for h in hosts)
-    own = f"http://{options.host}:{options.gateway_port}"  # a page the gateway serves itself
-    return ",".join(item for item in [configured, *demo, own] if item)
+    # Pages a gateway serves itself, directly or through the ingress.
+    own = [f"http://{options.host}:{port}" for port, _ in options.gateway_ports]
+    if options.with_ingress:
+        own.append(options.ingress_url)
+    return ",".join(item for item in [configured, *demo, *own] if item)
 
 
 def services(options: DevOptions, *, secret: str) -> list[ServiceSpec]:
     """The children of the dev stack, one row each: a new service is one more row."""
     host, nats_url = options.host, options.nats_url
-    gateway_ws = f"ws://{host}:{options.gateway_port}/ws"
+    first_port = options.gateway_ports[0][0]
+    # The demo page connects where a user's browser would: the ingress when there is one.
+    gateway_ws = (
+        options.ingress_url.replace("http://", "ws://", 1) + "/ws"
+        if options.with_ingress
+        else f"ws://{host}:{first_port}/ws"
+    )
     publisher_url = f"http://{host}:{options.publisher_port}"
     demo_command = (
         sys.executable, "-m", "tidings.dev.demo", "--dir", str(options.dir),
@@ -97,26 +136,9 @@ def services(options: DevOptions, *, secret: str) -> list[ServiceSpec]:
                 "TIDINGS_PUBLISHER_OUTBOX_DIR": str(options.dir / "outbox"),
             },
         ),
-        ServiceSpec(
-            name="gateway",
-            flag="--gateway-port",
-            host=host,
-            port=options.gateway_port,
-            command=(sys.executable, "-m", "tidings", "gateway"),
-            env={
-                "TIDINGS_NATS_URLS": nats_url,
-                "TIDINGS_GATEWAY_HOST": host,
-                "TIDINGS_GATEWAY_PORT": str(options.gateway_port),
-                "TIDINGS_GATEWAY_API_PORT": str(options.gateway_api_port),
-                SECRET_ENV: secret,  # the secret the dev token is signed with
-                # Ctrl-C should not wait out a production-length drain.
-                "TIDINGS_GATEWAY_DRAIN_SECONDS": os.environ.get(
-                    "TIDINGS_GATEWAY_DRAIN_SECONDS", "1"
-                ),
-                # The demo page comes from its own server, so its WebSocket is cross-origin.
-                "TIDINGS_GATEWAY_ALLOWED_ORIGINS": _gateway_origins(options),
-            },
-            info={"ws": gateway_ws, "api": f"http://{host}:{options.gateway_api_port}"},
+        *(
+            _gateway(options, i, port, api_port, secret=secret)
+            for i, (port, api_port) in enumerate(options.gateway_ports)
         ),
         ServiceSpec(
             name="demo",
@@ -129,3 +151,29 @@ def services(options: DevOptions, *, secret: str) -> list[ServiceSpec]:
             info={"url": f"http://{host}:{options.demo_port}/demo/"},
         ),
     ]
+
+
+def _gateway(options: DevOptions, i: int, port: int, api_port: int, *, secret: str) -> ServiceSpec:
+    host = options.host
+    env = {
+        "TIDINGS_NATS_URLS": options.nats_url,
+        "TIDINGS_GATEWAY_HOST": host,
+        "TIDINGS_GATEWAY_PORT": str(port),
+        "TIDINGS_GATEWAY_API_PORT": str(api_port),
+        SECRET_ENV: secret,  # the secret the dev token is signed with
+        # Ctrl-C should not wait out a production-length drain.
+        "TIDINGS_GATEWAY_DRAIN_SECONDS": os.environ.get("TIDINGS_GATEWAY_DRAIN_SECONDS", "1"),
+        # The demo page comes from its own server, so its WebSocket is cross-origin.
+        "TIDINGS_GATEWAY_ALLOWED_ORIGINS": _gateway_origins(options),
+    }
+    if options.gateways > 1:  # status answers say which one answered
+        env["TIDINGS_GATEWAY_ID"] = options.gateway_name(i)
+    return ServiceSpec(
+        name=options.gateway_name(i),
+        flag="--gateway-port",
+        host=host,
+        port=port,
+        command=(sys.executable, "-m", "tidings", "gateway"),
+        env=env,
+        info={"ws": f"ws://{host}:{port}/ws", "api": f"http://{host}:{api_port}"},
+    )

@@ -1,4 +1,7 @@
-"""`tidings dev`: a real nats-server, the stream, and the services as supervised children.
+"""`tidings dev`: real nats-servers, the stream, the services as supervised children, and nginx.
+
+One nats-server by default; ``--nats-cluster 3`` clusters three (:mod:`tidings.dev.cluster`) and
+puts the stream at R3. With several gateways a real nginx fronts them (:mod:`tidings.dev.ingress`).
 
 The supervisor restarts a child that dies and stops everything by PID on SIGINT/SIGTERM, so
 nothing outlives it. The children come from :func:`tidings.dev.options.services`.
@@ -23,9 +26,11 @@ from typing import Any
 import httpx
 
 from tidings.dev.child import Child
+from tidings.dev.cluster import NatsCluster
 from tidings.dev.embedded import EmbeddedNats
 from tidings.dev.info import INFO_FILE, ensure_secret, mint_dev_token, read_info, write_json
-from tidings.dev.options import DevOptions, services
+from tidings.dev.ingress import Nginx, Upstream
+from tidings.dev.options import DevOptions, ServiceSpec, services
 from tidings.errors import DevConflict, StartFailed, TidingsError
 from tidings.nats import ProvisionReport, provision
 from tidings.ports import port_in_use
@@ -49,7 +54,14 @@ class DevStack:
         self.stop_event = stop
         self.log = log
         self.dir = options.dir.resolve()
-        self.nats = EmbeddedNats(self.dir / "nats", port=options.nats_port, host=options.host)
+        self.cluster: NatsCluster | None = None
+        self.nats_nodes: list[EmbeddedNats] = []  # made once the dev dir's lock is held
+        self.ingress: Nginx | None = None
+        if options.with_ingress:
+            upstreams = [Upstream(p, a, options.host) for p, a in options.gateway_ports]
+            self.ingress = Nginx(
+                self.dir / "ingress", upstreams, host=options.host, port=options.ingress_port
+            )
         self.children: list[Child] = []
         self.info: dict[str, Any] = {}
         self.report: ProvisionReport | None = None
@@ -82,22 +94,33 @@ class DevStack:
             ttl=opts.token_ttl,
         )
         specs = services(dataclasses.replace(opts, dir=self.dir), secret=secret)
-        self._check_ports(
-            [("NATS", "--nats-port", opts.nats_port)] + [(s.name, s.flag, s.port) for s in specs]
-        )
+        self._make_nats()
+        self._check_ports(self._wanted_ports(specs))
         (self.dir / "logs").mkdir(exist_ok=True)
-        self.nats.log_file = self.dir / "logs" / "nats-server.log"
-        self.nats.start()
-        nats_settings = self.settings.nats.model_copy(update={"urls": [self.nats.url]})
-        self.report = asyncio.run(provision(nats_settings, self.settings.stream))
+        for node in self.nats_nodes:
+            single = self.cluster is None
+            node.log_file = (
+                self.dir / "logs" / ("nats-server.log" if single else f"{node.name}.log")
+            )
+            node.start()
+        stream = self.settings.stream
+        if self.cluster is not None:
+            asyncio.run(self.cluster.wait_ready(timeout=opts.ready_timeout))
+            stream = stream.model_copy(update={"replicas": min(opts.nats_cluster, 3)})
+        urls = [node.url for node in self.nats_nodes]
+        nats_settings = self.settings.nats.model_copy(update={"urls": urls})
+        self.report = asyncio.run(provision(nats_settings, stream))
         self.children = [Child(spec, self.dir / "logs") for spec in specs]
         for child in self.children:
             child.start()
         for child in self.children:
             self._wait_ready(child)
+        if self.ingress is not None:
+            self.ingress.start()
         self.info = {
-            "nats": {"url": self.nats.url},
+            "nats": {"url": ",".join(urls)},
             **{c.spec.name: {"url": c.spec.url, **c.spec.info} for c in self.children},
+            **self._ingress_info(),
             "token": token,
             "claims": {
                 "tenant": opts.tenant,
@@ -109,6 +132,40 @@ class DevStack:
         }
         self._write_info()
         return self.info
+
+    def _make_nats(self) -> None:
+        """One nats-server, or a cluster (it writes its nodes' configs: only under the lock)."""
+        opts = self.options
+        if opts.nats_cluster > 1:
+            self.cluster = NatsCluster(
+                self.dir / "nats-cluster",
+                size=opts.nats_cluster,
+                host=opts.host,
+                ports=opts.nats_ports,
+            )
+            self.nats_nodes = self.cluster.nodes
+        else:
+            self.nats_nodes = [EmbeddedNats(self.dir / "nats", port=opts.nats_port, host=opts.host)]
+
+    def _wanted_ports(self, specs: list[ServiceSpec]) -> list[tuple[str, str, int]]:
+        opts = self.options
+        wanted = [(f"nats-{node.name}", "--nats-port", node.port) for node in self.nats_nodes]
+        if self.cluster is None:
+            wanted = [("NATS", "--nats-port", opts.nats_port)]
+        wanted += [(s.name, s.flag, s.port) for s in specs]
+        wanted += [
+            (f"{opts.gateway_name(i)} API", "--gateway-api-port", api)
+            for i, (_, api) in enumerate(opts.gateway_ports)
+        ]
+        if self.ingress is not None:
+            wanted.append(("ingress", "--ingress-port", self.ingress.port))
+        return wanted
+
+    def _ingress_info(self) -> dict[str, Any]:
+        if self.ingress is None:
+            return {}
+        i = self.ingress
+        return {"ingress": {"url": i.url, "ws": i.ws_url, "api": i.api_url}}
 
     def _take_lock(self) -> None:
         lock = (self.dir / "dev.lock").open("a+", encoding="utf-8")
@@ -165,8 +222,11 @@ class DevStack:
 
     def _write_info(self) -> None:
         pids = {"supervisor": os.getpid()}
-        if self.nats.process is not None:
-            pids["nats"] = self.nats.process.pid
+        for node in self.nats_nodes:
+            if node.process is not None:
+                pids["nats" if self.cluster is None else f"nats-{node.name}"] = node.process.pid
+        if self.ingress is not None and self.ingress.pid is not None:
+            pids["ingress"] = self.ingress.pid
         pids.update({c.spec.name: c.pid for c in self.children if c.pid is not None})
         self.info["pids"] = pids
         write_json(self.info_path, self.info)
@@ -174,16 +234,23 @@ class DevStack:
     def supervise(self, *, tick: float = 0.2) -> None:
         """Restart whatever dies unexpectedly, until SIGINT/SIGTERM sets the stop event."""
         while not self.stop_event.wait(tick):
-            if not self.nats.running:
-                self.log(f"nats-server exited unexpectedly; restarting on port {self.nats.port}")
-                try:
-                    self.nats.start()
-                except TidingsError as exc:
-                    self.log(f"nats-server did not restart: {exc.reason}")
-                    continue
-                self._write_info()
+            for node in self.nats_nodes:
+                if not node.running:
+                    self.log(f"nats-server exited unexpectedly; restarting on port {node.port}")
+                    self._restart(node.start, "nats-server")
             for child in self.children:
                 self._check_child(child)
+            if self.ingress is not None and not self.ingress.running:
+                self.log(f"nginx exited unexpectedly (log: {self.ingress.log_path}); restarting")
+                self._restart(self.ingress.start, "nginx")
+
+    def _restart(self, start: Callable[[], object], what: str) -> None:
+        try:
+            start()
+        except TidingsError as exc:
+            self.log(f"{what} did not restart: {exc.reason}")
+            return
+        self._write_info()
 
     def _check_child(self, child: Child) -> None:
         code = child.poll()
@@ -205,13 +272,17 @@ class DevStack:
             self._write_info()
 
     def close(self) -> None:
-        """Stop the children (SIGTERM, SIGKILL after the grace period), then nats-server."""
+        """Stop nginx, the children (SIGTERM, SIGKILL after the grace period), then NATS."""
+        if self.ingress is not None:
+            self.ingress.stop(timeout=self.options.stop_timeout)
         for child in self.children:
             child.terminate()
         deadline = time.monotonic() + self.options.stop_timeout
         for child in self.children:
             child.reap(deadline - time.monotonic())
-        self.nats.stop(timeout=self.options.stop_timeout)
+        for node in self.nats_nodes:
+            node.send(signal.SIGCONT)  # a frozen node would not see its SIGTERM
+            node.stop(timeout=self.options.stop_timeout)
         if self.info:  # only the dev.json this stack wrote (a stale one names leftover pids)
             with contextlib.suppress(FileNotFoundError):
                 self.info_path.unlink()
