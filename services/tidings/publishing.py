@@ -268,9 +268,10 @@ async def publish_many(
     done, pending = await asyncio.wait(futures, timeout=timeout)
     for f in pending:
         f.cancel()
+    failures = {f: f.exception() for f in done}  # read all: none is logged as never retrieved
     results: list[PublishResult] = []
     for m, f in zip(msgs, futures, strict=True):
-        error = f.exception() if f in done else None
+        error = failures.get(f)
         if f in done and error is None:
             results.append(await _result(js, m, f.result(), stream))
         elif isinstance(error, APIError):

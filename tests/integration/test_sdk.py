@@ -102,3 +102,22 @@ async def test_invalid_requests_never_reach_the_stream(
             )
     info = await js.stream_info("TIDINGS")
     assert info.state.messages == 0
+
+
+async def test_a_refused_pipeline_reports_once_and_leaves_no_unread_failure(
+    js: JetStreamContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every message of a pipeline may fail at once (no stream answers during an election):
+    the first failure is raised, and the others are read, not logged by asyncio as 'never
+    retrieved' (thousands of lines per election on a sidecar)."""
+    import gc
+
+    from tidings.publishing import OutgoingMessage, publish_many
+
+    msgs = [OutgoingMessage(f"m{i}", f"nowhere.{i}", b"x", {}) for i in range(20)]
+    with pytest.raises(Exception) as info:
+        await publish_many(js, msgs, stream="TIDINGS", timeout=2.0)
+    assert "respon" in repr(info.value).lower()  # no responders: the NATS error, as it is
+    del info
+    gc.collect()
+    assert "never retrieved" not in caplog.text
