@@ -112,12 +112,12 @@ async def test_a_refused_pipeline_reports_once_and_leaves_no_unread_failure(
     retrieved' (thousands of lines per election on a sidecar)."""
     import gc
 
-    from nats.errors import NoRespondersError
+    from nats.js.errors import NoStreamResponseError
 
     from tidings.publishing import OutgoingMessage, publish_many
 
     msgs = [OutgoingMessage(f"m{i}", f"nowhere.{i}", b"x", {}) for i in range(20)]
-    with pytest.raises(NoRespondersError):  # the NATS error, as it is
+    with pytest.raises(NoStreamResponseError):  # the NATS error, as it is
         await publish_many(js, msgs, stream="TIDINGS", timeout=2.0)
     gc.collect()
     assert "never retrieved" not in caplog.text
