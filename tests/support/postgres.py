@@ -87,6 +87,19 @@ class PostgresServer:
         )  # fmt: skip
         return self
 
+    def psql(self, sql: str) -> None:
+        """Run one statement as the superuser (CREATE/DROP DATABASE cannot run in a block)."""
+        self._run(
+            str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER,
+            "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c", sql,
+        )  # fmt: skip
+
+    def create_database(self, name: str) -> None:
+        self.psql(f'CREATE DATABASE "{name}"')
+
+    def drop_database(self, name: str) -> None:
+        self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     def stop(self) -> None:
         """Stop now (fast shutdown: clients are disconnected); ``start`` brings it back."""
         if (self.data / "postmaster.pid").exists():
