@@ -1,0 +1,210 @@
+"""The inbox writer against a real nats-server, on SQLite and a real PostgreSQL: every
+notification stored exactly once through catch-up, kills, outages and two writers at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from nats.js import JetStreamContext
+from sqlalchemy import func, select
+
+from tests.support.inbox import POLICY, publish_requests, request
+from tests.support.publisher_process import metric
+from tests.support.waiting import until
+from tidings.envelope import Notification
+from tidings.inbox.app import Inbox
+from tidings.inbox.schema import dead_letters, notifications
+from tidings.inbox.store import Store
+from tidings.ports import free_port
+from tidings.publishing import prepare
+from tidings.settings import InboxSettings, NatsSettings, Settings
+
+
+def inbox_settings(nats_settings: NatsSettings, url: str, **inbox: object) -> Settings:
+    fields: dict[str, object] = {
+        "database_url": url,
+        "migrate": True,
+        "port": 0,
+        "batch_size": 50,
+        "fetch_timeout": 0.2,
+        "ack_wait": 2.0,
+        **inbox,
+    }
+    return Settings(nats=nats_settings, inbox=InboxSettings(**fields))  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Inbox]:
+    inbox = Inbox.build(settings)
+    await inbox.start()
+    try:
+        await until(lambda: inbox.writer.ready, timeout=10, what="the writer to bind")
+        yield inbox
+    finally:
+        await inbox.stop()
+
+
+async def stored_ids(url: str) -> list[str]:
+    store = Store.open(url)
+    try:
+        async with store.engine.connect() as conn:
+            return list((await conn.scalars(select(notifications.c.id))).all())
+    finally:
+        await store.close()
+
+
+async def count(url: str, table: object = notifications) -> int:
+    store = Store.open(url)
+    try:
+        async with store.engine.connect() as conn:
+            query = select(func.count()).select_from(table)  # type: ignore[arg-type]
+            return int((await conn.execute(query)).scalar_one())
+    finally:
+        await store.close()
+
+
+async def test_each_notification_is_stored_once_with_catch_up_and_lag(
+    js: JetStreamContext, nats_settings: NatsSettings, database_url: str
+) -> None:
+    audiences = [None, {"user": "alice"}, {"role": "ops"}, {"room": "site-1"}, {"broadcast": True}]
+    before = await publish_requests(js, [request(i, audience=audiences[i % 5]) for i in range(300)])
+    async with running(inbox_settings(nats_settings, database_url)) as inbox:
+        after = await publish_requests(js, [request(i) for i in range(300, 500)])
+
+        async def all_stored() -> bool:
+            return await count(database_url) == 500
+
+        await until(all_stored, timeout=30, what="500 notifications in the inbox")
+        await until(lambda: inbox.metrics.last_sequence._value.get() == 500, what="last seq")
+        page = inbox.metrics.render().decode()
+    ids = await stored_ids(database_url)
+    assert sorted(ids) == sorted(before + after)
+    assert metric(page, "tidings_inbox_stored_total") == 500
+    assert metric(page, "tidings_inbox_last_stored_sequence") == 500
+    assert metric(page, "tidings_inbox_consumer_pending") == 0
+    assert await count(database_url, dead_letters) == 0
+
+
+async def test_two_writers_share_the_work_without_duplicates(
+    js: JetStreamContext, nats_settings: NatsSettings, database_url: str
+) -> None:
+    settings = inbox_settings(nats_settings, database_url, batch_size=20)
+    async with running(settings) as one, running(settings) as two:
+        ids = await publish_requests(js, [request(i) for i in range(1000)])
+
+        async def all_stored() -> bool:
+            return await count(database_url) == 1000
+
+        await until(all_stored, timeout=60, what="1000 notifications in the inbox")
+        stored = [w.metrics.stored._value.get() for w in (one, two)]
+    assert sorted(await stored_ids(database_url)) == sorted(ids)
+    assert sum(stored) == 1000  # each row inserted by exactly one of them
+
+
+async def test_a_malformed_message_is_counted_and_kept_and_the_writer_goes_on(
+    js: JetStreamContext, nats_settings: NatsSettings, database_url: str
+) -> None:
+    async with running(inbox_settings(nats_settings, database_url)) as inbox:
+        await js.publish("tenant.acme.incident.created", b"\xffnot an envelope", stream="TIDINGS")
+        foreign = prepare(request(0), POLICY)  # acme's envelope under another tenant
+        await js.publish("tenant.evil.incident.created", foreign.payload, stream="TIDINGS")
+        ids = await publish_requests(js, [request(i) for i in range(10)])
+
+        async def settled() -> bool:
+            return await count(database_url) == 10 and await count(database_url, dead_letters) == 2
+
+        await until(settled, timeout=20, what="10 stored and 2 dead letters")
+        page = inbox.metrics.render().decode()
+        assert inbox.writer.ready
+    assert sorted(await stored_ids(database_url)) == sorted(ids)
+    assert metric(page, "tidings_inbox_dead_total", reason="undecodable") == 1
+    assert metric(page, "tidings_inbox_dead_total", reason="subject_mismatch") == 1
+    assert Notification.from_bytes(foreign.payload).id not in await stored_ids(database_url)
+
+
+class WriterProcess:
+    """``python -m tidings inbox writer`` as a child process, configured by TIDINGS_* only."""
+
+    def __init__(self, env: dict[str, str], log_file: Path) -> None:
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}, **env}
+        self.log_file = log_file
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tidings", "inbox", "writer"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        proc, self.process = self.process, None
+        if proc is not None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+
+    def stop(self) -> None:
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.slow
+async def test_a_writer_killed_mid_batch_resumes_and_stores_each_once(
+    js: JetStreamContext, nats_settings: NatsSettings, database_url: str, tmp_path: Path
+) -> None:
+    env = {
+        "TIDINGS_NATS_URLS": nats_settings.urls[0],
+        "TIDINGS_INBOX_DATABASE_URL": database_url,
+        "TIDINGS_INBOX_PORT": str(free_port()),
+        "TIDINGS_INBOX_BATCH_SIZE": "25",
+        "TIDINGS_INBOX_ACK_WAIT": "1",
+        "TIDINGS_LOG_LEVEL": "WARNING",
+    }
+    writer = WriterProcess(env, tmp_path / "writer.log")
+    migrated = subprocess.run(
+        [sys.executable, "-m", "tidings", "inbox", "migrate"],
+        env=writer.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    assert "migrated: empty → 0001" in migrated.stderr
+    total = 2000
+    ids = await publish_requests(js, [request(i) for i in range(total)])
+    try:
+        for threshold in (1, total // 3, 2 * total // 3):  # killed three times mid-run
+            writer.start()
+
+            async def past(n: int = threshold) -> bool:
+                return await count(database_url) >= n
+
+            await until(past, timeout=60, what=f"{threshold} stored before the kill")
+            writer.kill()
+        writer.start()
+
+        async def all_stored() -> bool:
+            return await count(database_url) == total
+
+        await until(all_stored, timeout=60, what=f"{total} stored after the restarts")
+    finally:
+        writer.stop()
+    stored = await stored_ids(database_url)
+    assert len(stored) == len(set(stored)) == total
+    assert set(stored) == set(ids)
