@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import func, select
 
 from tests.support.inbox import POLICY, publish_requests, request
+from tests.support.postgres import PostgresServer
 from tests.support.publisher_process import metric
 from tests.support.waiting import until
 from tidings.envelope import Notification
@@ -208,3 +209,45 @@ async def test_a_writer_killed_mid_batch_resumes_and_stores_each_once(
     stored = await stored_ids(database_url)
     assert len(stored) == len(set(stored)) == total
     assert set(stored) == set(ids)
+
+
+@pytest.mark.slow
+async def test_a_database_outage_loses_nothing(
+    js: JetStreamContext,
+    nats_settings: NatsSettings,
+    postgres_server: PostgresServer,
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL stops mid-run while notifications keep coming; once it is back, each is
+    stored once (the writer retried, acked nothing it had not committed)."""
+    name = "outage"
+    postgres_server.create_database(name)
+    url = postgres_server.url(name)
+    try:
+        async with running(inbox_settings(nats_settings, url)) as inbox:
+            first = await publish_requests(js, [request(i) for i in range(200)])
+
+            async def first_stored() -> bool:
+                return await count(url) == 200
+
+            await until(first_stored, timeout=30, what="the first 200 stored")
+            postgres_server.stop()
+            during = await publish_requests(js, [request(i) for i in range(200, 700)])
+            await until(
+                lambda: inbox.metrics.store_errors._value.get() > 0,
+                timeout=20,
+                what="the writer to meet the outage",
+            )
+            postgres_server.start()
+
+            async def all_stored() -> bool:
+                return await count(url) == 700
+
+            await until(all_stored, timeout=60, what="700 stored after the outage")
+        stored = await stored_ids(url)
+        assert len(stored) == len(set(stored)) == 700
+        assert set(stored) == set(first + during)
+    finally:
+        if not (postgres_server.data / "postmaster.pid").exists():
+            postgres_server.start()
+        postgres_server.drop_database(name)
