@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from nats.js import JetStreamContext
 from sqlalchemy import func, select
@@ -168,10 +169,11 @@ class WriterProcess:
 async def test_a_writer_killed_mid_batch_resumes_and_stores_each_once(
     js: JetStreamContext, nats_settings: NatsSettings, database_url: str, tmp_path: Path
 ) -> None:
+    port = free_port()
     env = {
         "TIDINGS_NATS_URLS": nats_settings.urls[0],
         "TIDINGS_INBOX_DATABASE_URL": database_url,
-        "TIDINGS_INBOX_PORT": str(free_port()),
+        "TIDINGS_INBOX_PORT": str(port),
         "TIDINGS_INBOX_BATCH_SIZE": "25",
         "TIDINGS_INBOX_ACK_WAIT": "1",
         "TIDINGS_LOG_LEVEL": "WARNING",
@@ -204,6 +206,16 @@ async def test_a_writer_killed_mid_batch_resumes_and_stores_each_once(
             return await count(database_url) == total
 
         await until(all_stored, timeout=60, what=f"{total} stored after the restarts")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+
+            async def caught_up() -> bool:
+                page = (await http.get("/metrics")).text
+                return metric(page, "tidings_inbox_last_stored_sequence") == total
+
+            await until(caught_up, timeout=20, what="/metrics to show the last sequence")
+            page = (await http.get("/metrics")).text
+            assert metric(page, "tidings_inbox_consumer_pending") == 0
+            assert (await http.get("/readyz")).json()["ready"] is True
     finally:
         writer.stop()
     stored = await stored_ids(database_url)
@@ -238,6 +250,8 @@ async def test_a_database_outage_loses_nothing(
                 timeout=20,
                 what="the writer to meet the outage",
             )
+            # The lag shows on /metrics while the database is away.
+            await until(lambda: inbox.metrics.pending._value.get() > 0, what="the lag to show")
             postgres_server.start()
 
             async def all_stored() -> bool:

@@ -65,7 +65,8 @@ class InboxWriter:
         self.epoch = ""
         self._sub: JetStreamContext.PullSubscription | None = None
         self._bound = asyncio.Event()
-        self.batches = 0  # committed batches (tests and the readiness probe read it)
+        self.batches = 0  # committed batches
+        self.last_sequence = 0  # highest stream sequence committed and acked
         link.on_up(self.bind)
         link.on_down(self.unbind)
 
@@ -161,10 +162,20 @@ class InboxWriter:
         for reason in reasons:
             m.dead.labels(reason).inc()
         m.batch_size.observe(len(msgs))
-        m.last_sequence.set(last_seq)
+        self.last_sequence = max(self.last_sequence, last_seq)  # redeliveries come late
+        m.last_sequence.set(self.last_sequence)
         m.pending.set(msgs[-1].metadata.num_pending)
         self.batches += 1
         return result
+
+    async def refresh_lag(self) -> None:
+        """Ask JetStream how far behind the consumer is (while no batch reports it)."""
+        try:
+            info = await self.link.js.consumer_info(self.stream, self.settings.durable)
+        except Exception as exc:
+            log.debug("consumer info failed: %s", exc)
+            return
+        self.metrics.pending.set(info.num_pending or 0)
 
     async def _commit(
         self, msgs: list[Msg], rows: list[dict[str, Any]], dead: list[dict[str, Any]]
@@ -184,6 +195,7 @@ class InboxWriter:
                     type(exc).__name__,
                     str(exc).splitlines()[0] if str(exc) else "",
                 )
+                await self.refresh_lag()  # the stream keeps growing meanwhile: show it
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX)
                 for msg in msgs:  # keep them ours: no redelivery to another writer meanwhile
