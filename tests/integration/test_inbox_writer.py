@@ -265,3 +265,25 @@ async def test_a_database_outage_loses_nothing(
         if not (postgres_server.data / "postmaster.pid").exists():
             postgres_server.start()
         postgres_server.drop_database(name)
+
+
+def test_the_writer_refuses_a_database_without_its_schema(tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")},
+        "TIDINGS_INBOX_DATABASE_URL": f"sqlite:///{tmp_path / 'inbox.db'}",
+        "TIDINGS_INBOX_PORT": str(free_port()),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "tidings", "inbox", "writer"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "error: TIDINGS_INBOX_DATABASE_URL: the inbox database has no inbox schema" in (
+        done.stderr
+    )
+    assert "tidings inbox migrate" in done.stderr
+    assert "Traceback" not in done.stderr

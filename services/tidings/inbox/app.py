@@ -8,6 +8,7 @@ writer; NATS may be down at start: the writer binds once it is up.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import sys
@@ -19,12 +20,13 @@ from types import FrameType
 
 import orjson
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tidings.errors import ConfigError
+from tidings.errors import ConfigError, TidingsError, Unavailable
 from tidings.inbox import migrate
 from tidings.inbox.metrics import InboxMetrics
 from tidings.inbox.store import Store, database_url
@@ -37,6 +39,24 @@ from tidings.telemetry import setup_logging
 from tidings.variables import unknown_variables
 
 log = logging.getLogger(__name__)
+
+
+async def prepare_schema(store: Store, *, migrating: bool) -> None:
+    """Migrate when asked, then refuse a schema this version does not know (ConfigError);
+    an unreachable database is :class:`Unavailable`, naming the variable."""
+    try:
+        if migrating:
+            before, after = await migrate.upgrade(store.engine)
+            if before != after:
+                log.info("inbox database migrated", extra={"from": before, "to": after})
+        await migrate.check_current(store.engine)
+    except TidingsError:
+        raise
+    except (OSError, SQLAlchemyError) as exc:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise Unavailable(
+            f"cannot use the inbox database: {reason}", field="TIDINGS_INBOX_DATABASE_URL"
+        ) from None
 
 
 def _json(body: object, status: int = 200) -> Response:
@@ -65,11 +85,7 @@ class Inbox:
 
     async def start(self) -> None:
         """Check (or migrate) the schema, then start the link and the writer."""
-        if self.settings.inbox.migrate:
-            before, after = await migrate.upgrade(self.store.engine)
-            if before != after:
-                log.info("inbox database migrated", extra={"from": before, "to": after})
-        await migrate.check_current(self.store.engine)
+        await prepare_schema(self.store, migrating=self.settings.inbox.migrate)
         self.supervisor.start(self.link)
         self.supervisor.start(self.writer)
 
@@ -134,6 +150,13 @@ def _exit_signals() -> Iterator[list[int]]:
             signal.signal(sig, handler)
 
 
+async def _preflight(store: Store, *, migrating: bool) -> None:
+    try:
+        await prepare_schema(store, migrating=migrating)
+    finally:
+        await store.engine.dispose()  # its connections belong to this loop; uvicorn runs another
+
+
 def serve(settings: Settings) -> None:
     """Run the writer (and its probes and /metrics) until SIGTERM/SIGINT."""
     setup_logging(settings.log)
@@ -145,6 +168,8 @@ def serve(settings: Settings) -> None:
         raise ConfigError(f"{cfg.host}:{cfg.port} is already in use", field="TIDINGS_INBOX_PORT")
     app = create_app(settings)
     inbox: Inbox = app.state.inbox
+    # Schema problems stop here with one line (exit 2), not inside uvicorn's start-up.
+    asyncio.run(_preflight(inbox.store, migrating=cfg.migrate))
     config = uvicorn.Config(
         app, host=cfg.host, port=cfg.port, lifespan="on", log_config=None, access_log=False
     )
