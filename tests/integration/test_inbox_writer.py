@@ -3,7 +3,10 @@ notification stored exactly once through catch-up, kills, outages and two writer
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -189,18 +192,30 @@ async def test_a_writer_killed_mid_batch_resumes_and_stores_each_once(
     )
     assert migrated.returncode == 0, migrated.stderr
     assert "migrated: empty → 0001" in migrated.stderr
-    total = 2000
-    ids = await publish_requests(js, [request(i) for i in range(total)])
+    total = 5000
+    seed = random.randrange(1 << 32)
+    kills = sorted(random.Random(seed).sample(range(1, 3 * total // 4), 3))
+
+    async def keep_publishing() -> list[str]:
+        # 100 at a time, paced, so the kills land while notifications are still arriving.
+        ids: list[str] = []
+        for start in range(0, total, 100):
+            ids += await publish_requests(js, [request(i) for i in range(start, start + 100)])
+            await asyncio.sleep(0.05)
+        return ids
+
+    publishing = asyncio.ensure_future(keep_publishing())
     try:
-        for threshold in (1, total // 3, 2 * total // 3):  # killed three times mid-run
+        for threshold in kills:  # SIGKILL at three random points of the run
             writer.start()
 
             async def past(n: int = threshold) -> bool:
                 return await count(database_url) >= n
 
-            await until(past, timeout=60, what=f"{threshold} stored before the kill")
+            await until(past, timeout=60, what=f"{threshold} stored before a kill (seed {seed})")
             writer.kill()
         writer.start()
+        ids = await publishing
 
         async def all_stored() -> bool:
             return await count(database_url) == total
@@ -217,6 +232,9 @@ async def test_a_writer_killed_mid_batch_resumes_and_stores_each_once(
             assert metric(page, "tidings_inbox_consumer_pending") == 0
             assert (await http.get("/readyz")).json()["ready"] is True
     finally:
+        publishing.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await publishing
         writer.stop()
     stored = await stored_ids(database_url)
     assert len(stored) == len(set(stored)) == total
@@ -245,10 +263,10 @@ async def test_a_database_outage_loses_nothing(
             await until(first_stored, timeout=30, what="the first 200 stored")
             postgres_server.stop()
             during = await publish_requests(js, [request(i) for i in range(200, 700)])
-            await until(
-                lambda: inbox.metrics.store_errors._value.get() > 0,
+            await until(  # it met the outage and retried, holding the batch unacked
+                lambda: inbox.metrics.store_errors._value.get() >= 2,
                 timeout=20,
-                what="the writer to meet the outage",
+                what="the writer to retry during the outage",
             )
             # The lag shows on /metrics while the database is away.
             await until(lambda: inbox.metrics.pending._value.get() > 0, what="the lag to show")
