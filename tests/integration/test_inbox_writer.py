@@ -17,13 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 from nats.js import JetStreamContext
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from tests.support.inbox import POLICY, publish_requests, request
 from tests.support.postgres import PostgresServer
 from tests.support.publisher_process import metric
 from tests.support.waiting import until
 from tidings.envelope import Notification
+from tidings.inbox import migrate
 from tidings.inbox.app import Inbox
 from tidings.inbox.schema import dead_letters, notifications
 from tidings.inbox.store import Store
@@ -305,3 +306,52 @@ def test_the_writer_refuses_a_database_without_its_schema(tmp_path: Path) -> Non
     )
     assert "tidings inbox migrate" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+REFUSE = {  # a real refusal by the database: a trigger rejecting one title
+    "sqlite": [
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON notifications"
+        " WHEN NEW.title = 'poison' BEGIN SELECT RAISE(ABORT, 'poison refused'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN"
+        " IF NEW.title = 'poison' THEN RAISE EXCEPTION 'poison refused'; END IF;"
+        " RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON notifications"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+    ],
+}
+
+
+async def test_a_row_the_database_refuses_becomes_a_dead_letter_and_the_rest_is_stored(
+    js: JetStreamContext, nats_settings: NatsSettings, database_url: str
+) -> None:
+    store = Store.open(database_url)
+    try:
+        await migrate.upgrade(store.engine)
+        async with store.engine.begin() as conn:
+            for statement in REFUSE[store.dialect]:
+                await conn.execute(text(statement))
+    finally:
+        await store.close()
+    bodies = [request(i) for i in range(20)]
+    bodies[7]["title"] = "poison"
+    async with running(inbox_settings(nats_settings, database_url)) as inbox:
+        ids = await publish_requests(js, bodies)
+
+        async def settled() -> bool:
+            return await count(database_url) == 19 and await count(database_url, dead_letters) == 1
+
+        await until(settled, timeout=30, what="19 stored and the refused one kept aside")
+        page = inbox.metrics.render().decode()
+        assert inbox.writer.ready
+    assert sorted(await stored_ids(database_url)) == sorted(ids[:7] + ids[8:])
+    assert metric(page, "tidings_inbox_dead_total", reason="refused") == 1
+    assert metric(page, "tidings_inbox_store_errors_total") >= 3  # retried before isolating
+    store = Store.open(database_url)
+    try:
+        async with store.engine.connect() as conn:
+            reason = (await conn.execute(select(dead_letters.c.reason))).scalar_one()
+    finally:
+        await store.close()
+    assert reason.startswith("refused: ") and "poison refused" in reason

@@ -119,6 +119,15 @@ class Store:
                 dead_new = len((await conn.execute(stmt, list(dead))).all())
         return WriteResult(stored, len(rows) - stored, dead_new)
 
+    async def reachable(self) -> bool:
+        """Whether the database answers at all (tells a refused row from an outage)."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(select(1))
+        except Exception:
+            return False
+        return True
+
     # -- reads (the REST API builds on these) --------------------------------------------------
 
     def visible(self, claims: Claims) -> ColumnElement[bool]:

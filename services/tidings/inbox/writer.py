@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 _RETRY_FIRST = 0.2  # seconds before the first retry of a batch the database refused
 _RETRY_MAX = 5.0
+_ISOLATE_AFTER = 3  # failures of one batch, the database answering, before row by row
 
 
 class InboxWriter:
@@ -132,24 +134,16 @@ class InboxWriter:
 
     async def handle(self, msgs: list[Msg]) -> WriteResult:
         """Store one fetched batch (retrying until the database takes it), then ack it."""
-        rows: list[dict[str, Any]] = []
-        dead: list[dict[str, Any]] = []
-        reasons: list[str] = []
-        last_seq = 0
+        batch = Batch()
         for msg in msgs:
-            meta = msg.metadata
-            item = StreamMessage(self.epoch, meta.sequence.stream, msg.subject, msg.data)
-            last_seq = max(last_seq, item.seq)
+            item = StreamMessage(self.epoch, msg.metadata.sequence.stream, msg.subject, msg.data)
+            batch.last_seq = max(batch.last_seq, item.seq)
             try:
-                rows.append(notification_row(item))
+                batch.rows.append(notification_row(item))
+                batch.kept.append(item)
             except Rejected as why:
-                log.warning(
-                    "not a notification; kept in dead_letters",
-                    extra={"seq": item.seq, "subject": item.subject, "reason": str(why)},
-                )
-                dead.append(dead_row(item, why))
-                reasons.append(why.reason)
-        result = await self._commit(msgs, rows, dead)
+                batch.reject(item, why)
+        result, reasons = await self._commit(msgs, batch)
         for msg in msgs:
             try:
                 await msg.ack()
@@ -162,7 +156,7 @@ class InboxWriter:
         for reason in reasons:
             m.dead.labels(reason).inc()
         m.batch_size.observe(len(msgs))
-        self.last_sequence = max(self.last_sequence, last_seq)  # redeliveries come late
+        self.last_sequence = max(self.last_sequence, batch.last_seq)  # redeliveries come late
         m.last_sequence.set(self.last_sequence)
         m.pending.set(msgs[-1].metadata.num_pending)
         self.batches += 1
@@ -177,17 +171,23 @@ class InboxWriter:
             return
         self.metrics.pending.set(info.num_pending or 0)
 
-    async def _commit(
-        self, msgs: list[Msg], rows: list[dict[str, Any]], dead: list[dict[str, Any]]
-    ) -> WriteResult:
+    async def _commit(self, msgs: list[Msg], batch: Batch) -> tuple[WriteResult, list[str]]:
+        """Write the batch, retrying with backoff while the database fails. A batch that keeps
+        failing while the database answers holds a row it refuses: then write row by row and
+        keep the refused one as a dead letter, so one bad row never stalls the consumer."""
         delay = _RETRY_FIRST
+        failures = 0
         while True:
             started = time.perf_counter()
             try:
-                result = await self.store.write(rows, dead)
+                if failures >= _ISOLATE_AFTER and await self.store.reachable():
+                    result, refused = await self._row_by_row(batch)
+                    return result, batch.reasons + refused
+                result = await self.store.write(batch.rows, batch.dead)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                failures += 1
                 self.metrics.store_errors.inc()
                 log.warning(
                     "the inbox database did not take a batch; retrying in %.1fs: %s: %s",
@@ -203,4 +203,50 @@ class InboxWriter:
                         await msg.in_progress()
                 continue
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
-            return result
+            return result, batch.reasons
+
+    async def _row_by_row(self, batch: Batch) -> tuple[WriteResult, list[str]]:
+        """Each row alone; a row the (answering) database refuses becomes a dead letter.
+        Interrupted, it is simply run again: rows already written are ignored the second time."""
+        stored = duplicates = 0
+        dead = list(batch.dead)
+        refused: list[str] = []
+        for row, item in zip(batch.rows, batch.kept, strict=True):
+            try:
+                done = await self.store.write([row])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not await self.store.reachable():
+                    raise  # the database went away meanwhile: back to retrying the batch
+                why = Rejected("refused", f"{type(exc).__name__}: {exc}".splitlines()[0])
+                log.error(
+                    "the inbox database refused a notification; kept in dead_letters",
+                    extra={"seq": item.seq, "subject": item.subject, "reason": str(why)},
+                )
+                dead.append(dead_row(item, why))
+                refused.append(why.reason)
+                continue
+            stored += done.stored
+            duplicates += done.duplicates
+        kept = await self.store.write([], dead)
+        return WriteResult(stored, duplicates, kept.dead), refused
+
+
+@dataclass(slots=True)
+class Batch:
+    """One fetch, decoded: rows with their messages, and the dead letters with their reasons."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    kept: list[StreamMessage] = field(default_factory=list)  # the message of each row
+    dead: list[dict[str, Any]] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    last_seq: int = 0
+
+    def reject(self, item: StreamMessage, why: Rejected) -> None:
+        log.warning(
+            "not a notification; kept in dead_letters",
+            extra={"seq": item.seq, "subject": item.subject, "reason": str(why)},
+        )
+        self.dead.append(dead_row(item, why))
+        self.reasons.append(why.reason)
