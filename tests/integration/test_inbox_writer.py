@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 from nats.js import JetStreamContext
 from sqlalchemy import func, select, text
@@ -23,6 +24,7 @@ from tests.support.inbox import POLICY, publish_requests, request
 from tests.support.postgres import PostgresServer
 from tests.support.publisher_process import metric
 from tests.support.waiting import until
+from tidings.dev.embedded import EmbeddedNats
 from tidings.envelope import Notification
 from tidings.inbox import migrate
 from tidings.inbox.app import Inbox
@@ -355,3 +357,38 @@ async def test_a_row_the_database_refuses_becomes_a_dead_letter_and_the_rest_is_
     finally:
         await store.close()
     assert reason.startswith("refused: ") and "poison refused" in reason
+
+
+async def test_the_writer_comes_back_with_nats_and_catches_up(
+    nats_server: EmbeddedNats, js: JetStreamContext, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'inbox.db'}"
+    async with running(inbox_settings(nats_settings, url)) as inbox:
+        first = await publish_requests(js, [request(i) for i in range(100)])
+
+        async def stored(n: int) -> bool:
+            return await count(url) == n
+
+        await until(lambda: stored(100), timeout=20, what="the first 100 stored")
+        nats_server.stop()
+        await until(lambda: not inbox.writer.ready, what="the writer to see NATS go")
+        nats_server.start()
+        await until(lambda: inbox.writer.ready, timeout=20, what="the writer to bind again")
+        nc = await nats.connect(nats_server.url)
+        try:
+            second = await publish_requests(nc.jetstream(), [request(i) for i in range(100, 300)])
+        finally:
+            await nc.close()
+        await until(lambda: stored(300), timeout=30, what="all 300 stored after the restart")
+    assert sorted(await stored_ids(url)) == sorted(first + second)
+
+
+async def test_a_backlog_is_written_in_full_batches(
+    js: JetStreamContext, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'inbox.db'}"
+    await publish_requests(js, [request(i) for i in range(1000)])
+    async with running(inbox_settings(nats_settings, url, batch_size=100)) as inbox:
+        await until(lambda: inbox.writer.last_sequence == 1000, timeout=30, what="the backlog")
+        assert inbox.writer.batches == 10  # 1000 waiting, 100 a fetch: ten full batches
+    assert await count(url) == 1000
