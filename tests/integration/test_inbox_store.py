@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete
 
 from tests.support.inbox import row, sync_store
+from tests.support.visibility_cases import CASES
 from tidings.auth.claims import Claims
 from tidings.errors import ConfigError
 from tidings.inbox import migrate
@@ -146,3 +147,19 @@ def test_the_query_returns_exactly_what_claims_allow(
         if allows(claims, "" if a.kind is AudienceKind.BROADCAST else tenant, a)
     }
     assert runner.run(visible()) == expected
+
+
+async def test_the_shared_table_of_who_receives_what(database_url: str) -> None:
+    store = Store.open(database_url)
+    try:
+        await migrate.upgrade(store.engine)
+        rows = [row(seq, case.tenant or None, case.audience) for seq, case in enumerate(CASES, 1)]
+        await store.write(rows)
+        wrong = []
+        for case, stored in zip(CASES, rows, strict=True):
+            seen = stored["id"] in await store.visible_ids(case.claims)
+            if seen != case.delivered or allows(case.claims, case.tenant, case.audience) != seen:
+                wrong.append(case.name)
+        assert wrong == []
+    finally:
+        await store.close()
