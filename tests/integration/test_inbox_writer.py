@@ -10,72 +10,34 @@ import random
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import nats
 import pytest
 from nats.js import JetStreamContext
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
-from tests.support.inbox import POLICY, publish_requests, request
+from tests.support.inbox import (
+    POLICY,
+    count,
+    inbox_settings,
+    publish_requests,
+    request,
+    running,
+    stored_ids,
+)
 from tests.support.postgres import PostgresServer
 from tests.support.publisher_process import metric
 from tests.support.waiting import until
 from tidings.dev.embedded import EmbeddedNats
 from tidings.envelope import Notification
 from tidings.inbox import migrate
-from tidings.inbox.app import Inbox
-from tidings.inbox.schema import dead_letters, notifications
+from tidings.inbox.schema import dead_letters
 from tidings.inbox.store import Store
 from tidings.ports import free_port
 from tidings.publishing import prepare
-from tidings.settings import InboxSettings, NatsSettings, Settings
-
-
-def inbox_settings(nats_settings: NatsSettings, url: str, **inbox: object) -> Settings:
-    fields: dict[str, object] = {
-        "database_url": url,
-        "migrate": True,
-        "port": 0,
-        "batch_size": 50,
-        "fetch_timeout": 0.2,
-        "ack_wait": 2.0,
-        **inbox,
-    }
-    return Settings(nats=nats_settings, inbox=InboxSettings(**fields))  # type: ignore[arg-type]
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Inbox]:
-    inbox = Inbox.build(settings)
-    await inbox.start()
-    try:
-        await until(lambda: inbox.writer.ready, timeout=10, what="the writer to bind")
-        yield inbox
-    finally:
-        await inbox.stop()
-
-
-async def stored_ids(url: str) -> list[str]:
-    store = Store.open(url)
-    try:
-        async with store.engine.connect() as conn:
-            return list((await conn.scalars(select(notifications.c.id))).all())
-    finally:
-        await store.close()
-
-
-async def count(url: str, table: object = notifications) -> int:
-    store = Store.open(url)
-    try:
-        async with store.engine.connect() as conn:
-            query = select(func.count()).select_from(table)  # type: ignore[arg-type]
-            return int((await conn.execute(query)).scalar_one())
-    finally:
-        await store.close()
+from tidings.settings import NatsSettings
 
 
 async def test_each_notification_is_stored_once_with_catch_up_and_lag(

@@ -40,7 +40,11 @@ def database_url(text: str) -> URL:
     try:
         url = make_url(text)
     except ArgumentError:
-        raise ConfigError(f"{text!r} is not a database URL", field=SETTING) from None
+        # The text may hold a password: never echo it.
+        raise ConfigError(
+            "not a database URL; expected postgresql://user:password@host/db or sqlite:///path",
+            field=SETTING,
+        ) from None
     backend = url.get_backend_name()
     if backend not in _DRIVERS:
         raise ConfigError(
