@@ -122,15 +122,19 @@ class WriterProcess:
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """SIGTERM and wait; the exit status (None if it had to be killed)."""
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
+        if proc is None:
+            return None
+        if proc.poll() is None:
             proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        try:
+            return proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return None
 
 
 @pytest.mark.slow
@@ -196,6 +200,7 @@ async def test_a_writer_killed_mid_batch_resumes_and_stores_each_once(
             page = (await http.get("/metrics")).text
             assert metric(page, "tidings_inbox_consumer_pending") == 0
             assert (await http.get("/readyz")).json()["ready"] is True
+        assert writer.stop() == 0  # SIGTERM: a clean stop
     finally:
         publishing.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
