@@ -3,6 +3,7 @@ gateway on it (settings changed with ``pytest.mark.settings``) and a token minte
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from tests.support.postgres import PostgresServer
 from tests.support.tokens import JWT_SECRET
 from tidings.auth import mint_token
 from tidings.dev.embedded import EmbeddedNats
@@ -103,3 +105,31 @@ def token() -> Callable[..., str]:
         return mint_token(JWT_SECRET, tenant=tenant, user=user, **claims)  # type: ignore[arg-type]
 
     return mint
+
+
+# --- databases (the inbox) ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (Debian's package, temp dir, free port)."""
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty inbox database: a SQLite file, or a fresh database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'inbox.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    server.create_database(name)
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)

@@ -347,6 +347,33 @@ class TelemetrySettings(BaseSettings):
     )
 
 
+class InboxSettings(BaseSettings):
+    """The inbox (`tidings inbox writer`): the store of every notification and its writer."""
+
+    model_config = _config("TIDINGS_INBOX_")
+
+    database_url: str = Field(
+        default="sqlite:///.tidings/inbox.db",
+        description="SQLAlchemy URL: `postgresql://user:pw@host/db` in production, or"
+        " `sqlite:///path` (the async drivers asyncpg / aiosqlite are chosen for you).",
+    )
+    migrate: bool = Field(default=False, description="Apply the database migrations at start-up.")
+    host: str = Field(default="127.0.0.1", description="Bind address of /metrics and probes.")
+    port: int = Field(default=8084, ge=0, le=65535, description="Port of /metrics and probes.")
+    durable: str = Field(
+        default="tidings-inbox",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Durable JetStream consumer the writers share (one name per inbox).",
+    )
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="Messages per fetch.")
+    fetch_timeout: Seconds = Field(
+        default=1.0, gt=0, description="How long one fetch waits for a first message."
+    )
+    ack_wait: Seconds = Field(
+        default=30.0, gt=0, description="Redelivery delay of a message fetched but not acked."
+    )
+
+
 GROUPS: dict[str, type[BaseSettings]] = {
     "nats": NatsSettings,
     "stream": StreamSettings,
@@ -356,6 +383,7 @@ GROUPS: dict[str, type[BaseSettings]] = {
     "auth": AuthSettings,
     "gateway": GatewaySettings,
     "telemetry": TelemetrySettings,
+    "inbox": InboxSettings,
 }
 
 
@@ -371,6 +399,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    inbox: InboxSettings = field(default_factory=InboxSettings)
 
 
 def env_var(group: type[BaseSettings], field_name: str) -> str:

@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "v1",
         ),
     ),
-    ("services and clients", ("gateway", "publisher", "client")),
+    ("services and clients", ("gateway", "publisher", "inbox", "client")),
     ("dev tools and benchmarks", ("dev", "bench")),
     ("command line", ("cli", "__main__")),
 ]

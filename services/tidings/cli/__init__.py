@@ -18,6 +18,7 @@ from tidings.cli.bench import bench
 from tidings.cli.common import exit_code, show_error
 from tidings.cli.dev import dev
 from tidings.cli.events import events
+from tidings.cli.inbox import inbox_app
 from tidings.cli.publish import publish
 from tidings.cli.services import gateway, publisher
 from tidings.cli.stream import nats_app
@@ -33,6 +34,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold secrets
 )
 app.add_typer(nats_app, name="nats")
+app.add_typer(inbox_app, name="inbox")
 
 
 @app.callback()

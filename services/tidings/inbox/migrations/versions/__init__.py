@@ -1,0 +1,1 @@
+"""The inbox schema's revisions, oldest first (``0001_…``)."""

@@ -1,0 +1,163 @@
+"""The inbox database: one async SQLAlchemy engine, the writer's idempotent insert, reads.
+
+PostgreSQL (asyncpg) in production, SQLite (aiosqlite) embedded; the URL picks. A plain
+``postgresql://`` or ``sqlite:///`` URL gets the async driver. On SQLite every connection runs
+in WAL mode with a busy timeout, so several writers and readers share one file.
+
+The writer's step is :meth:`Store.write`: one transaction inserting a batch of notifications
+and dead letters with "insert or ignore" on their unique keys (id; epoch + sequence), so a
+redelivered or republished message is stored once whatever crashed where.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ColumnElement, event, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from tidings.auth.claims import Claims
+from tidings.errors import ConfigError
+from tidings.inbox.schema import dead_letters, notifications
+from tidings.inbox.visibility import visible_to
+
+log = logging.getLogger(__name__)
+
+_DRIVERS = {"postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
+SETTING = "TIDINGS_INBOX_DATABASE_URL"
+
+
+def database_url(text: str) -> URL:
+    """The async URL for ``text``; a precise :class:`ConfigError` for anything else."""
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        # The text may hold a password: never echo it.
+        raise ConfigError(
+            "not a database URL; expected postgresql://user:password@host/db or sqlite:///path",
+            field=SETTING,
+        ) from None
+    backend = url.get_backend_name()
+    if backend not in _DRIVERS:
+        raise ConfigError(
+            f"{backend!r} databases are not supported; use postgresql:// or sqlite:///",
+            field=SETTING,
+        )
+    if url.drivername == backend:
+        url = url.set(drivername=_DRIVERS[backend])
+    elif url.drivername != _DRIVERS[backend]:
+        raise ConfigError(
+            f"use the driver {_DRIVERS[backend]}, not {url.drivername}", field=SETTING
+        )
+    if backend == "sqlite" and url.database in (None, "", ":memory:"):
+        raise ConfigError("an in-memory SQLite inbox is gone at exit; give a file", field=SETTING)
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode across a process crash
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")  # several writers wait for the lock, not fail
+    cursor.close()
+
+
+def create_engine(text: str) -> AsyncEngine:
+    url = database_url(text)
+    if url.get_backend_name() == "sqlite":
+        Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_pre_ping=True)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What one :meth:`Store.write` did: rows new to the database (the rest were there)."""
+
+    stored: int
+    duplicates: int
+    dead: int
+
+
+class Store:
+    """The inbox tables behind one engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        return cls(create_engine(url))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    def _insert_ignoring(self, table: Any) -> Any:
+        insert = sqlite_insert if self.dialect == "sqlite" else pg_insert
+        # No conflict target: every unique constraint of the table counts (id, epoch + seq).
+        return insert(table).on_conflict_do_nothing()
+
+    async def write(
+        self, rows: Sequence[dict[str, Any]], dead: Sequence[dict[str, Any]] = ()
+    ) -> WriteResult:
+        """Insert notifications and dead letters in one transaction, ignoring known ones."""
+        stored = dead_new = 0
+        async with self.engine.begin() as conn:
+            if rows:
+                stmt = self._insert_ignoring(notifications).returning(notifications.c.pk)
+                stored = len((await conn.execute(stmt, list(rows))).all())
+            if dead:
+                stmt = self._insert_ignoring(dead_letters).returning(dead_letters.c.pk)
+                dead_new = len((await conn.execute(stmt, list(dead))).all())
+        return WriteResult(stored, len(rows) - stored, dead_new)
+
+    async def reachable(self) -> bool:
+        """Whether the database answers at all (tells a refused row from an outage)."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(select(1))
+        except Exception:
+            return False
+        return True
+
+    # -- reads (the REST API builds on these) --------------------------------------------------
+
+    def visible(self, claims: Claims) -> ColumnElement[bool]:
+        """The WHERE clause of what ``claims`` may read (the gateway's rule)."""
+        return visible_to(claims, self.dialect)
+
+    async def visible_ids(self, claims: Claims, *, limit: int = 1000) -> list[str]:
+        """Ids of the notifications ``claims`` may read, newest first."""
+        query = (
+            select(notifications.c.id)
+            .where(self.visible(claims))
+            .order_by(notifications.c.pk.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return list((await conn.scalars(query)).all())
+
+    async def count(self, conn: AsyncConnection | None = None) -> int:
+        """Notifications stored (all tenants)."""
+        query = select(func.count()).select_from(notifications)
+        if conn is not None:
+            return int((await conn.execute(query)).scalar_one())
+        async with self.engine.connect() as own:
+            return int((await own.execute(query)).scalar_one())
+
+    async def dead_count(self) -> int:
+        async with self.engine.connect() as conn:
+            query = select(func.count()).select_from(dead_letters)
+            return int((await conn.execute(query)).scalar_one())
