@@ -62,6 +62,19 @@ class NatsSettings(BaseSettings):
     request_timeout: Seconds = Field(
         default=5.0, description="How long to wait for a JetStream answer (PubAck, API call)."
     )
+    ping_interval: Seconds = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between the client's pings to its NATS server. With"
+        " `max_outstanding_pings` it bounds how long a frozen or cut-off server goes unnoticed:"
+        " (max_outstanding_pings + 1) x ping_interval, 3 s by default (nats-py's own: 6 min).",
+    )
+    max_outstanding_pings: int = Field(
+        default=2,
+        ge=1,
+        description="Pings left unanswered before the connection counts as stale and the client"
+        " moves to another server.",
+    )
     name: str = Field(default="tidings", description="Connection name shown in NATS monitoring.")
 
     @field_validator("urls")
@@ -318,6 +331,13 @@ class GatewaySettings(BaseSettings):
         default=20.0, description="On SIGTERM, spread reconnects over this long, then exit."
     )
     ping_interval: Seconds = Field(default=25.0, gt=0, description="WebSocket keepalive pings.")
+    heal_timeout: Seconds = Field(
+        default=15.0,
+        gt=0,
+        description="After a NATS loss, how long the heal (every hosted tenant re-armed) may take"
+        " before the gateway sends its connections away with `reconnect`; a resume waits at most"
+        " this long for the heal, and retries a transient JetStream error within it.",
+    )
     status_timeout: Seconds = Field(
         default=0.25, gt=0, description="How long the status API waits for other gateways."
     )

@@ -22,6 +22,7 @@ from tidings.gateway.connection import Connection, State
 from tidings.gateway.fanout import BROADCAST_TENANT, Hub
 from tidings.gateway.live import Live
 from tidings.gateway.registry import Registry
+from tidings.gateway.replay import TRANSIENT
 from tidings.lifecycle import spawn
 
 log = logging.getLogger(__name__)
@@ -31,13 +32,21 @@ class Resume:
     """The resume step of one gateway (its live side, hub, registry and stream epoch)."""
 
     def __init__(
-        self, live: Live, hub: Hub, registry: Registry, *, epoch: str, outcomes: Counter
+        self,
+        live: Live,
+        hub: Hub,
+        registry: Registry,
+        *,
+        epoch: str,
+        outcomes: Counter,
+        heal_timeout: float = 15.0,
     ) -> None:
         self.live = live
         self.hub = hub
         self.registry = registry
         self.epoch = epoch
         self.outcomes = outcomes  # resumes by outcome: memory, jetstream, not_recovered
+        self.heal_timeout = heal_timeout  # how long a resume waits for the heal
 
     async def resync(
         self,
@@ -54,6 +63,12 @@ class Resume:
         ``since`` is written first, then the buffer without what was already written.
         """
         live, registry = self.live, self.registry
+        if not await registry.wait_healed(self.heal_timeout):
+            # Disarmed windows would answer a resume point well inside the bound with a reset:
+            # a transient state must never become a loss. Try again (here or elsewhere).
+            if first:
+                raise Unavailable("the gateway is healing its NATS connection; retry")
+            return False  # stays syncing: the heal resumes it
         generation = registry.generation
         recovered = False
         reason = p.ResetReason.OUT_OF_RANGE
@@ -72,6 +87,15 @@ class Resume:
             elif since is not None:
                 reason = p.ResetReason.EPOCH_CHANGED
                 self.outcomes.labels("not_recovered").inc()
+        except TRANSIENT as exc:
+            if first:
+                # Retried for the whole bound already; a retry later costs the client nothing,
+                # a reset would cost it what it missed.
+                log.warning("resume refused: %r", exc, extra={"connection": conn.id})
+                raise Unavailable("JetStream did not answer the resume in time; retry") from None
+            log.warning("heal resume failed: %r", exc, extra={"connection": conn.id})
+            reason = p.ResetReason.REPLAY_FAILED
+            recovered = False
         except Exception:
             log.exception("resume failed", extra={"connection": conn.id})
             reason = p.ResetReason.REPLAY_FAILED
@@ -135,6 +159,7 @@ class Resume:
         """Live messages are at-most-once: from now on nothing held is trusted."""
         registry = self.registry
         registry.nats_connected = False
+        registry.set_healed(False)
         if registry.stopping:
             return
         registry.generation += 1  # resyncs started before this point must not go live
@@ -145,7 +170,9 @@ class Resume:
         log.warning("NATS disconnected; connections wait for the heal")
 
     def heal(self) -> None:
-        """Resume every syncing connection from where it really is (after the re-arm)."""
+        """The re-arm is done: the gateway is healed; resume every syncing connection from
+        where it really is."""
+        self.registry.set_healed(True)
         for conn, session in list(self.registry.sessions.items()):
             if conn.state is State.SYNCING and session.claims is not None:
                 spawn(
