@@ -39,6 +39,8 @@ _tracer = trace.get_tracer("tidings.gateway")
 
 log = logging.getLogger(__name__)
 
+ARM_TRY_TIMEOUT = 1.0  # seconds one stream_info of an arm may take before it is tried again
+
 
 def wire_line(subject: str, payload: bytes, seq: int) -> tuple[str, str, WireNotification, bytes]:
     """(tenant, room, notification, encoded line) of a stored message, live or read back;
@@ -162,7 +164,11 @@ class Live:
         await self._arm(window)
 
     async def _arm(self, window: Window) -> None:
-        info = await self.js.stream_info(self.stream)
+        # One try waits at most ARM_TRY_TIMEOUT: during a stream leader election (~5 s) nobody
+        # answers, and the heal that calls this is retried; a long wait would only add to the
+        # time the gateway's clients wait after the election is over.
+        js = self.nc.jetstream(timeout=min(self.timeout, ARM_TRY_TIMEOUT))
+        info = await js.stream_info(self.stream)
         last = info.state.last_seq
         self.head = max(self.head, last)
         window.arm(last)
