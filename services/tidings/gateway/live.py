@@ -39,7 +39,11 @@ _tracer = trace.get_tracer("tidings.gateway")
 
 log = logging.getLogger(__name__)
 
-ARM_TRY_TIMEOUT = 1.0  # seconds one stream_info of an arm may take before it is tried again
+# Seconds one JetStream API call of a heal (the arm's stream_info, a replay's consumer
+# creation) may take before it is tried again. Each normally answers in milliseconds; during a
+# stream or meta leader election (~5 s) nobody answers, and a try waiting the whole request
+# timeout would add up to that much to the wait of every client after the election.
+TRY_TIMEOUT = 1.0
 
 
 def wire_line(subject: str, payload: bytes, seq: int) -> tuple[str, str, WireNotification, bytes]:
@@ -164,11 +168,8 @@ class Live:
         await self._arm(window)
 
     async def _arm(self, window: Window) -> None:
-        # One try waits at most ARM_TRY_TIMEOUT: during a stream leader election (~5 s) nobody
-        # answers, and the heal that calls this is retried; a long wait would only add to the
-        # time the gateway's clients wait after the election is over.
-        js = self.nc.jetstream(timeout=min(self.timeout, ARM_TRY_TIMEOUT))
-        info = await js.stream_info(self.stream)
+        # One short try: the heal that calls this is retried (TRY_TIMEOUT).
+        info = await self._short().stream_info(self.stream)
         last = info.state.last_seq
         self.head = max(self.head, last)
         window.arm(last)
@@ -272,7 +273,7 @@ class Live:
         upto, generation = window.complete_from - 1, window.generation
         async with self._replays:
             msgs = await fetch_range_retrying(
-                self.js,
+                self._short(),  # the consumer's creation; the fetch itself waits `timeout`
                 stream=self.stream,
                 subjects=[tenant_filter(tenant)],
                 start=start,
@@ -293,6 +294,10 @@ class Live:
             age = max(0.0, now_wall - m.metadata.timestamp.timestamp())
             entries.append(Entry(seq, room, body, now_mono - age))
         window.merge(entries, start=start, generation=generation)
+
+    def _short(self) -> JetStreamContext:
+        """A JetStream context whose API calls give up after TRY_TIMEOUT (to be retried)."""
+        return self.nc.jetstream(timeout=min(self.timeout, TRY_TIMEOUT))
 
     # -- NATS connection loss ------------------------------------------------------------------
 
