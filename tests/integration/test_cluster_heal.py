@@ -114,3 +114,58 @@ async def test_leader_kill_the_gateway_on_it_heals_and_nobody_loses_anything(
                 f" wait: gw1's clients {worst['gw1']:.2f}s, gw2's {worst['gw2']:.2f}s"
             )
             assert worst["gw1"] <= 5.0, "gw1's clients waited too long after the election"
+
+
+HEAL_TIMEOUT = 3.0
+SENT_AWAY = "NATS not healed in time; connections sent away"
+
+
+async def test_a_gateway_that_cannot_heal_sends_its_clients_away_and_they_lose_nothing(
+    tmp_path: Path, token: Mint
+) -> None:
+    """The stream's leader and one more node die: the survivor has no quorum, JetStream cannot
+    answer, and the gateway (moved there) cannot heal. After TIDINGS_GATEWAY_HEAL_TIMEOUT it
+    tells its clients to reconnect and closes them instead of holding them silent; it stays
+    unready; once the nodes are back it heals, and the clients resume exactly."""
+    async with r3_cluster(tmp_path) as (cluster, js):
+        leader = await cluster.stream_leader("TIDINGS")
+        doomed = [leader, (leader + 1) % 3]
+        env = {"TIDINGS_GATEWAY_HEAL_TIMEOUT": str(HEAL_TIMEOUT)}
+        async with pinned_gateways([cluster.urls[leader]], tmp_path, env=env) as (gw,):
+            fl = fleet(20, [(gw.ws_url,)])
+            try:
+                await fl.start(token, backoff=BACKOFF)
+                start = await last_seq(js)
+                pub = SteadyPublisher(Publisher(js, timeout=2.0), rate=20, run="nq").start()
+                await pub.until(20, timeout=20)
+                lost = time.monotonic()
+                for i in doomed:
+                    cluster.kill(i)
+
+                def sent() -> list[dict[str, object]]:
+                    return [r for r in gw.records() if r.get("message") == SENT_AWAY]
+
+                await until(sent, timeout=HEAL_TIMEOUT + 15, what="the clients sent away")
+                sent_away = time.monotonic() - lost
+                assert [r["connections"] for r in sent()] == [20]
+                status, body = await readiness(gw)
+                assert status == 503 and body["healed"] is False, body
+
+                for i in doomed:
+                    cluster.restart(i)
+                await cluster.wait_ready()
+                await wait_readiness(gw, ready=True, timeout=40)
+                await pub.until(len(pub.results) + 20, timeout=40)
+                published = await pub.stop()
+                assert len(published) == len({r.seq for r in published})
+
+                await cluster.stream_leader("TIDINGS")  # the restarted nodes settled
+                stored = await read_stream(js, start=start + 1)
+                late = await fl.wait_caught_up(stored, after=start, timeout=30)
+                problems = fl.problems(stored, after=start)
+                assert not late and not problems, "\n".join([*late, *problems])
+            finally:
+                await fl.close()
+            # Each was closed and came back with its own resume point.
+            assert [f.name for f in fl.followers if len(f.welcomed) < 2] == []
+            print(f"\nno quorum: clients sent away {sent_away:.1f}s after the loss")

@@ -22,6 +22,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tidings.client import Backoff, Publisher, Subscriber, SubscriberOptions
 from tidings.client.subscriber_events import Event, Reset, State, StateChanged
+from tidings.errors import Unavailable
 from tidings.publishing import TRANSIENT_ERRORS, PublishResult
 from tidings.subjects import parse_subject
 
@@ -362,7 +363,7 @@ class SteadyPublisher:
             try:
                 self.results.append(await self.pub.publish(body))
                 return
-            except TRANSIENT_ERRORS:
+            except (*TRANSIENT_ERRORS, Unavailable):  # as the sidecar's outbox retries
                 self.retries += 1
                 await asyncio.sleep(0.1)
 
