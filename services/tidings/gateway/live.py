@@ -306,8 +306,16 @@ class Live:
             window.disarm()
 
     async def rearm_all(self) -> None:
-        for window in list(self.windows.values()):
-            await self._arm(window)
+        """After a reconnect on the same client (its subscriptions flushed to the server): one
+        read of the stream's position arms every window that has a subscription (one JetStream
+        call per heal, however many tenants). A window whose subscribe failed stays unarmed:
+        its tenant's next :meth:`ensure` subscribes and arms it."""
+        info = await self._short().stream_info(self.stream)
+        last = info.state.last_seq
+        self.head = max(self.head, last)
+        for tenant, window in list(self.windows.items()):
+            if tenant in self.subs:
+                window.arm(last)
 
     async def rebind(self, nc: NATS, js: JetStreamContext) -> None:
         """A new client (nats-py gave up on the old one, and its subscriptions with it):
