@@ -59,6 +59,8 @@ def connect_options(settings: NatsSettings) -> dict[str, Any]:
         "reconnect_time_wait": settings.reconnect_wait,
         "max_reconnect_attempts": -1,
         "allow_reconnect": True,
+        "ping_interval": settings.ping_interval,
+        "max_outstanding_pings": settings.max_outstanding_pings,
     }
     if settings.user is not None:
         opts["user"], opts["password"] = settings.user, settings.password

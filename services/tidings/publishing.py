@@ -283,8 +283,16 @@ async def publish_many(
     return results
 
 
+DUPLICATE_IN_PROCESS = 10158  # JSStreamDuplicateMessageConflictErr
+
+
 def _api_error(exc: APIError) -> TidingsError:
     # 503 = JetStream temporarily unavailable (leader election, no quorum): transient.
     if exc.code == 503:
         return Unavailable(f"JetStream unavailable: {exc.description}")
+    # 409/10158 "duplicate message id is in process": a retry met the first try of the same
+    # Nats-Msg-Id still being proposed (an election): ask again later; the stream's duplicate
+    # window keeps it at one copy. Seen in a quorum loss (tests/integration/test_cluster_heal.py).
+    if exc.err_code == DUPLICATE_IN_PROCESS:
+        return Unavailable(f"JetStream is still storing this message id: {exc.description}")
     return TidingsError(f"JetStream refused the message: {exc.description} (code {exc.code})")

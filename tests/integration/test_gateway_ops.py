@@ -66,7 +66,7 @@ async def test_probes_and_metrics_after_traffic(
         assert (await client.get("/healthz")).status_code == 200
         ready = await client.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json() == {"nats": True, "draining": False, "connections": 0}
+        assert ready.json() == {"nats": True, "healed": True, "draining": False, "connections": 0}
         before = await scrape(client)
         assert metric(before, "tidings_gateway_connections") == 0
         assert metric(before, "tidings_gateway_nats_connected") == 1
@@ -197,9 +197,11 @@ async def test_readyz_is_503_while_nats_is_down(
         assert body["nats"] is False
         assert (await client.get("/healthz")).status_code == 200  # alive, just not ready
         assert metric(await scrape(client), "tidings_gateway_nats_connected") == 0
+        assert metric(await scrape(client), "tidings_gateway_nats_healed") == 0
         await asyncio.to_thread(nats_server.start)
         await wait_until(lambda: status(200), timeout=15, what="/readyz to recover")
         assert metric(await scrape(client), "tidings_gateway_nats_connected") == 1
+        assert metric(await scrape(client), "tidings_gateway_nats_healed") == 1
 
 
 async def handshake_status(url: str) -> tuple[int, dict[str, Any]]:

@@ -144,9 +144,21 @@ async def test_readiness_follows_the_registry(served: Served) -> None:
         assert (await http.get("/healthz")).text == "ok\n"
         not_yet = await http.get("/readyz")
         assert not_yet.status_code == 503
-        assert not_yet.json() == {"nats": False, "draining": False, "connections": 0}
+        assert not_yet.json() == {
+            "nats": False,
+            "healed": False,
+            "draining": False,
+            "connections": 0,
+        }
         registry.nats_connected = True
+        # Connected is not enough: until the heal re-armed every tenant it cannot deliver.
+        assert (await http.get("/readyz")).status_code == 503
+        registry.set_healed(True)
         assert (await http.get("/readyz")).status_code == 200
+        registry.set_healed(False)
+        assert (await http.get("/readyz")).json()["healed"] is False
+        assert (await http.get("/readyz")).status_code == 503
+        registry.set_healed(True)
         registry.draining = True
         assert (await http.get("/readyz")).json()["draining"] is True
         assert (await http.get("/readyz")).status_code == 503

@@ -22,6 +22,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tidings.client import Backoff, Subscriber, SubscriberOptions
 from tidings.client.subscriber_events import Event, Reset, State, StateChanged
+from tidings.errors import Unavailable
 from tidings.publishing import TRANSIENT_ERRORS, PublishResult
 from tidings.subjects import parse_subject
 
@@ -38,6 +39,7 @@ class Stored:
     seq: int
     tenant: str | None  # None for a broadcast
     room: str  # as clients name it: tenant, user:u, role:r, room:n, broadcast
+    at: float = 0.0  # when the stream stored it (POSIX seconds)
 
 
 async def read_stream(
@@ -60,7 +62,14 @@ async def read_stream(
                 for msg in await sub.fetch(min(pending, 500), timeout=timeout):
                     route = parse_subject(msg.subject)
                     meta = msg.metadata
-                    out.append(Stored(meta.sequence.stream, route.tenant, route.audience.room))
+                    out.append(
+                        Stored(
+                            meta.sequence.stream,
+                            route.tenant,
+                            route.audience.room,
+                            meta.timestamp.timestamp(),
+                        )
+                    )
                     pending = meta.num_pending
     finally:
         with contextlib.suppress(Exception):
@@ -95,6 +104,7 @@ class Follower:
     urls: Sequence[str]
     seqs: list[int] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)  # publish (data.sent) to yield, s
+    received_at: list[float] = field(default_factory=list)  # wall time of each yield
     events: list[Event] = field(default_factory=list)
     welcomed: list[str] = field(default_factory=list)  # URL of every welcome, in order
     sub: Subscriber | None = None
@@ -124,19 +134,34 @@ class Follower:
         if isinstance(event, StateChanged) and event.state is State.CONNECTED:
             self.welcomed.append(event.url)
 
-    async def start(self, token: str, *, backoff: Backoff) -> None:
+    async def start(
+        self,
+        token: str,
+        *,
+        backoff: Backoff,
+        resume: tuple[int, str] | None = None,
+        wait: bool = True,
+    ) -> None:
+        """Connect (with ``resume``: from that ``(seq, epoch)``); ``wait`` for the welcome."""
+        since, epoch = resume if resume is not None else (None, None)
         options = SubscriberOptions(
-            rooms=self.named, backoff=backoff, on_event=self._on_event, open_timeout=5.0
+            rooms=self.named,
+            backoff=backoff,
+            on_event=self._on_event,
+            open_timeout=5.0,
+            since=since,
+            epoch=epoch,
         )
         sub = Subscriber(list(self.urls), options, token=token)
         self.sub = sub
-        await sub.start()
+        await sub.start(wait=wait)
         self.task = asyncio.ensure_future(self._collect(sub))
 
     async def _collect(self, sub: Subscriber) -> None:
         try:
             async for n in sub:
                 self.seqs.append(n.seq)
+                self.received_at.append(time.time())
                 sent = n.data.get("sent")
                 if isinstance(sent, float):
                     self.latencies.append(time.time() - sent)
@@ -152,6 +177,17 @@ class Follower:
                     self._progress.clear()
                     await self._progress.wait()
         return bool(self.seqs and self.seqs[-1] >= seq)
+
+    def wait_after_stored(self, stored: Sequence[Stored], *, after: int) -> float:
+        """The longest time from the stream storing a notification (seq > ``after``) to this
+        client yielding it: how long it waited for a gateway that was healing."""
+        at = {s.seq: s.at for s in stored}
+        waits = [
+            received - at[seq]
+            for seq, received in zip(self.seqs, self.received_at, strict=True)
+            if seq > after and seq in at
+        ]
+        return max(waits, default=0.0)
 
     async def close(self) -> None:
         if self.sub is not None:
@@ -338,7 +374,7 @@ class SteadyPublisher:
             try:
                 self.results.append(await self.pub.publish(body))
                 return
-            except TRANSIENT_ERRORS:
+            except (*TRANSIENT_ERRORS, Unavailable):  # as the sidecar's outbox retries
                 self.retries += 1
                 await asyncio.sleep(0.1)
 

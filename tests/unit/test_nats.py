@@ -77,6 +77,8 @@ def test_plain_settings_reconnect_forever_to_every_url() -> None:
         name="gw-1",
         connect_timeout=1.5,
         reconnect_wait=0.3,
+        ping_interval=0.5,
+        max_outstanding_pings=3,
     )
     assert connect_options(settings) == {
         "servers": ["nats://a:4222", "nats://b:4222"],
@@ -85,8 +87,16 @@ def test_plain_settings_reconnect_forever_to_every_url() -> None:
         "reconnect_time_wait": 0.3,
         "max_reconnect_attempts": -1,
         "allow_reconnect": True,
+        "ping_interval": 0.5,
+        "max_outstanding_pings": 3,
     }
     assert tls_context(settings) is None
+
+
+def test_a_frozen_server_is_noticed_within_seconds_by_default() -> None:
+    # nats-py's own defaults (120 s x 2) would hold a client on a frozen server for minutes.
+    settings = NatsSettings()
+    assert (settings.max_outstanding_pings + 1) * settings.ping_interval <= 3.0
 
 
 def test_each_auth_method_becomes_its_own_option(tmp_path: Path) -> None:

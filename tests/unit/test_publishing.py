@@ -5,11 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from nats.js.errors import APIError
 
 from tidings import publishing, subjects
 from tidings.catalogue import Catalogue
 from tidings.envelope import Notification
-from tidings.errors import Forbidden, InvalidField, Malformed, TidingsError, UnknownEvent
+from tidings.errors import (
+    Forbidden,
+    InvalidField,
+    Malformed,
+    TidingsError,
+    Unavailable,
+    UnknownEvent,
+)
 from tidings.publishing import PublishPolicy, prepare, prepare_batch
 from tidings.subjects import AudienceKind
 
@@ -139,3 +147,19 @@ def test_a_request_is_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
     msg = prepare(body(audience={"user": "alice"}, id="n-1"), POLICY)
     assert msg.subject == "tenant.acme.user.alice.incident.created"
     assert sorted(checked) == ["audience.user", "event", "id", "tenant"]
+
+
+@pytest.mark.parametrize(
+    ("code", "err_code", "transient"),
+    [
+        (503, 10008, True),  # JetStream temporarily unavailable (an election, no quorum)
+        (409, 10158, True),  # the same Nats-Msg-Id still being stored: ask again later
+        (400, 10054, False),  # a refusal that another try cannot change
+    ],
+)
+def test_jetstream_refusals_that_a_retry_can_fix_are_unavailable(
+    code: int, err_code: int, transient: bool
+) -> None:
+    error = publishing._api_error(APIError(code=code, err_code=err_code, description="x"))
+    assert isinstance(error, Unavailable) is transient
+    assert isinstance(error, TidingsError)

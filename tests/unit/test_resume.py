@@ -21,6 +21,7 @@ from tidings.gateway.window import Window
 from tidings.subjects import BROADCAST_TENANT
 
 EPOCH = "e1"
+HEAL_TIMEOUT = 0.3
 CLAIMS = Claims("acme", "alice", roles=frozenset({"ops"}))
 
 
@@ -79,9 +80,17 @@ def parts() -> tuple[Resume, FakeLive, Registry, Counter]:
     live.head = 14
     registry = Registry()
     registry.nats_connected = True
+    registry.set_healed(True)
     outcomes = Counter("resumes", "by outcome", ["outcome"], registry=CollectorRegistry())
     hub = Hub(window=0, on_slow=lambda c: None)
-    resume = Resume(live, hub, registry, epoch=EPOCH, outcomes=outcomes)  # type: ignore[arg-type]
+    resume = Resume(
+        live,  # type: ignore[arg-type]
+        hub,
+        registry,
+        epoch=EPOCH,
+        outcomes=outcomes,
+        heal_timeout=HEAL_TIMEOUT,
+    )
     return resume, live, registry, outcomes
 
 
@@ -210,3 +219,41 @@ async def test_a_loss_trusts_nothing_and_the_heal_resumes_every_syncing_connecti
         ("synced", None),
     ]
     assert conn.last_seq == 16
+
+
+async def test_a_resume_while_not_healed_waits_for_the_heal_instead_of_a_reset(
+    parts: tuple[Resume, FakeLive, Registry, Counter],
+) -> None:
+    resume, live, registry, outcomes = parts
+    resume.lost()  # windows disarmed: answering now could only be a reset
+    registry.nats_connected = True  # the socket is back, the re-arm is not done
+    conn, sink = syncing()
+    task = asyncio.ensure_future(
+        resume.resync(conn, since=10, epoch=EPOCH, claims=CLAIMS, first=True)
+    )
+    await asyncio.sleep(HEAL_TIMEOUT / 3)
+    assert not task.done() and not sink.objs
+    tenant, everyone = live.window("acme", 10), live.window(BROADCAST_TENANT, 10)
+    tenant.add(11, "tenant", line(11, "tenant"))
+    everyone.add(13, "broadcast", line(13, "broadcast"))
+    resume.heal()
+    assert await task is True
+    assert [(o["type"], o.get("seq")) for o in sink.objs] == [
+        ("welcome", 14),
+        ("notification", 11),
+        ("notification", 13),
+        ("synced", 13),
+    ]
+    assert count(outcomes, "memory") == 1
+
+
+async def test_a_resume_that_outwaits_the_heal_bound_is_refused_for_a_retry_not_reset(
+    parts: tuple[Resume, FakeLive, Registry, Counter],
+) -> None:
+    resume, _, registry, _ = parts
+    resume.lost()
+    registry.nats_connected = True
+    conn, sink = syncing()
+    with pytest.raises(Unavailable):
+        await resume.resync(conn, since=10, epoch=EPOCH, claims=CLAIMS, first=True)
+    assert not sink.objs and conn.state is State.SYNCING

@@ -24,9 +24,9 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from tidings.envelope import WireNotification, decode_wire
-from tidings.errors import TidingsError
+from tidings.errors import ReplayTooLarge
 from tidings.gateway.fanout import Hub
-from tidings.gateway.replay import fetch_range
+from tidings.gateway.replay import fetch_range_retrying
 from tidings.gateway.window import Entry, Window
 from tidings.protocol import encode_notification
 from tidings.subjects import BROADCAST_TENANT, LIVE_PREFIX, room_of, tenant_filter
@@ -38,6 +38,12 @@ if TYPE_CHECKING:
 _tracer = trace.get_tracer("tidings.gateway")
 
 log = logging.getLogger(__name__)
+
+# Seconds one JetStream API call of a heal (the arm's stream_info, a replay's consumer
+# creation) may take before it is tried again. Each normally answers in milliseconds; during a
+# stream or meta leader election (~5 s) nobody answers, and a try waiting the whole request
+# timeout would add up to that much to the wait of every client after the election.
+TRY_TIMEOUT = 1.0
 
 
 def wire_line(subject: str, payload: bytes, seq: int) -> tuple[str, str, WireNotification, bytes]:
@@ -66,6 +72,7 @@ class Live:
         replay_concurrency: int,
         linger: float,
         timeout: float,
+        retry_for: float = 0.0,
         on_delivered: Callable[[float], None] = lambda lag: None,
     ) -> None:
         self.nc = nc
@@ -83,6 +90,7 @@ class Live:
         self.replay_max = replay_max
         self.linger = linger
         self.timeout = timeout
+        self.retry_for = retry_for  # how long a backfill retries a transient JetStream error
         self.head = 0  # highest stream seq seen or read
         self.on_delivered = on_delivered
         self.dropped = 0  # live messages that could not be routed or decoded
@@ -111,6 +119,7 @@ class Live:
             replay_concurrency=gs.replay_concurrency,
             linger=gs.interest_linger,
             timeout=settings.nats.request_timeout,
+            retry_for=gs.heal_timeout,
             on_delivered=on_delivered,
         )
 
@@ -133,10 +142,15 @@ class Live:
         )
 
     async def ensure(self, tenant: str) -> Window:
-        """Wait until ``tenant``'s live subscription is active and its window armed."""
-        if tenant not in self._ready:
-            self._ready[tenant] = asyncio.ensure_future(self._subscribe(tenant))
-        await asyncio.shield(self._ready[tenant])
+        """Wait until ``tenant``'s live subscription is active and its window armed.
+
+        A subscribe or arm that failed (a JetStream timeout during an election) is not kept as
+        the answer: the next caller tries again.
+        """
+        ready = self._ready.get(tenant)
+        if ready is None or (ready.done() and not ready.cancelled() and ready.exception()):
+            ready = self._ready[tenant] = asyncio.ensure_future(self._subscribe(tenant))
+        await asyncio.shield(ready)
         return self.windows[tenant]
 
     async def _subscribe(self, tenant: str) -> None:
@@ -144,16 +158,18 @@ class Live:
         window = self.windows.setdefault(
             tenant, Window(max_count=self.window_count, max_age=self.window_age)
         )
-        self.subs[tenant] = await self.nc.subscribe(
-            subject, cb=self._on_message, pending_msgs_limit=65536, pending_bytes_limit=-1
-        )
+        if tenant not in self.subs:  # a retry after a failed arm keeps its subscription
+            self.subs[tenant] = await self.nc.subscribe(
+                subject, cb=self._on_message, pending_msgs_limit=65536, pending_bytes_limit=-1
+            )
         await self.nc.flush(
             int(max(1, self.timeout))
         )  # the server has the SUB: nothing stored now is missed
         await self._arm(window)
 
     async def _arm(self, window: Window) -> None:
-        info = await self.js.stream_info(self.stream)
+        # One short try: the heal that calls this is retried (TRY_TIMEOUT).
+        info = await self._short().stream_info(self.stream)
         last = info.state.last_seq
         self.head = max(self.head, last)
         window.arm(last)
@@ -233,8 +249,8 @@ class Live:
                 running = self._start_backfill(tenant, window, since + 1)
             try:
                 await asyncio.shield(running[1])
-            except TidingsError:
-                return False
+            except ReplayTooLarge:
+                return False  # transient errors were retried already: others go to the caller
             if running[0] <= since + 1 and not window.covers(since):
                 return False  # read as far back as asked, and it still does not fit
         return True
@@ -256,14 +272,15 @@ class Live:
     async def _backfill(self, tenant: str, window: Window, start: int) -> None:
         upto, generation = window.complete_from - 1, window.generation
         async with self._replays:
-            msgs = await fetch_range(
-                self.js,
+            msgs = await fetch_range_retrying(
+                self._short(),  # the consumer's creation; the fetch itself waits `timeout`
                 stream=self.stream,
                 subjects=[tenant_filter(tenant)],
                 start=start,
                 upto=upto,
                 max_count=min(self.replay_max, self.window_count),
                 timeout=self.timeout,
+                retry_for=self.retry_for,
             )
         now_wall, now_mono = time.time(), time.monotonic()
         entries: list[Entry] = []
@@ -278,6 +295,10 @@ class Live:
             entries.append(Entry(seq, room, body, now_mono - age))
         window.merge(entries, start=start, generation=generation)
 
+    def _short(self) -> JetStreamContext:
+        """A JetStream context whose API calls give up after TRY_TIMEOUT (to be retried)."""
+        return self.nc.jetstream(timeout=min(self.timeout, TRY_TIMEOUT))
+
     # -- NATS connection loss ------------------------------------------------------------------
 
     def disarm_all(self) -> None:
@@ -285,8 +306,16 @@ class Live:
             window.disarm()
 
     async def rearm_all(self) -> None:
-        for window in list(self.windows.values()):
-            await self._arm(window)
+        """After a reconnect on the same client (its subscriptions flushed to the server): one
+        read of the stream's position arms every window that has a subscription (one JetStream
+        call per heal, however many tenants). A window whose subscribe failed stays unarmed:
+        its tenant's next :meth:`ensure` subscribes and arms it."""
+        info = await self._short().stream_info(self.stream)
+        last = info.state.last_seq
+        self.head = max(self.head, last)
+        for tenant, window in list(self.windows.items()):
+            if tenant in self.subs:
+                window.arm(last)
 
     async def rebind(self, nc: NATS, js: JetStreamContext) -> None:
         """A new client (nats-py gave up on the old one, and its subscriptions with it):

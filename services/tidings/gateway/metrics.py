@@ -68,6 +68,12 @@ class _HotPath(Collector):
             value=1 if registry.nats_connected else 0,
         )
         yield GaugeMetricFamily(
+            "tidings_gateway_nats_healed",
+            "1 once the heal after the current NATS connection completed (every hosted tenant"
+            " armed): what the gateway delivers is complete. 0 from a NATS loss until then.",
+            value=1 if registry.healed else 0,
+        )
+        yield GaugeMetricFamily(
             "tidings_gateway_draining", "1 while draining.", value=1 if registry.draining else 0
         )
 

@@ -8,6 +8,8 @@ tested) with a registry alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from typing import Protocol
 
 from tidings.auth import Claims
@@ -42,8 +44,35 @@ class Registry:
         self.draining = False
         self.stopping = False
         self.nats_connected = False
+        # Healed: every hosted tenant re-armed after the current connection came up, so what
+        # the gateway holds and delivers is complete; False from a NATS loss until the heal.
+        self.healed = False
+        self.heal_changed = asyncio.Event()  # set (and replaced) whenever `healed` changes
+        self.lost_at: float | None = None  # monotonic time of the NATS loss not healed yet
         self.generation = 0  # bumped on every NATS loss: a resume begun before it is stale
         self.drained = asyncio.Event()  # set when the last session ends draining/stopping
+
+    def set_healed(self, healed: bool, *, now: float | None = None) -> None:
+        """Record the heal state (``now``: when it was lost); wake whoever waits on it."""
+        if not healed and self.lost_at is None:
+            self.lost_at = time.monotonic() if now is None else now
+        if healed:
+            self.lost_at = None
+        if healed != self.healed:
+            self.healed = healed
+            changed, self.heal_changed = self.heal_changed, asyncio.Event()
+            changed.set()
+
+    async def wait_healed(self, timeout: float) -> bool:
+        """Until the gateway is healed (True), or ``timeout`` seconds passed (False)."""
+        deadline = time.monotonic() + timeout
+        while not self.healed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.heal_changed.wait(), left)
+        return True
 
     def add(self, member: Member) -> None:
         self.sessions[member.conn] = member

@@ -7,16 +7,73 @@ without reading it (the client gets ``recovered: false`` / ``reset`` instead of 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import time
 
 from nats.aio.msg import Msg
+from nats.errors import ConnectionReconnectingError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
-from tidings.errors import ReplayTooLarge, TidingsError
+from tidings.errors import ReplayTooLarge, Unavailable
+
+log = logging.getLogger(__name__)
 
 BATCH = 500
+RETRY_PAUSE = 0.5  # between tries of a read that failed transiently
+
+# What a stream leader election (or a reconnect) answers for a while: worth another try.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    NatsTimeoutError,
+    NoRespondersError,
+    NoStreamResponseError,
+    ServiceUnavailableError,
+    ConnectionReconnectingError,
+    Unavailable,
+)
+
+
+async def fetch_range_retrying(
+    js: JetStreamContext,
+    *,
+    stream: str,
+    subjects: list[str],
+    start: int,
+    upto: int,
+    max_count: int,
+    timeout: float,
+    retry_for: float,
+) -> list[Msg]:
+    """:func:`fetch_range`, tried again after a transient error (a leader election, a JetStream
+    answer that did not come in time) until ``retry_for`` seconds have passed; then the last
+    error is raised. :class:`ReplayTooLarge` is final at once."""
+    deadline = time.monotonic() + retry_for
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            return await fetch_range(
+                js,
+                stream=stream,
+                subjects=subjects,
+                start=start,
+                upto=upto,
+                max_count=max_count,
+                timeout=timeout,
+            )
+        except TRANSIENT as exc:
+            if time.monotonic() + RETRY_PAUSE >= deadline:
+                raise
+            log.warning(
+                "replay read failed, retrying",
+                extra={"subjects": subjects, "try": tries, "error": repr(exc)},
+            )
+        await asyncio.sleep(RETRY_PAUSE)
 
 
 async def fetch_range(
@@ -56,7 +113,7 @@ async def fetch_range(
             try:
                 batch = await sub.fetch(min(BATCH, pending), timeout=timeout)
             except (TimeoutError, NatsTimeoutError):
-                raise TidingsError("JetStream did not return the replay in time") from None
+                raise Unavailable("JetStream did not return the replay in time") from None
             for msg in batch:
                 meta = msg.metadata
                 if meta.sequence.stream > upto:

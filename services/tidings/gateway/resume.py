@@ -17,11 +17,14 @@ from prometheus_client import Counter
 
 from tidings import protocol as p
 from tidings.auth import Claims
+from tidings.codes import CloseCode, ErrorCode
 from tidings.errors import Unavailable
 from tidings.gateway.connection import Connection, State
 from tidings.gateway.fanout import Hub
+from tidings.gateway.heal import close_all, send_away
 from tidings.gateway.live import Live
 from tidings.gateway.registry import Registry
+from tidings.gateway.replay import TRANSIENT
 from tidings.lifecycle import spawn
 from tidings.subjects import BROADCAST_TENANT
 
@@ -32,13 +35,22 @@ class Resume:
     """The resume step of one gateway (its live side, hub, registry and stream epoch)."""
 
     def __init__(
-        self, live: Live, hub: Hub, registry: Registry, *, epoch: str, outcomes: Counter
+        self,
+        live: Live,
+        hub: Hub,
+        registry: Registry,
+        *,
+        epoch: str,
+        outcomes: Counter,
+        heal_timeout: float = 15.0,
     ) -> None:
         self.live = live
         self.hub = hub
         self.registry = registry
         self.epoch = epoch
         self.outcomes = outcomes  # resumes by outcome: memory, jetstream, not_recovered
+        self.heal_timeout = heal_timeout  # how long a resume waits for the heal
+        self._resyncing: set[Connection] = set()
 
     async def resync(
         self,
@@ -52,9 +64,46 @@ class Resume:
         """Bring a SYNCING connection up to date and make it LIVE; True when nothing is missing.
 
         Live frames for it are buffered meanwhile; what JetStream or the window holds after
-        ``since`` is written first, then the buffer without what was already written.
+        ``since`` is written first, then the buffer without what was already written. One
+        resync per connection at a time: a heal leaves alone a connection whose resync (a
+        hello waiting for that heal) is under way, and that resync runs again when NATS
+        dropped during it and a heal has passed meanwhile.
         """
+        if conn in self._resyncing:
+            return False  # the resync under way brings it up to date
+        self._resyncing.add(conn)
+        try:
+            while True:
+                result = await self._resync_once(
+                    conn, since=since, epoch=epoch, claims=claims, first=first
+                )
+                if result is not None:
+                    return result
+                if first:
+                    raise Unavailable("NATS connection lost during the resume; retry")
+                if not (self.registry.healed and conn.state is State.SYNCING):
+                    return False  # stays syncing: the next heal resumes it
+                since = conn.last_seq  # a heal passed by it meanwhile: from where it is
+        finally:
+            self._resyncing.discard(conn)
+
+    async def _resync_once(
+        self,
+        conn: Connection,
+        *,
+        since: int | None,
+        epoch: str | None,
+        claims: Claims,
+        first: bool,
+    ) -> bool | None:
+        """One try of :meth:`resync`; None when NATS dropped while it ran (nothing written)."""
         live, registry = self.live, self.registry
+        if not await registry.wait_healed(self.heal_timeout):
+            # Disarmed windows would answer a resume point well inside the bound with a reset:
+            # a transient state must never become a loss. Try again (here or elsewhere).
+            if first:
+                raise Unavailable("the gateway is healing its NATS connection; retry")
+            return False  # stays syncing: the heal resumes it
         generation = registry.generation
         recovered = False
         reason = p.ResetReason.OUT_OF_RANGE
@@ -73,6 +122,17 @@ class Resume:
             elif since is not None:
                 reason = p.ResetReason.EPOCH_CHANGED
                 self.outcomes.labels("not_recovered").inc()
+        except TRANSIENT as exc:
+            if first:
+                # Retried for the whole bound already; a retry later costs the client nothing,
+                # a reset would cost it what it missed.
+                log.warning("resume refused: %r", exc, extra={"connection": conn.id})
+                raise Unavailable("JetStream did not answer the resume in time; retry") from None
+            # JetStream stayed unavailable for the whole bound (no quorum): the client resumes
+            # from its own last seq later, here or elsewhere, instead of a reset (a loss).
+            log.warning("heal resume failed, sent away: %r", exc, extra={"connection": conn.id})
+            self._send_away(conn)
+            return False
         except Exception:
             log.exception("resume failed", extra={"connection": conn.id})
             reason = p.ResetReason.REPLAY_FAILED
@@ -81,10 +141,8 @@ class Resume:
             return False  # closed or draining meanwhile
         if generation != registry.generation or not registry.nats_connected:
             # NATS dropped while this ran: what it read may have a hole. The connection stays
-            # syncing and the next heal resumes it from where it really is.
-            if first:
-                raise Unavailable("NATS connection lost during the resume; retry")
-            return False
+            # syncing and is resumed from where it really is.
+            return None
         # What the fan-out still holds in its batch is in the windows already: let it reach
         # `pending` now, or it would be written again once the connection is live.
         self.hub.flush()
@@ -130,12 +188,19 @@ class Resume:
         conn.move(State.LIVE)
         return recovered
 
+    def _send_away(self, conn: Connection) -> None:
+        member = self.registry.sessions.get(conn)
+        if member is not None:
+            send_away([member], spread=0.0, reason="nats_unavailable")
+            close_all([member], code=CloseCode.TRY_AGAIN_LATER, error=ErrorCode.UNAVAILABLE)
+
     # -- NATS loss and heal ----------------------------------------------------------------------
 
     def lost(self) -> None:
         """Live messages are at-most-once: from now on nothing held is trusted."""
         registry = self.registry
         registry.nats_connected = False
+        registry.set_healed(False)
         if registry.stopping:
             return
         registry.generation += 1  # resyncs started before this point must not go live
@@ -146,7 +211,9 @@ class Resume:
         log.warning("NATS disconnected; connections wait for the heal")
 
     def heal(self) -> None:
-        """Resume every syncing connection from where it really is (after the re-arm)."""
+        """The re-arm is done: the gateway is healed; resume every syncing connection from
+        where it really is."""
+        self.registry.set_healed(True)
         for conn, session in list(self.registry.sessions.items()):
             if conn.state is State.SYNCING and session.claims is not None:
                 spawn(

@@ -147,10 +147,17 @@ class Routes:
         return _error(ErrorCode.NOT_FOUND, f"no route {path}")
 
     def _ready(self) -> WSUpgradeResponse:
+        """200 only when the gateway can deliver: NATS connected, the heal for this connection
+        done (every hosted tenant armed), and not draining."""
         registry = self.registry
-        connected, draining = registry.nats_connected, registry.draining
-        body = {"nats": connected, "draining": draining, "connections": len(registry.sessions)}
-        ok = connected and not draining
+        connected, healed, draining = registry.nats_connected, registry.healed, registry.draining
+        body = {
+            "nats": connected,
+            "healed": healed,
+            "draining": draining,
+            "connections": len(registry.sessions),
+        }
+        ok = connected and healed and not draining
         return _json(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, body)
 
     def _check_websocket(self, request: WSUpgradeRequest, query: str) -> WSUpgradeResponse | None:

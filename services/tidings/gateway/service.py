@@ -22,13 +22,13 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 from picows import ws_create_server
 
-from tidings import protocol as p
 from tidings.auth import Verifier
 from tidings.codes import CloseCode, ErrorCode
 from tidings.errors import PartFailed, TidingsError, Unavailable
 from tidings.gateway.collector import Collector
-from tidings.gateway.connection import Connection, State
+from tidings.gateway.connection import Connection
 from tidings.gateway.fanout import Hub
+from tidings.gateway.heal import HealWatch, close_all, send_away
 from tidings.gateway.listener import CLOSE_TIMEOUT, SessionDeps, shed
 from tidings.gateway.live import Live
 from tidings.gateway.metrics import GatewayMetrics
@@ -63,6 +63,7 @@ class Gateway:
         self.expiry = Expiry(self.registry)
         self.keepalive = Keepalive(self.registry, interval=gs.ping_interval)
         self.status = ClusterStatus(self.id, self.hub, timeout=gs.status_timeout)
+        self.heal_watch = HealWatch(self.registry, timeout=gs.heal_timeout)
         self.link = NatsLink(settings.nats)
         self.supervisor = Supervisor()
         self.live: Live | None = None
@@ -97,13 +98,20 @@ class Gateway:
         await live.start()
         await self.status.listen(nc)
         self.registry.nats_connected = True
+        self.registry.set_healed(True)
         resume = self.resume = Resume(
-            live, self.hub, self.registry, epoch=self.epoch, outcomes=self.metrics.resumes
+            live,
+            self.hub,
+            self.registry,
+            epoch=self.epoch,
+            outcomes=self.metrics.resumes,
+            heal_timeout=gs.heal_timeout,
         )
         link.on_down(resume.lost)
         link.on_up(self._nats_back)
         self.supervisor.start(self.expiry)
         self.supervisor.start(self.keepalive)
+        self.supervisor.start(self.heal_watch)
         deps = self.deps = SessionDeps(
             gs,
             self.registry,
@@ -215,18 +223,12 @@ class Gateway:
         period = self.settings.gateway.drain_seconds
         sessions = registry.members()
         log.info("draining", extra={"connections": len(sessions), "seconds": period})
-        spread = period * 0.8  # leave the last fifth for reconnects that were told late
-        for i, session in enumerate(sessions):
-            conn = session.conn
-            if conn.state in (State.LIVE, State.SYNCING):
-                delay_ms = int(spread * 1000 * i / max(1, len(sessions)))
-                conn.write_control(p.encode(p.ReconnectFrame(delay_ms=delay_ms)))
+        # Leave the last fifth for reconnects that were told late.
+        send_away(sessions, spread=period * 0.8, reason="draining")
         if registry.sessions:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(registry.drained.wait(), period)
-        for session in registry.members():
-            session.conn.move(State.DRAINING)
-            session.close(int(CloseCode.SERVICE_RESTART), ErrorCode.RESTARTING.value)
+        close_all(registry.members(), code=CloseCode.SERVICE_RESTART, error=ErrorCode.RESTARTING)
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -242,7 +244,9 @@ class Gateway:
 
     async def _nats_back(self) -> None:
         """A step of the NATS link after every reconnect (retried until it succeeds): re-arm
-        the live side (subscribe anew on a new client), then resume every syncing connection."""
+        the live side (subscribe anew on a new client), then resume every syncing connection.
+        Only then is the gateway healed (ready again); a JetStream timeout here (a stream
+        leader election) fails the step, and the link runs it again."""
         assert self.live is not None
         assert self.resume is not None
         self.registry.nats_connected = True

@@ -1,0 +1,143 @@
+"""One group per service: the publisher sidecar, the gateway, the inbox writer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import (
+    Field,
+)
+from pydantic_settings import BaseSettings
+
+from tidings.settings.base import config as _config
+from tidings.units import Bytes, Seconds, StrList
+
+
+class PublisherSettings(BaseSettings):
+    """The publisher sidecar (`tidings publisher`)."""
+
+    model_config = _config("TIDINGS_PUBLISHER_")
+
+    host: str = Field(default="127.0.0.1", description="Bind address; loopback by default.")
+    port: int = Field(default=8081, ge=0, le=65535, description="Bind port.")
+    token: str | None = Field(
+        default=None, description="If set, callers must send `Authorization: Bearer <token>`."
+    )
+    allow_broadcast: bool = Field(
+        default=False, description='Allow `{"broadcast": true}` audiences (privileged).'
+    )
+    source: str = Field(default="", description="Default `source` recorded in each envelope.")
+    max_body_bytes: Bytes = Field(default=64 * 1024, ge=1024, description="Largest single body.")
+    batch_max_bytes: Bytes = Field(default=4 << 20, ge=1024, description="Largest batch body.")
+    batch_max_items: int = Field(default=1000, ge=1, description="Most notifications per batch.")
+    outbox_dir: Path = Field(
+        default=Path(".tidings/outbox"), description="Directory of the durable outbox."
+    )
+    outbox_max_messages: int = Field(
+        default=100_000, ge=1, description="Outbox bound in messages; beyond it answers 503."
+    )
+    outbox_max_bytes: Bytes = Field(
+        default=256 << 20, ge=1024, description="Outbox bound in bytes."
+    )
+    retry_after: int = Field(default=5, ge=1, description="Retry-After seconds on a full outbox.")
+
+
+class GatewaySettings(BaseSettings):
+    """The WebSocket gateway (`tidings gateway`)."""
+
+    model_config = _config("TIDINGS_GATEWAY_")
+
+    host: str = Field(default="0.0.0.0", description="Bind address.")
+    port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        description="Data port: the WebSocket `/ws`, probes, `/metrics` (and the demo page).",
+    )
+    api_port: int = Field(
+        default=8083,
+        ge=0,
+        le=65535,
+        description="API port: `GET /api/notifications/status` (and `/healthz`).",
+    )
+    id: str = Field(default="", description="Instance id in status answers; default host-pid.")
+    allowed_origins: StrList = Field(
+        default=[],
+        description="Origins allowed to open /ws; empty: same-origin or no Origin only; `*`: any.",
+    )
+    hello_timeout: Seconds = Field(default=5.0, gt=0, description="Time allowed for `hello`.")
+    batch_window: Seconds = Field(
+        default=0.002, description="Coalescing window of the fan-out; 0 sends at once."
+    )
+    max_frame_bytes: Bytes = Field(default=16 * 1024, ge=1024, description="Largest client frame.")
+    max_rooms: int = Field(default=64, ge=1, description="Named rooms per connection.")
+    rate_limit: float = Field(default=20.0, gt=0, description="Client frames per second.")
+    rate_burst: int = Field(default=40, ge=1, description="Client frames allowed in a burst.")
+    tenant_quota: int = Field(
+        default=0, ge=0, description="Connections per tenant on one gateway; 0 = unlimited."
+    )
+    max_outbound_bytes: Bytes = Field(
+        default=1 << 20,
+        ge=4096,
+        description="Unsent bytes per connection before it is closed as a slow consumer (1013).",
+    )
+    replay_max_messages: int = Field(
+        default=5000,
+        ge=1,
+        description="Per tenant: notifications kept for resume, and the most replayed.",
+    )
+    replay_max_age: Seconds = Field(
+        default=900.0, gt=0, description="Per tenant: how far back a resume can reach."
+    )
+    replay_concurrency: int = Field(
+        default=8, ge=1, description="JetStream range reads running at once (reconnect storms)."
+    )
+    interest_linger: Seconds = Field(
+        default=30.0, description="Keep a tenant's subscription this long after its last client."
+    )
+    drain_seconds: Seconds = Field(
+        default=20.0, description="On SIGTERM, spread reconnects over this long, then exit."
+    )
+    ping_interval: Seconds = Field(default=25.0, gt=0, description="WebSocket keepalive pings.")
+    heal_timeout: Seconds = Field(
+        default=15.0,
+        gt=0,
+        description="After a NATS loss, how long the heal (every hosted tenant re-armed) may take"
+        " before the gateway sends its connections away with `reconnect`; a resume waits at most"
+        " this long for the heal, and retries a transient JetStream error within it.",
+    )
+    status_timeout: Seconds = Field(
+        default=0.25, gt=0, description="How long the status API waits for other gateways."
+    )
+    demo: bool = Field(
+        default=False,
+        description="Development only: serve the demo page at /demo/ and mint dev tokens for"
+        " any tenant at /demo/api/token. Never turn it on in production.",
+    )
+
+
+class InboxSettings(BaseSettings):
+    """The inbox (`tidings inbox writer`): the store of every notification and its writer."""
+
+    model_config = _config("TIDINGS_INBOX_")
+
+    database_url: str = Field(
+        default="sqlite:///.tidings/inbox.db",
+        description="SQLAlchemy URL: `postgresql://user:pw@host/db` in production, or"
+        " `sqlite:///path` (the async drivers asyncpg / aiosqlite are chosen for you).",
+    )
+    migrate: bool = Field(default=False, description="Apply the database migrations at start-up.")
+    host: str = Field(default="127.0.0.1", description="Bind address of /metrics and probes.")
+    port: int = Field(default=8084, ge=0, le=65535, description="Port of /metrics and probes.")
+    durable: str = Field(
+        default="tidings-inbox",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Durable JetStream consumer the writers share (one name per inbox).",
+    )
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="Messages per fetch.")
+    fetch_timeout: Seconds = Field(
+        default=1.0, gt=0, description="How long one fetch waits for a first message."
+    )
+    ack_wait: Seconds = Field(
+        default=30.0, gt=0, description="Redelivery delay of a message fetched but not acked."
+    )
