@@ -54,6 +54,7 @@ async def served() -> AsyncIterator[Served]:
     settings = GatewaySettings(max_rooms=2)
     registry = Registry()
     registry.nats_connected = True
+    registry.set_healed(True)
     hub = Hub(window=0, on_slow=lambda c: None)
     live = FakeLive()
     live.window("acme", 0)
