@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from enum import StrEnum
 
 from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
 from tidings.errors import Unavailable
@@ -27,6 +28,8 @@ from tidings.nats import connect_options
 from tidings.settings import NatsSettings
 
 log = logging.getLogger(__name__)
+
+RETRYING = "a step after the NATS (re)connect failed; retrying"
 
 UpStep = Callable[[], Awaitable[None]]
 DownStep = Callable[[], None]
@@ -178,8 +181,13 @@ class NatsLink:
                 return  # lost again meanwhile: the steps run anew after the next reconnect
             try:
                 await step()
+            except (TimeoutError, NatsError) as exc:
+                # Expected while JetStream elects a leader (~5 s): one line each, no traceback.
+                log.warning(RETRYING, extra={"error": repr(exc)})
+                await asyncio.sleep(self.settings.reconnect_wait or 0.5)
+                return
             except Exception:
-                log.exception("a step after the NATS (re)connect failed; retrying")
+                log.exception(RETRYING)
                 await asyncio.sleep(self.settings.reconnect_wait or 0.5)
                 return
         self._healed = target
