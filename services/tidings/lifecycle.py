@@ -12,7 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any, Protocol, TypeVar
 
 from tidings.errors import PartFailed
@@ -125,3 +129,26 @@ class Supervisor:
             self._failed.set_result(failure)
         if self.on_failure is not None:
             self.on_failure(failure)
+
+
+@contextmanager
+def absorb_exit_signals() -> Iterator[list[int]]:
+    """Let SIGTERM/SIGINT end a uvicorn-served process with exit 0 once uvicorn shut down.
+
+    uvicorn re-raises the signal after its graceful shutdown; with these handlers in place the
+    re-raised signal is recorded instead of killing the process with a signal status.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def record(sig: int, _frame: FrameType | None) -> None:
+        received.append(sig)
+
+    previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

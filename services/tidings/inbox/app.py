@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
-import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from types import FrameType
 
 import orjson
 import uvicorn
@@ -31,7 +28,7 @@ from tidings.inbox import migrate
 from tidings.inbox.metrics import InboxMetrics
 from tidings.inbox.store import Store, database_url
 from tidings.inbox.writer import InboxWriter
-from tidings.lifecycle import Supervisor
+from tidings.lifecycle import Supervisor, absorb_exit_signals
 from tidings.nats_link import NatsLink
 from tidings.ports import port_in_use
 from tidings.settings import Settings
@@ -131,25 +128,6 @@ def create_app(settings: Settings) -> Starlette:
     return app
 
 
-@contextmanager
-def _exit_signals() -> Iterator[list[int]]:
-    """Record a SIGTERM/SIGINT uvicorn re-raises after its graceful shutdown (exit 0, not -15)."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def record(sig: int, _frame: FrameType | None) -> None:
-        received.append(sig)
-
-    previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 async def _preflight(store: Store, *, migrating: bool) -> None:
     try:
         await prepare_schema(store, migrating=migrating)
@@ -175,7 +153,7 @@ def serve(settings: Settings) -> None:
     )
     server = uvicorn.Server(config)
     inbox.supervisor.on_failure = lambda _failure: setattr(server, "should_exit", True)
-    with _exit_signals():
+    with absorb_exit_signals():
         server.run()
     failure = inbox.supervisor.failure
     if failure is not None:

@@ -14,11 +14,9 @@ import logging
 import math
 import signal
 import sys
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 import orjson
@@ -43,7 +41,7 @@ from tidings.errors import (
     UnsupportedMediaType,
     error_body,
 )
-from tidings.lifecycle import Supervisor
+from tidings.lifecycle import Supervisor, absorb_exit_signals
 from tidings.nats_link import NatsLink
 from tidings.ports import port_in_use
 from tidings.publisher.metrics import PublisherMetrics
@@ -333,29 +331,6 @@ def create_app(settings: Settings) -> Starlette:
     return app
 
 
-@contextmanager
-def _absorb_exit_signals() -> Iterator[list[int]]:
-    """Let a SIGTERM/SIGINT end ``serve`` normally (exit 0) once uvicorn shut down gracefully.
-
-    uvicorn re-raises the signal after its graceful shutdown; with these handlers in place the
-    re-raised signal is recorded instead of killing the process with a signal status.
-    """
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def record(sig: int, _frame: FrameType | None) -> None:
-        received.append(sig)
-
-    previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def serve(settings: Settings) -> None:
     """Run the sidecar until SIGTERM/SIGINT; finishes in-flight requests, then closes cleanly."""
     setup_logging(settings.log)
@@ -386,7 +361,7 @@ def serve(settings: Settings) -> None:
     server = uvicorn.Server(config)
     # A part that dies (the link, the relay) stops the sidecar with an error, not silently.
     sidecar.supervisor.on_failure = lambda _failure: setattr(server, "should_exit", True)
-    with _absorb_exit_signals() as received:
+    with absorb_exit_signals() as received:
         server.run()
     failure = sidecar.supervisor.failure
     if failure is not None:
