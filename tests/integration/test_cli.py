@@ -223,6 +223,33 @@ async def test_nats_init_refuses_a_storage_change_and_says_what_to_do(
     assert info.config.storage == StorageType.FILE
 
 
+async def test_nats_init_takes_the_server_from_url_or_from_a_running_dev_stack(
+    tmp_path: Path, nats_server: EmbeddedNats, js: JetStreamContext
+) -> None:
+    # No TIDINGS_NATS_URLS: `--url` names the server; without it, dev.json of `tidings dev`.
+    await js.delete_stream("TIDINGS")
+    done = tidings("nats", "init", "--url", nats_server.url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "TIDINGS created" in done.stdout
+    await js.delete_stream("TIDINGS")
+    dev_dir = tmp_path / ".tidings"
+    dev_dir.mkdir()
+    unused = f"nats://127.0.0.1:{free_port()}"
+    info = {"nats": {"url": f"{nats_server.url},{unused}"}}  # a cluster's list, as dev writes it
+    (dev_dir / "dev.json").write_text(orjson.dumps(info).decode())
+    done = tidings("nats", "init", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "TIDINGS created" in done.stdout
+    assert (await js.stream_info("TIDINGS")).config.name == "TIDINGS"
+
+
+def test_nats_init_refuses_a_url_that_is_not_nats(tmp_path: Path) -> None:
+    done = tidings("nats", "init", "--url", "http://127.0.0.1:4222", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "url:" in done.stderr
+    assert "is not a NATS URL" in done.stderr
+
+
 def test_nats_init_without_a_server_fails_with_the_url(tmp_path: Path) -> None:
     url = f"nats://127.0.0.1:{free_port()}"
     env = {"TIDINGS_NATS_URLS": url, "TIDINGS_NATS_CONNECT_TIMEOUT": "0.5"}

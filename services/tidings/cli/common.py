@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from tidings.dev.info import read_info
 from tidings.errors import ConfigError, InvalidField, Malformed, StreamConflict, TidingsError
 from tidings.settings import Settings, load_settings
 from tidings.units import parse_duration
@@ -73,3 +76,19 @@ def settings_of(ctx: typer.Context) -> Settings:
         err.print(f"[yellow]warning:[/] {name} is not a Tidings setting; it is ignored")
     root.obj = settings
     return settings
+
+
+def use_nats_url(settings: Settings, url: str | None, dev_dir: Path) -> None:
+    """Point ``settings.nats`` at ``--url``, else (without ``TIDINGS_NATS_URLS``) at the NATS
+    of a running ``tidings dev`` (its dev.json), so commands find the dev stack on any port."""
+    if url is None and "TIDINGS_NATS_URLS" not in os.environ:
+        url = ((read_info(dev_dir) or {}).get("nats") or {}).get("url")
+    if not url:
+        return
+    try:
+        settings.nats = settings.nats.model_validate(
+            {**settings.nats.model_dump(), "urls": [u.strip() for u in url.split(",")]}
+        )
+    except ValidationError as exc:
+        reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        fail(InvalidField(reason, field="url"))
