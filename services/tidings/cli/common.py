@@ -21,6 +21,27 @@ from tidings.variables import unknown_variables
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # the terminal wraps, not rich
 
+EnvFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--env-file",
+        help="KEY=VALUE lines (TIDINGS_* variables) read before the environment;"
+        " the environment and the flags below win over it.",
+        show_default=False,
+    ),
+]
+NatsUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--nats-url", help="NATS URLs, comma-separated (TIDINGS_NATS_URLS).", show_default=False
+    ),
+]
+HostOption = Annotated[str | None, typer.Option(help="Bind address.", show_default=False)]
+PortOption = Annotated[int | None, typer.Option(help="Bind port.", show_default=False)]
+LogLevelOption = Annotated[
+    str | None, typer.Option(help="DEBUG, INFO, WARNING… (TIDINGS_LOG_LEVEL).", show_default=False)
+]
+
 DirOption = Annotated[
     Path, typer.Option("--dir", help="Dev data dir: dev.json, jwt-secret, NATS data, logs.")
 ]
@@ -92,3 +113,20 @@ def use_nats_url(settings: Settings, url: str | None, dev_dir: Path) -> None:
     except ValidationError as exc:
         reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
         fail(InvalidField(reason, field="url"))
+
+
+def apply_env(env_file: Path | None, flags: dict[str, object | None]) -> None:
+    """Before the settings are read: ``env_file``'s variables where the environment has none,
+    then each flag given, over both (flag > environment > file, as Compose does)."""
+    if env_file is not None:
+        from dotenv import dotenv_values
+
+        if not env_file.is_file():
+            fail(ConfigError(f"no such file: {env_file}", field="--env-file"))
+        for key, value in dotenv_values(env_file).items():
+            if value is None:
+                fail(ConfigError(f"{key!r} has no value (KEY=VALUE expected)", field="--env-file"))
+            os.environ.setdefault(key, value)
+    for variable, flag in flags.items():
+        if flag is not None:
+            os.environ[variable] = str(flag)
