@@ -248,6 +248,7 @@ def gateway_config(minter: Minter | None) -> Answer:
             "claims": identity.claims() if token else None,
             "mint": minter is not None,
             "publish": False,
+            "inbox": None,  # the inbox API runs beside `tidings dev`, not in a gateway
             "events": events(),
         }
     )
