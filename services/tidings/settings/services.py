@@ -114,6 +114,19 @@ class GatewaySettings(BaseSettings):
         description="Development only: serve the demo page at /demo/ and mint dev tokens for"
         " any tenant at /demo/api/token. Never turn it on in production.",
     )
+    inbox: bool = Field(
+        default=False,
+        description="Follow the inbox API over NATS: ask `tidings.inbox.session` at `hello`"
+        " (the welcome carries the user's counts), push `inbox` frames on"
+        " `tidings.inbox.changed.<tenant>.<user>`, and drop notifications of the domains the user"
+        " muted (never `critical`). Off: the gateway neither asks nor listens.",
+    )
+    inbox_timeout: Seconds = Field(
+        default=0.25,
+        gt=0,
+        description="How long a `hello` waits for the inbox's answer; without one in time the"
+        " welcome goes without counts and nothing is muted until the inbox says otherwise.",
+    )
 
 
 class InboxSettings(BaseSettings):
