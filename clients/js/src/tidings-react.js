@@ -192,8 +192,9 @@ function useInboxState(inbox, client, { pageSize, filter }) {
       }),
       client.on("inbox", (frame) => {
         dispatch({ type: "change", change: frame });
-        // A mark-all may have had a filter the frame does not repeat: reload what is shown.
-        if (frame.all) refresh();
+        // A mark-all may have had a filter the frame does not repeat, and new preferences may
+        // bring a domain back: reload what is shown.
+        if (frame.all || frame.muted) refresh();
       }),
       client.on("reset", () => refresh()), // a gap: the page shows what the server has
     ];
