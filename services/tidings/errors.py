@@ -234,6 +234,12 @@ class Unavailable(TidingsError):
     code = ErrorCode.UNAVAILABLE
 
 
+class StoredRowInvalid(TidingsError):
+    """A row read from the database fails the validation its writer applies (edited by hand, or
+    written by another version): not the caller's fault, so ``internal``; ``field`` names the
+    column (``inbox_preferences.channel``) and the reason the row."""
+
+
 class ReplayTooLarge(TidingsError):
     """A resume reaches back further than the replay bound (answered with a ``reset``)."""
 
