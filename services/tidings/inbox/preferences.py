@@ -168,7 +168,7 @@ async def _load(conn: AsyncConnection, table: Table, keys: dict[str, str]) -> Do
         *(c[name] == value for name, value in keys.items())
     )
     who = ", ".join(f"{name} {value!r}" for name, value in keys.items())
-    return _checked_rows(table, (await conn.execute(query)).tuples(), who)
+    return _checked_rows(table, (await conn.execute(query)).all(), who)
 
 
 async def read(conn: AsyncConnection, tenant: str, user: str) -> Preferences:

@@ -137,7 +137,7 @@ async def set_retention(
 async def tenant_limits(conn: AsyncConnection) -> tuple[dict[str, TenantRetention], list[str]]:
     """Every tenant's own limits, and the tenants whose row is invalid (left alone)."""
     c = retention.c
-    rows = (await conn.execute(select(c.tenant, c.max_age_days, c.max_items))).tuples()
+    rows = (await conn.execute(select(c.tenant, c.max_age_days, c.max_items))).all()
     good: dict[str, TenantRetention] = {}
     bad: list[str] = []
     for tenant, age, items in rows:
@@ -259,7 +259,7 @@ class RetentionJob:
         group = (_n.tenant, _n.audience_kind, _n.audience_name)
         query = select(*group, func.count()).group_by(*group).having(func.count() > floor)
         async with self.store.engine.connect() as conn:
-            over = (await conn.execute(query)).tuples().all()
+            over = (await conn.execute(query)).all()
         for tenant, kind, name, count in over:
             cap = caps.get(tenant, defaults.max_items)
             if tenant in skip or cap == 0 or count <= cap:
