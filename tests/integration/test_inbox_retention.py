@@ -6,19 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import event, func, insert, select
+from nats.js import JetStreamContext
+from sqlalchemy import event, func, insert, select, text
 
+from tests.support.inbox import inbox_settings, publish_requests, request, running, stored_ids
 from tests.support.inbox_notes import note, role, user
+from tests.support.postgres import PostgresServer
+from tests.support.publisher_process import metric
 from tests.support.waiting import until
 from tidings.errors import InvalidField, StoredRowInvalid
 from tidings.inbox import migrate
 from tidings.inbox.metrics import InboxMetrics
+from tidings.inbox.retention import PASS_LOCK as retention_lock
 from tidings.inbox.retention import (
     RetentionJob,
     TenantRetention,
@@ -28,7 +34,7 @@ from tidings.inbox.retention import (
 from tidings.inbox.schema import inbox_state, notifications, retention
 from tidings.inbox.store import Store
 from tidings.lifecycle import Supervisor
-from tidings.settings import InboxSettings
+from tidings.settings import InboxSettings, NatsSettings
 from tidings.subjects import BROADCAST_AUDIENCE, Audience
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
@@ -312,3 +318,53 @@ async def test_retention_does_not_hold_the_writer_up(store: Store) -> None:
         f" max {latencies[-1] * 1000:.1f} ms"
     )
     assert latencies[-1] < 1.0
+
+
+async def test_the_writer_process_runs_retention_beside_the_writer(
+    js: JetStreamContext, nats_settings: NatsSettings, database_url: str
+) -> None:
+    store = Store.open(database_url)
+    try:
+        await migrate.upgrade(store.engine)
+        old = datetime.now(UTC) - timedelta(days=31)
+        await store.write([titled(f"old-{i}", note(i, stored_at=old)) for i in range(1, 6)])
+    finally:
+        await store.close()
+    settings = inbox_settings(
+        nats_settings, database_url, retention_interval=1, retention_max_age_days=30
+    )
+    async with running(settings) as inbox:
+        assert inbox.supervisor.names == ["nats-link", "inbox-writer", "inbox-retention"]
+        ids = await publish_requests(js, [request(i) for i in range(20)])
+
+        async def only_the_new() -> bool:
+            return sorted(await stored_ids(database_url)) == sorted(ids)
+
+        await until(only_the_new, timeout=30, what="the 20 new stored and the 5 old deleted")
+        page = inbox.metrics.render().decode()
+    assert metric(page, "tidings_inbox_retention_deleted_total", reason="age") == 5
+    assert metric(page, "tidings_inbox_retention_deleted_total", reason="items") == 0
+    assert metric(page, "tidings_inbox_retention_last_run_timestamp_seconds") > time.time() - 60
+    assert metric(page, "tidings_inbox_retention_errors_total") == 0
+    assert metric(page, "tidings_inbox_stored_total") == 20
+
+
+async def test_one_postgresql_pass_at_a_time(postgres_server: PostgresServer) -> None:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    postgres_server.create_database(name)
+    store = Store.open(postgres_server.url(name))
+    try:
+        await migrate.upgrade(store.engine)
+        await store.write([note(1, stored_at=ago(40))])
+        other = job(store, retention_max_age_days=30)
+        async with store.engine.connect() as holder:  # another writer's pass, running
+            query = text("SELECT pg_try_advisory_lock(:key)")
+            assert (await holder.execute(query, {"key": retention_lock})).scalar_one()
+            assert await other.run_once() is None
+            assert await store.count() == 1 and other.passes == 0
+            await holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": retention_lock})
+        result = await other.run_once()
+        assert result is not None and result.age == 1
+    finally:
+        await store.close()
+        postgres_server.drop_database(name)

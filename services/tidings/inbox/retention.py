@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 MAX_AGE_DAYS = 36_500  # bounds of a tenant's own values (the settings' bounds too)
 MAX_ITEMS = 1_000_000
-_LOCK = 0x7469_6469_6E68  # pg_try_advisory_lock key of a pass (migrate.py uses ...6E67)
+PASS_LOCK = 0x7469_6469_6E68  # pg_try_advisory_lock key of a pass (migrate.py uses ...6E67)
 
 _n = notifications.c
 
@@ -199,13 +199,17 @@ class RetentionJob:
         started = time.perf_counter()
         if self.store.dialect == "postgresql":
             async with self.store.engine.connect() as lock:
+                # A session lock: held across the commit, which ends the transaction so this
+                # idle connection holds no snapshot back during the pass.
                 query = text("SELECT pg_try_advisory_lock(:key)")
-                if not (await lock.execute(query, {"key": _LOCK})).scalar_one():
+                got = (await lock.execute(query, {"key": PASS_LOCK})).scalar_one()
+                await lock.commit()
+                if not got:
                     return None
                 try:
                     result = await self._pass()
                 finally:
-                    await lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK})
+                    await lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PASS_LOCK})
                     await lock.commit()
         else:
             result = await self._pass()
