@@ -121,6 +121,13 @@ class Conflict(TidingsError):
     code = ErrorCode.CONFLICT
 
 
+class NotFound(TidingsError):
+    """No such path, or no such notification for this caller (the same answer for an id that
+    does not exist and one of another tenant or user: no existence oracle)."""
+
+    code = ErrorCode.NOT_FOUND
+
+
 class UnsupportedMediaType(TidingsError):
     """The request body is not declared as JSON."""
 

@@ -117,7 +117,8 @@ class GatewaySettings(BaseSettings):
 
 
 class InboxSettings(BaseSettings):
-    """The inbox (`tidings inbox writer`): the store of every notification and its writer."""
+    """The inbox (`tidings inbox writer` and `tidings inbox api`): the store of every
+    notification, its writer and its REST API."""
 
     model_config = _config("TIDINGS_INBOX_")
 
@@ -163,4 +164,15 @@ class InboxSettings(BaseSettings):
     )
     retention_pause: Seconds = Field(
         default=0.1, ge=0, description="Pause between two retention DELETEs (lets writes in)."
+    )
+    api_host: str = Field(
+        default="127.0.0.1", description="Bind address of the inbox REST API (`tidings inbox api`)."
+    )
+    api_port: int = Field(
+        default=8085, ge=0, le=65535, description="Port of the inbox REST API, probes and /metrics."
+    )
+    admin_role: str = Field(
+        default="admin",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Token role that may set tenant preference defaults and erase a user's inbox.",
     )
