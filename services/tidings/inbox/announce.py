@@ -113,6 +113,12 @@ class SessionResponder:
         self._sub: Subscription | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def armed(self) -> bool:
+        """Whether the current NATS client carries the subscription."""
+        sub = self._sub
+        return sub is not None and self.link.connected and sub._conn is self.link.client
+
     async def arm(self) -> None:
         """The ``on_up`` step: subscribe on the current client (again after a fresh one)."""
         client = self.link.client
