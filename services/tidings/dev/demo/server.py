@@ -46,6 +46,7 @@ class DemoOptions:
     port: int
     gateway_ws: str
     publisher_url: str
+    inbox_url: str = ""  # the inbox REST API's base URL ("" when there is none)
 
     @property
     def origins(self) -> set[str]:
@@ -80,6 +81,9 @@ class DemoServer:
         self.http: httpx.AsyncClient | None = None
         gateway = urlsplit(options.gateway_ws)
         self.connect_src = f"'self' {gateway.scheme}://{gateway.netloc}"
+        if options.inbox_url:
+            inbox = urlsplit(options.inbox_url)
+            self.connect_src += f" {inbox.scheme}://{inbox.netloc}"
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -113,6 +117,7 @@ class DemoServer:
             {
                 "served_by": "tidings dev",
                 "ws": self.options.gateway_ws,
+                "inbox": self.options.inbox_url or None,  # the inbox API (CORS allows this page)
                 "token": info.get("token"),  # the dev token `tidings dev` minted
                 "claims": info.get("claims"),
                 "mint": True,
@@ -181,8 +186,16 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--gateway", required=True, help="the gateway's WebSocket URL")
     parser.add_argument("--publisher", required=True, help="the publisher sidecar's URL")
+    parser.add_argument("--inbox", default="", help="the inbox REST API's base URL")
     args = parser.parse_args(argv)
-    return DemoOptions(args.dir, args.host, args.port, args.gateway, args.publisher.rstrip("/"))
+    return DemoOptions(
+        args.dir,
+        args.host,
+        args.port,
+        args.gateway,
+        args.publisher.rstrip("/"),
+        args.inbox.rstrip("/"),
+    )
 
 
 def serve(options: DemoOptions, auth: AuthSettings) -> None:
