@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -41,6 +42,7 @@ from tidings.subjects import NAMED_KINDS, Audience, AudienceKind
 
 n = notifications.c
 s = inbox_state.c
+m = inbox_marks.c
 SEVERITIES = tuple(sev.value for sev in Severity)
 
 
@@ -53,39 +55,42 @@ class Marks:
 
 
 async def marks_of(conn: AsyncConnection, tenant: str, user: str) -> Marks:
-    m = inbox_marks.c
     query = select(m.read_upto, m.seen_upto).where(m.tenant == tenant, m.user == user)
     found = (await conn.execute(query)).first()
     return Marks(int(found[0]), int(found[1])) if found else Marks()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class View:
-    """One user's view of the notifications: the joined tables and the state expressions."""
+    """One user's view of the notifications: the joined tables and the state expressions.
+
+    The user's marks are joined (one row at most), not read first: one round trip less for
+    every list and count (docs/inbox.md, sizing).
+    """
 
     claims: Claims
-    marks: Marks
     dialect: str
 
-    @property
+    @cached_property
     def source(self) -> FromClause:
         c = self.claims
-        on = and_(s.notification == n.pk, s.tenant == c.tenant, s.user == c.user)
-        return notifications.outerjoin(inbox_state, on)
+        state_on = and_(s.notification == n.pk, s.tenant == c.tenant, s.user == c.user)
+        marks_on = and_(m.tenant == c.tenant, m.user == c.user)
+        return notifications.outerjoin(inbox_state, state_on).outerjoin(inbox_marks, marks_on)
 
-    @property
+    @cached_property
     def read(self) -> ColumnElement[bool]:
-        return func.coalesce(s.read, n.pk <= literal(self.marks.read_upto))
+        return func.coalesce(s.read, n.pk <= func.coalesce(m.read_upto, literal(0)))
 
-    @property
+    @cached_property
     def seen(self) -> ColumnElement[bool]:
-        return func.coalesce(s.seen, n.pk <= literal(self.marks.seen_upto))
+        return func.coalesce(s.seen, n.pk <= func.coalesce(m.seen_upto, literal(0)))
 
-    @property
+    @cached_property
     def archived(self) -> ColumnElement[bool]:
         return func.coalesce(s.archived, false())
 
-    @property
+    @cached_property
     def visible(self) -> ColumnElement[bool]:
         return visible_to(self.claims, self.dialect)
 
@@ -134,8 +139,8 @@ def _room(audience: Audience) -> ColumnElement[bool]:
     return and_(kind, n.audience_name == audience.name) if audience.kind in NAMED_KINDS else kind
 
 
-async def view_of(conn: AsyncConnection, claims: Claims) -> View:
-    return View(claims, await marks_of(conn, claims.tenant, claims.user), conn.dialect.name)
+def view_of(conn: AsyncConnection, claims: Claims) -> View:
+    return View(claims, conn.dialect.name)
 
 
 # --- items --------------------------------------------------------------------------------------
@@ -197,7 +202,7 @@ async def page(
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Up to ``limit`` items, newest first, older than ``before`` (a ``pk``); and the ``pk``
     to continue from when there are more (else ``None``)."""
-    view = await view_of(conn, claims)
+    view = view_of(conn, claims)
     query = _item_query(view).where(*view.where(wanted, muted))
     if before is not None:
         query = query.where(n.pk < before)
@@ -209,7 +214,7 @@ async def page(
 
 async def one(conn: AsyncConnection, claims: Claims, ident: str) -> dict[str, Any] | None:
     """The item ``ident`` if the caller may see it (muted or archived included), else None."""
-    view = await view_of(conn, claims)
+    view = view_of(conn, claims)
     query = _item_query(view).where(n.id == ident, view.visible)
     found = (await conn.execute(query)).first()
     return item(found) if found is not None else None
@@ -223,25 +228,33 @@ def _sum(condition: ColumnElement[bool]) -> ColumnElement[int]:
 
 
 async def counts(conn: AsyncConnection, claims: Claims, muted: frozenset[str]) -> dict[str, Any]:
-    """``{"total", "unread", "unseen", "unread_by_severity": {all five}}``, exact."""
-    view = await view_of(conn, claims)
-    unread = not_(view.read)
+    """``{"total", "unread", "unseen", "unread_by_severity": {all five}}``, exact: one
+    aggregate per severity (a few small expressions to build, five rows back)."""
+    view = view_of(conn, claims)
     query = (
         select(
+            n.severity,
             func.count().label("total"),
-            _sum(unread).label("unread"),
+            _sum(not_(view.read)).label("unread"),
             _sum(not_(view.seen)).label("unseen"),
-            *(_sum(and_(unread, n.severity == sev)).label(sev) for sev in SEVERITIES),
         )
         .select_from(view.source)
         .where(view.visible, unmuted(muted), not_(view.archived))
+        .group_by(n.severity)
     )
-    row = (await conn.execute(query)).one()
+    by_severity = dict.fromkeys(SEVERITIES, 0)
+    total = unread = unseen = 0
+    for row in (await conn.execute(query)).all():
+        total += int(row.total)
+        unread += int(row.unread)
+        unseen += int(row.unseen)
+        if row.severity in by_severity:
+            by_severity[row.severity] = int(row.unread)
     return {
-        "total": int(row.total),
-        "unread": int(row.unread),
-        "unseen": int(row.unseen),
-        "unread_by_severity": {sev: int(row._mapping[sev]) for sev in SEVERITIES},
+        "total": total,
+        "unread": unread,
+        "unseen": unseen,
+        "unread_by_severity": by_severity,
     }
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tidings.auth.claims import Claims
 from tidings.errors import NotFound
 from tidings.inbox.filters import Filter
-from tidings.inbox.queries import Marks, View, n, view_of
+from tidings.inbox.queries import Marks, View, marks_of, n, view_of
 from tidings.inbox.schema import inbox_marks, inbox_state
 
 FLAGS = ("read", "seen", "archived")
@@ -58,7 +58,7 @@ async def mark(
     """Set ``changes`` (read / seen / archived) on ``ids``; the ids whose state changed, in the
     order given. Any id the caller may not see is :class:`NotFound` and nothing changes."""
     unique = list(dict.fromkeys(ids))
-    view = await view_of(conn, claims)
+    view = view_of(conn, claims)
     flags = (view.read.label("read"), view.seen.label("seen"), view.archived.label("archived"))
     query = select(n.pk, n.id, *flags).select_from(view.source)
     rows = (await conn.execute(query.where(n.id.in_(unique), view.visible))).all()
@@ -92,11 +92,10 @@ async def mark_all(
     (one row); archived, and every flag with a filter, writes a state row for each
     notification whose state changes (one INSERT … SELECT).
     """
-    view = await view_of(conn, claims)
+    view = view_of(conn, claims)
     by_mark = {f: v for f, v in changes.items() if f != "archived"} if wanted is None else {}
     if by_mark:
-        await _move_marks(conn, claims, view.marks, by_mark)
-        view = await view_of(conn, claims)
+        await _move_marks(conn, claims, await marks_of(conn, claims.tenant, claims.user), by_mark)
     rest = {f: v for f, v in changes.items() if f not in by_mark}
     if not rest:
         return
