@@ -94,6 +94,9 @@ async def test_each_caller_lists_exactly_what_the_gateway_would_deliver(api: Any
         broadcast, berlin, for_admins, for_alice, tenant_wide,
     ]  # fmt: skip
     assert await ids_listed(client, GLOBEX) == [broadcast, other_tenant]
+    # Overlapping room patterns list a room's notification once.
+    overlapping = bearer(rooms=["site-*", "site-berlin", "*"])
+    assert await ids_listed(client, overlapping) == [broadcast, berlin, for_alice, tenant_wide]
     rooms = await client.get("/v1/inbox/notifications", headers=admin_berlin)
     assert [i["room"] for i in rooms.json()["items"]] == [
         "broadcast", "room:site-berlin", "role:admin", "user:alice", "tenant",

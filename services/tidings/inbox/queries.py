@@ -29,6 +29,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,7 +38,7 @@ from tidings.envelope import Severity
 from tidings.inbox.filters import Filter, Status
 from tidings.inbox.preferences import muted_domains, unmuted
 from tidings.inbox.schema import inbox_marks, inbox_state, notifications
-from tidings.inbox.visibility import visible_to
+from tidings.inbox.visibility import visible_branches, visible_to
 from tidings.subjects import NAMED_KINDS, Audience, AudienceKind
 
 n = notifications.c
@@ -110,7 +111,11 @@ class View:
 
     def where(self, wanted: Filter, muted: frozenset[str]) -> list[ColumnElement[bool]]:
         """The WHERE clauses of the list (and of a mark-all by filter)."""
-        clauses = [self.visible, unmuted(muted), self.status(wanted.status)]
+        return [self.visible, *self.narrowed(wanted, muted)]
+
+    def narrowed(self, wanted: Filter, muted: frozenset[str]) -> list[ColumnElement[bool]]:
+        """What the filter and the preferences keep of the visible notifications."""
+        clauses = [unmuted(muted), self.status(wanted.status)]
         if wanted.domain:
             clauses.append(n.domain.in_(wanted.domain))
         if wanted.event:
@@ -201,12 +206,35 @@ async def page(
     before: int | None = None,
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Up to ``limit`` items, newest first, older than ``before`` (a ``pk``); and the ``pk``
-    to continue from when there are more (else ``None``)."""
+    to continue from when there are more (else ``None``).
+
+    Each audience the caller sees is read backwards along the visibility index and cut at a
+    page (``visible_branches``), then the parts are merged: a page costs the same in a tenant
+    of a thousand notifications as in one of a million (sorting every visible row did not).
+    """
     view = view_of(conn, claims)
-    query = _item_query(view).where(*view.where(wanted, muted))
+    clauses = view.narrowed(wanted, muted)  # visibility comes from the branches
     if before is not None:
-        query = query.where(n.pk < before)
-    rows = (await conn.execute(query.order_by(n.pk.desc()).limit(limit + 1))).all()
+        clauses.append(n.pk < before)
+    parts = []
+    for branch in visible_branches(claims, view.dialect):
+        inner = (
+            select(n.pk)
+            .select_from(view.source)
+            .where(branch, *clauses)
+            .order_by(n.pk.desc())
+            .limit(limit + 1)
+            .subquery()
+        )
+        parts.append(select(inner.c.pk))
+    newest = union_all(*parts).subquery()
+    query = (
+        _item_query(view)
+        .where(n.pk.in_(select(newest.c.pk)))
+        .order_by(n.pk.desc())
+        .limit(limit + 1)
+    )
+    rows = (await conn.execute(query)).all()
     more = len(rows) > limit
     rows = rows[:limit]
     return [item(r) for r in rows], (rows[-1].pk if more else None)
