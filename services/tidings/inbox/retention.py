@@ -156,6 +156,7 @@ class PassResult:
     age: int = 0
     items: int = 0
     statements: int = 0
+    paused: float = 0.0  # seconds spent in the pauses between statements
     skipped_tenants: list[str] = field(default_factory=list)
 
 
@@ -298,7 +299,7 @@ class RetentionJob:
             self.metrics.retention_deleted.labels(reason).inc(deleted)
             if deleted < size:
                 return total
-            await asyncio.sleep(self.settings.retention_pause)
+            await self._pause(result)
 
     async def _delete_pks(self, pks: list[int], reason: str, result: PassResult) -> int:
         """Delete these rows (at most ``batch_size``) in one transaction, then pause."""
@@ -306,5 +307,9 @@ class RetentionJob:
             deleted = (await conn.execute(delete(notifications).where(_n.pk.in_(pks)))).rowcount
         result.statements += 1
         self.metrics.retention_deleted.labels(reason).inc(deleted)
-        await asyncio.sleep(self.settings.retention_pause)
+        await self._pause(result)
         return int(deleted)
+
+    async def _pause(self, result: PassResult) -> None:
+        await asyncio.sleep(self.settings.retention_pause)
+        result.paused += self.settings.retention_pause
