@@ -185,6 +185,34 @@ async def test_deletes_go_in_bounded_batches(store: Store) -> None:
     assert await store.count() == 5
 
 
+async def test_the_cap_deletes_in_bounded_batches_across_audiences(store: Store) -> None:
+    # 12 users 3 over a cap of 2, and one user 23 over (more than a batch: paged by key).
+    rows = [
+        titled(f"u{u}-{i}", note(u * 100 + i, "acme", user(f"u{u}")))
+        for u in range(12)
+        for i in range(5)
+    ] + [titled(f"big-{i}", note(5000 + i, "acme", user("big"))) for i in range(25)]
+    await store.write(rows)
+    deletes: list[int] = []
+
+    def seen(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE"):
+            deletes.append(cursor.rowcount)
+
+    event.listen(store.engine.sync_engine, "after_cursor_execute", seen)
+    try:
+        retention_job = job(
+            store, retention_max_items=2, retention_max_age_days=0, retention_batch_size=5
+        )
+        result = await retention_job.run_once()
+    finally:
+        event.remove(store.engine.sync_engine, "after_cursor_execute", seen)
+    assert result is not None and result.items == 12 * 3 + 23
+    assert deletes == [5] * 11 + [4]  # 59 rows, never more than 5 per statement
+    expected = {f"u{u}-{i}" for u in range(12) for i in (3, 4)} | {"big-23", "big-24"}
+    assert await titles(store) == expected
+
+
 async def test_tenant_limits_are_validated_and_stored(store: Store) -> None:
     async with store.engine.begin() as conn:
         assert await read_retention(conn, "acme") == TenantRetention("acme")
@@ -341,6 +369,8 @@ async def test_the_writer_process_runs_retention_beside_the_writer(
             return sorted(await stored_ids(database_url)) == sorted(ids)
 
         await until(only_the_new, timeout=30, what="the 20 new stored and the 5 old deleted")
+        last_run = inbox.metrics.retention_last_run
+        await until(lambda: last_run._value.get() > 0, timeout=10, what="a pass to finish")
         page = inbox.metrics.render().decode()
     assert metric(page, "tidings_inbox_retention_deleted_total", reason="age") == 5
     assert metric(page, "tidings_inbox_retention_deleted_total", reason="items") == 0

@@ -156,6 +156,7 @@ class PassResult:
     age: int = 0
     items: int = 0
     statements: int = 0
+    paused: float = 0.0  # seconds spent in the pauses between statements
     skipped_tenants: list[str] = field(default_factory=list)
 
 
@@ -255,33 +256,29 @@ class RetentionJob:
     async def _by_count(
         self, defaults: Limits, own: dict[str, TenantRetention], bad: list[str], result: PassResult
     ) -> None:
-        caps = {t: lim.resolve(defaults).max_items for t, lim in own.items()}
-        floor = min([c for c in (defaults.max_items, *caps.values()) if c > 0], default=0)
-        if floor == 0:
+        caps = [lim.resolve(defaults).max_items for lim in own.values()]
+        if not any(c > 0 for c in (defaults.max_items, *caps)):
             return
-        skip = set(bad)
+        # One ranked scan of the visibility index (newest first within each audience) yields
+        # every pk beyond its tenant's cap; they are deleted ``batch_size`` at a time across
+        # audiences. One DELETE per audience cost a round trip each (measured on SQLite:
+        # 11,000 audiences 3 over their cap took 44 s that way).
         group = (_n.tenant, _n.audience_kind, _n.audience_name)
-        query = select(*group, func.count()).group_by(*group).having(func.count() > floor)
-        async with self.store.engine.connect() as conn:
-            over = (await conn.execute(query)).all()
-        for tenant, kind, name, count in over:
-            cap = caps.get(tenant, defaults.max_items)
-            if tenant in skip or cap == 0 or count <= cap:
-                continue
-            audience = and_(_n.tenant == tenant, _n.audience_kind == kind, _n.audience_name == name)
-            async with self.store.engine.connect() as conn:
-                keep_from = (
-                    await conn.execute(
-                        select(_n.pk)
-                        .where(audience)
-                        .order_by(_n.pk.desc())
-                        .limit(1)
-                        .offset(cap - 1)
-                    )
-                ).scalar_one_or_none()
-            if keep_from is not None:
-                where = and_(audience, _n.pk < keep_from)
-                result.items += await self._delete(where, _n.pk, "items", result)
+        rank = func.row_number().over(partition_by=group, order_by=_n.pk.desc())
+        ranked = select(_n.pk, _n.tenant, rank.label("rank")).subquery()
+        cap = func.coalesce(retention.c.max_items, defaults.max_items)
+        beyond = (
+            select(ranked.c.pk)
+            .select_from(ranked.outerjoin(retention, retention.c.tenant == ranked.c.tenant))
+            .where(cap > 0, ranked.c.rank > cap)
+        )
+        if bad:
+            beyond = beyond.where(ranked.c.tenant.not_in(sorted(bad)))
+        size = self.settings.retention_batch_size
+        async with self.store.engine.connect() as reader:
+            found = await reader.stream_scalars(beyond.execution_options(yield_per=size))
+            async for pks in found.partitions(size):
+                result.items += await self._delete_pks(list(pks), "items", result)
 
     # -- one bounded statement at a time -------------------------------------------------------
 
@@ -302,4 +299,17 @@ class RetentionJob:
             self.metrics.retention_deleted.labels(reason).inc(deleted)
             if deleted < size:
                 return total
-            await asyncio.sleep(self.settings.retention_pause)
+            await self._pause(result)
+
+    async def _delete_pks(self, pks: list[int], reason: str, result: PassResult) -> int:
+        """Delete these rows (at most ``batch_size``) in one transaction, then pause."""
+        async with self.store.engine.begin() as conn:
+            deleted = (await conn.execute(delete(notifications).where(_n.pk.in_(pks)))).rowcount
+        result.statements += 1
+        self.metrics.retention_deleted.labels(reason).inc(deleted)
+        await self._pause(result)
+        return int(deleted)
+
+    async def _pause(self, result: PassResult) -> None:
+        await asyncio.sleep(self.settings.retention_pause)
+        result.paused += self.settings.retention_pause
