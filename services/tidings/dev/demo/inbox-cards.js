@@ -62,7 +62,7 @@ export function InboxCard() {
         h("label", { className: "toggle" },
           h("input", { type: "checkbox", checked: onlyUnread, onChange: (e) => setOnlyUnread(e.target.checked) }),
           "unread only"),
-        h("button", { type: "button", className: "btn", onClick: () => refresh() }, "Reload"),
+        h("button", { type: "button", className: "btn", "data-testid": "inbox-reload", onClick: () => refresh() }, "Reload"),
         h("button", { type: "button", className: "btn", "data-testid": "inbox-markall", disabled: !counts?.unread, onClick: () => markAllRead() }, "Mark all read"),
       ),
     },
