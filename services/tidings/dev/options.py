@@ -133,7 +133,7 @@ def services(options: DevOptions, *, secret: str) -> list[ServiceSpec]:
         sys.executable, "-m", "tidings.dev.demo", "--dir", str(options.dir),
         "--host", host, "--port", str(options.demo_port),
         "--gateway", gateway_ws, "--publisher", publisher_url,
-        "--inbox", options.inbox_api_url,
+        "--inbox-api", options.inbox_api_url,
     )  # fmt: skip
     inbox_env = {
         "TIDINGS_NATS_URLS": nats_url,

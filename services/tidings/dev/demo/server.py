@@ -46,7 +46,7 @@ class DemoOptions:
     port: int
     gateway_ws: str
     publisher_url: str
-    inbox_url: str = ""  # the inbox REST API's base URL ("" when there is none)
+    inbox_api: str | None = None  # the inbox REST API's base URL; None: the page has no inbox
 
     @property
     def origins(self) -> set[str]:
@@ -81,9 +81,9 @@ class DemoServer:
         self.http: httpx.AsyncClient | None = None
         gateway = urlsplit(options.gateway_ws)
         self.connect_src = f"'self' {gateway.scheme}://{gateway.netloc}"
-        if options.inbox_url:
-            inbox = urlsplit(options.inbox_url)
-            self.connect_src += f" {inbox.scheme}://{inbox.netloc}"
+        if options.inbox_api:  # the page calls the inbox API itself (CORS, bearer token)
+            api = urlsplit(options.inbox_api)
+            self.connect_src += f" {api.scheme}://{api.netloc}"
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -117,11 +117,11 @@ class DemoServer:
             {
                 "served_by": "tidings dev",
                 "ws": self.options.gateway_ws,
-                "inbox": self.options.inbox_url or None,  # the inbox API (CORS allows this page)
                 "token": info.get("token"),  # the dev token `tidings dev` minted
                 "claims": info.get("claims"),
                 "mint": True,
                 "publish": True,
+                "inbox": self.options.inbox_api,
                 "events": demo.events(),
             }
         )
@@ -186,15 +186,11 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--gateway", required=True, help="the gateway's WebSocket URL")
     parser.add_argument("--publisher", required=True, help="the publisher sidecar's URL")
-    parser.add_argument("--inbox", default="", help="the inbox REST API's base URL")
+    parser.add_argument("--inbox-api", help="the inbox REST API's base URL (none: no inbox)")
     args = parser.parse_args(argv)
+    inbox_api = args.inbox_api.rstrip("/") if args.inbox_api else None
     return DemoOptions(
-        args.dir,
-        args.host,
-        args.port,
-        args.gateway,
-        args.publisher.rstrip("/"),
-        args.inbox.rstrip("/"),
+        args.dir, args.host, args.port, args.gateway, args.publisher.rstrip("/"), inbox_api
     )
 
 
