@@ -74,6 +74,7 @@ class Child:
 @asynccontextmanager
 async def inbox_processes(nats_url: str, tmp_path: Path) -> AsyncIterator[str]:
     """The writer (it migrates the database first) and the API on it; the API's base URL."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     base = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
     env = {
         **base,
@@ -123,7 +124,9 @@ async def test_read_on_one_device_reaches_the_other_and_muting_stops_live_delive
         httpx.AsyncClient(base_url=api_url, timeout=5) as http,
     ):
         for i in range(3):
-            await pub.publish({"tenant": "acme", "event": "incident.created", "title": f"n{i}"})
+            await pub.publish(
+                {"tenant": "acme", "event": "incident.created", "title": f"n{i}", "message": "m"}
+            )
 
         async def stored() -> bool:
             got = await http.get("/v1/inbox/counts", headers=bearer())
@@ -174,9 +177,11 @@ async def test_read_on_one_device_reaches_the_other_and_muting_stops_live_delive
             assert prefs.status_code == 200, prefs.text
             for device in (phone, laptop):
                 assert (await device.next("inbox", timeout=1.0))["muted"] == ["incident"]
-            await pub.publish({"tenant": "acme", "event": "incident.updated", "title": "quiet"})
             await pub.publish(
-                {"tenant": "acme", "event": "incident.created", "title": "loud"}
+                {"tenant": "acme", "event": "incident.updated", "title": "quiet", "message": "m"}
+            )
+            await pub.publish(
+                {"tenant": "acme", "event": "incident.created", "title": "loud", "message": "m"}
                 | {"severity": "critical"}
             )
             got = await phone.next("notification")
@@ -190,6 +195,10 @@ async def test_read_on_one_device_reaches_the_other_and_muting_stops_live_delive
             welcome = await tablet.hello(token())
             assert "inbox" in welcome
             await tablet.next("synced")
-            await pub.publish({"tenant": "acme", "event": "incident.updated", "title": "q2"})
-            await pub.publish({"tenant": "acme", "event": "audit.created", "title": "a1"})
+            await pub.publish(
+                {"tenant": "acme", "event": "incident.updated", "title": "q2", "message": "m"}
+            )
+            await pub.publish(
+                {"tenant": "acme", "event": "audit.created", "title": "a1", "message": "m"}
+            )
             assert (await tablet.next("notification"))["title"] == "a1"
