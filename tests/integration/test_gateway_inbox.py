@@ -10,6 +10,7 @@ test with the real API process is in test_inbox_live.py.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -356,3 +357,40 @@ async def test_the_change_subscription_follows_the_tenants_hosted(
         await changed(nc, "acme", "alice", {"counts": counts(4), "ids": [], "set": {}})
         assert (await alice.next("inbox"))["counts"] == counts(4)
     await until(lambda: not inbox.subs and not inbox.users, what="every subscription dropped")
+
+
+# --- NATS reconnect ----------------------------------------------------------------------------
+
+
+async def test_after_a_nats_restart_every_user_gets_its_counts_again(
+    nats_server: EmbeddedNats, js: JetStreamContext, nc: NATS, token: Mint, tmp_path: Path
+) -> None:
+    """Changes published while NATS was away are lost (core NATS): the heal asks the inbox
+    again for every user here and pushes the counts; the change subscription is back too."""
+    async with inbox_api(nc) as api, one_gateway(nats_server, tmp_path) as gw:
+        api.answers[("acme", "alice")] = {"counts": counts(1), "muted": []}
+        async with RawClient(gw.ws_url) as alice:
+            assert (await alice.hello(token()))["inbox"] == counts(1)
+            await alice.next("synced")
+            await asyncio.to_thread(nats_server.stop)
+            api.answers[("acme", "alice")] = {"counts": counts(6), "muted": ["audit"]}
+            await asyncio.to_thread(nats_server.start)
+            frame = await alice.next("inbox", timeout=20)
+            assert frame == {
+                "type": "inbox",
+                "counts": counts(6),
+                "ids": [],
+                "set": {},
+                "muted": ["audit"],
+            }
+            await until(lambda: nc.is_connected, what="the test's own NATS client is back")
+            change = {"counts": counts(2), "ids": ["n-9"], "set": {"read": True}}
+
+            async def delivered() -> bool:  # the gateway's re-sent SUB may lag the test's own
+                await changed(nc, "acme", "alice", change)
+                try:
+                    return await alice.next("inbox", timeout=0.5) == {"type": "inbox", **change}
+                except TimeoutError:
+                    return False
+
+            await until(delivered, what="a change after the restart", timeout=10)
