@@ -27,9 +27,11 @@ from tests.support.gateway_process import GatewayProcess, gateway_processes
 from tests.support.publisher_process import metric
 from tests.support.waiting import until
 from tests.support.wsclient import RawClient, ws_url
-from tidings.client import Publisher
+from tidings.client import Publisher, SubscriberOptions, connect
+from tidings.client.subscriber_events import InboxChanged
 from tidings.dev.embedded import EmbeddedNats
 from tidings.gateway.service import Gateway
+from tidings.protocol import InboxFrame
 
 Mint = Callable[..., str]
 INBOX_ON = {"TIDINGS_GATEWAY_INBOX": "true", "TIDINGS_GATEWAY_INTEREST_LINGER": "0.2"}
@@ -394,3 +396,25 @@ async def test_after_a_nats_restart_every_user_gets_its_counts_again(
                     return False
 
             await until(delivered, what="a change after the restart", timeout=10)
+
+
+# --- the Python client -------------------------------------------------------------------------
+
+
+async def test_the_python_client_reports_inbox_frames_and_welcome_counts(
+    nats_server: EmbeddedNats, js: JetStreamContext, nc: NATS, token: Mint, tmp_path: Path
+) -> None:
+    events: list[Any] = []
+    async with inbox_api(nc) as api, one_gateway(nats_server, tmp_path) as gw:
+        api.answers[("acme", "alice")] = {"counts": counts(2), "muted": []}
+        options = SubscriberOptions(on_event=events.append)
+        async with await connect(gw.ws_url, token=token(), options=options) as sub:
+            assert sub.welcome is not None
+            assert sub.welcome.inbox == counts(2)
+            change = {"counts": counts(1), "ids": ["n-1"], "set": {"read": True}}
+            await changed(nc, "acme", "alice", change)
+            await until(
+                lambda: any(isinstance(e, InboxChanged) for e in events), what="InboxChanged"
+            )
+            (got,) = [e.frame for e in events if isinstance(e, InboxChanged)]
+            assert got == InboxFrame(counts=counts(1), ids=("n-1",), set={"read": True})
