@@ -10,6 +10,7 @@ test with the real API process is in test_inbox_live.py.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,9 +27,11 @@ from tests.support.gateway_process import GatewayProcess, gateway_processes
 from tests.support.publisher_process import metric
 from tests.support.waiting import until
 from tests.support.wsclient import RawClient, ws_url
-from tidings.client import Publisher
+from tidings.client import Publisher, SubscriberOptions, connect
+from tidings.client.subscriber_events import InboxChanged
 from tidings.dev.embedded import EmbeddedNats
 from tidings.gateway.service import Gateway
+from tidings.protocol import InboxFrame
 
 Mint = Callable[..., str]
 INBOX_ON = {"TIDINGS_GATEWAY_INBOX": "true", "TIDINGS_GATEWAY_INTEREST_LINGER": "0.2"}
@@ -356,3 +359,62 @@ async def test_the_change_subscription_follows_the_tenants_hosted(
         await changed(nc, "acme", "alice", {"counts": counts(4), "ids": [], "set": {}})
         assert (await alice.next("inbox"))["counts"] == counts(4)
     await until(lambda: not inbox.subs and not inbox.users, what="every subscription dropped")
+
+
+# --- NATS reconnect ----------------------------------------------------------------------------
+
+
+async def test_after_a_nats_restart_every_user_gets_its_counts_again(
+    nats_server: EmbeddedNats, js: JetStreamContext, nc: NATS, token: Mint, tmp_path: Path
+) -> None:
+    """Changes published while NATS was away are lost (core NATS): the heal asks the inbox
+    again for every user here and pushes the counts; the change subscription is back too."""
+    async with inbox_api(nc) as api, one_gateway(nats_server, tmp_path) as gw:
+        api.answers[("acme", "alice")] = {"counts": counts(1), "muted": []}
+        async with RawClient(gw.ws_url) as alice:
+            assert (await alice.hello(token()))["inbox"] == counts(1)
+            await alice.next("synced")
+            await asyncio.to_thread(nats_server.stop)
+            api.answers[("acme", "alice")] = {"counts": counts(6), "muted": ["audit"]}
+            await asyncio.to_thread(nats_server.start)
+            frame = await alice.next("inbox", timeout=20)
+            assert frame == {
+                "type": "inbox",
+                "counts": counts(6),
+                "ids": [],
+                "set": {},
+                "muted": ["audit"],
+            }
+            await until(lambda: nc.is_connected, what="the test's own NATS client is back")
+            change = {"counts": counts(2), "ids": ["n-9"], "set": {"read": True}}
+
+            async def delivered() -> bool:  # the gateway's re-sent SUB may lag the test's own
+                await changed(nc, "acme", "alice", change)
+                try:
+                    return await alice.next("inbox", timeout=0.5) == {"type": "inbox", **change}
+                except TimeoutError:
+                    return False
+
+            await until(delivered, what="a change after the restart", timeout=10)
+
+
+# --- the Python client -------------------------------------------------------------------------
+
+
+async def test_the_python_client_reports_inbox_frames_and_welcome_counts(
+    nats_server: EmbeddedNats, js: JetStreamContext, nc: NATS, token: Mint, tmp_path: Path
+) -> None:
+    events: list[Any] = []
+    async with inbox_api(nc) as api, one_gateway(nats_server, tmp_path) as gw:
+        api.answers[("acme", "alice")] = {"counts": counts(2), "muted": []}
+        options = SubscriberOptions(on_event=events.append)
+        async with await connect(gw.ws_url, token=token(), options=options) as sub:
+            assert sub.welcome is not None
+            assert sub.welcome.inbox == counts(2)
+            change = {"counts": counts(1), "ids": ["n-1"], "set": {"read": True}}
+            await changed(nc, "acme", "alice", change)
+            await until(
+                lambda: any(isinstance(e, InboxChanged) for e in events), what="InboxChanged"
+            )
+            (got,) = [e.frame for e in events if isinstance(e, InboxChanged)]
+            assert got == InboxFrame(counts=counts(1), ids=("n-1",), set={"read": True})

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 User = tuple[str, str]  # (tenant, user)
 MAX_HELD = 64  # inbox frames held for one connection until its welcome is out
 REFRESH_CONCURRENCY = 16  # session questions at once after a NATS reconnect
+REFRESH_FOR = 15.0  # how long a refresh keeps asking an inbox that does not answer yet
 
 
 class Throttled:
@@ -85,6 +86,7 @@ class Inbox:
         self._frames = frames
         self._warn_session = Throttled(log, "inbox session not answered; welcome without counts")
         self._warn_change = Throttled(log, "inbox change dropped")
+        self._warn_refresh = Throttled(log, "inbox counts not refreshed after a NATS reconnect")
 
     # -- hello ---------------------------------------------------------------------------------
 
@@ -128,9 +130,11 @@ class Inbox:
             raise TimeoutError from None
         return wire.read_session(reply.data)
 
-    def _failed(self, reason: str, claims: Claims, detail: str = "") -> None:
+    def _failed(
+        self, reason: str, claims: Claims, detail: str = "", warn: Throttled | None = None
+    ) -> None:
         self._failures.labels(reason).inc()
-        self._warn_session(reason=reason, tenant=claims.tenant, error=detail)
+        (warn or self._warn_session)(reason=reason, tenant=claims.tenant, error=detail)
 
     def welcomed(self, conn: Connection) -> None:
         """The welcome is out: what was held for ``conn`` follows it, the rest goes directly."""
@@ -208,19 +212,31 @@ class Inbox:
         for tenant in list(self.tenants):
             await self.ensure(tenant)
 
-    async def refresh(self) -> None:
+    async def refresh(self, *, retry_for: float = REFRESH_FOR) -> None:
         """After a NATS loss, changes may have been missed: ask again for every user here and
-        push their counts (and muted set) as an ``inbox`` frame. Best effort, bounded."""
+        push their counts (and muted set) as an ``inbox`` frame. Best effort, bounded: the API
+        may come back after the gateway, so a question nobody answered is asked again (backing
+        off) for ``retry_for`` seconds."""
         gate = asyncio.Semaphore(REFRESH_CONCURRENCY)
+        deadline = time.monotonic() + retry_for
 
         async def one(user: User, claims: Claims) -> None:
             prefs = self._prefs.get(user, 0)
-            async with gate:
+            pause = 0.25
+            while True:
                 try:
-                    answer = await self._ask(claims)
+                    async with gate:
+                        answer = await self._ask(claims)
+                    break
+                except (TimeoutError, NoRespondersError) as exc:
+                    if time.monotonic() + pause > deadline or user not in self.users:
+                        self._failed("refresh", claims, repr(exc), self._warn_refresh)
+                        return
                 except Exception as exc:
-                    self._failed("refresh", claims, repr(exc))
+                    self._failed("refresh", claims, repr(exc), self._warn_refresh)
                     return
+                await asyncio.sleep(pause)
+                pause = min(2.0, pause * 2)
             muted = None if self._prefs.get(user, 0) != prefs else answer.muted
             frame = p.InboxFrame(
                 counts=answer.counts,
