@@ -122,7 +122,9 @@ def per_message(fn: Callable[[], object], n: int) -> float:
     return (time.process_time() - start) * 1e6 / n
 
 
-def build_gateway(rooms: int, receivers: int) -> tuple[Gateway, Live]:
+def build_gateway(rooms: int, receivers: int, muting: float = 0.0) -> tuple[Gateway, Live]:
+    """``muting``: the share of connections whose user muted a domain (``billing``: not the
+    benchmark's, so each is still sent everything, through the filtered path)."""
     settings = load_settings(auth=AuthSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
     gw = Gateway(settings)
     gs = settings.gateway
@@ -139,9 +141,11 @@ def build_gateway(rooms: int, receivers: int) -> tuple[Gateway, Live]:
         window = Window(max_count=gs.replay_max_messages, max_age=gs.replay_max_age)
         window.arm(0)
         live.windows[tenant] = window
-        for _ in range(receivers):
+        for i in range(receivers):
             conn = Connection(CountingSink())
             conn.tenant = tenant
+            if i < round(receivers * muting):
+                conn.muted = frozenset({"billing"})
             conn.move(State.SYNCING)
             conn.move(State.LIVE)
             gw.hub.join(conn, "tenant")
@@ -163,7 +167,9 @@ async def run_handler(live: Live, msgs: list[Msg], batch: int, *, write: bool = 
     hub.flush()
 
 
-def measure(count: int, rooms: int, receivers: int, batch: int) -> dict[str, float]:
+def measure(
+    count: int, rooms: int, receivers: int, batch: int, muting: float = 0.0
+) -> dict[str, float]:
     msgs = messages(count, rooms)
     payloads = [m.data for m in msgs]
     blocks = [header_block(m.headers or {}) for m in msgs]
@@ -196,7 +202,7 @@ def measure(count: int, rooms: int, receivers: int, batch: int) -> dict[str, flo
     out["Live._on_message (no writes)"] = per_message(
         lambda: asyncio.run(run_handler(live, msgs, batch, write=False)), count
     )
-    gw, live = build_gateway(rooms, receivers)
+    gw, live = build_gateway(rooms, receivers, muting)
     out["Live._on_message + Hub.flush"] = per_message(
         lambda: asyncio.run(run_handler(live, msgs, batch)), count
     )
@@ -212,10 +218,14 @@ def main() -> None:
     ap.add_argument("--rooms", type=int, default=100, help="tenant rooms (one tenant each)")
     ap.add_argument("--receivers", type=int, default=10, help="connections per room")
     ap.add_argument("--batch", type=int, default=4, help="messages per hub flush")
+    ap.add_argument(
+        "--muting", type=float, default=0.0, help="share of connections with a muted domain"
+    )
     ap.add_argument("--json", action="store_true", help="print the medians as JSON")
     args = ap.parse_args()
     rounds = [
-        measure(args.messages, args.rooms, args.receivers, args.batch) for _ in range(args.rounds)
+        measure(args.messages, args.rooms, args.receivers, args.batch, args.muting)
+        for _ in range(args.rounds)
     ]
     medians = {k: round(statistics.median(r[k] for r in rounds), 2) for k in rounds[0]}
     if args.json:

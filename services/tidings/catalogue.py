@@ -16,6 +16,7 @@ from tidings.errors import InvalidField, UnknownEvent
 
 EVENT_PART = r"[a-z][a-z0-9_]{0,31}"
 EVENT_RE = re.compile(rf"^({EVENT_PART})\.({EVENT_PART})$")
+DOMAIN_RE = re.compile(rf"^{EVENT_PART}$")
 
 
 def _load_builtin() -> dict[str, str]:
@@ -47,6 +48,18 @@ def check_event_syntax(event: object, *, field_name: str = "event") -> str:
             field=field_name,
         )
     return event
+
+
+def check_domain(domain: object, *, field_name: str = "domain") -> str:
+    """Return ``domain`` if it is well formed as the ``<domain>`` part of an event, else raise
+    (preferences and filters name domains; the grammar is the event's)."""
+    if not isinstance(domain, str):
+        raise InvalidField("must be a string", field=field_name)
+    if not DOMAIN_RE.fullmatch(domain):
+        raise InvalidField(
+            f"{domain[:40]!r} is not an event domain: it must match {EVENT_PART}", field=field_name
+        )
+    return domain
 
 
 @dataclass(frozen=True, slots=True)

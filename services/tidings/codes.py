@@ -222,7 +222,7 @@ ERROR_TABLE: Mapping[ErrorCode, Row] = {
         112, 400, None, "event type not in the catalogue (and unknown ones refused)"
     ),
     _E.UNSUPPORTED_MEDIA_TYPE: _row(113, 415, None, "the body is not declared as JSON"),
-    _E.NOT_FOUND: _row(114, 404, None, "no such path"),
+    _E.NOT_FOUND: _row(114, 404, None, "no such path, or no such notification for this token"),
     _E.METHOD_NOT_ALLOWED: _row(115, 405, None, "the path does not take this method"),
     _E.ORIGIN_FORBIDDEN: _row(116, 403, None, "the handshake's `Origin` is not on the allow-list"),
     _E.SUBPROTOCOL_REQUIRED: _row(

@@ -121,6 +121,13 @@ class Conflict(TidingsError):
     code = ErrorCode.CONFLICT
 
 
+class NotFound(TidingsError):
+    """No such path, or no such notification for this caller (the same answer for an id that
+    does not exist and one of another tenant or user: no existence oracle)."""
+
+    code = ErrorCode.NOT_FOUND
+
+
 class UnsupportedMediaType(TidingsError):
     """The request body is not declared as JSON."""
 
@@ -232,6 +239,12 @@ class Unavailable(TidingsError):
     """NATS or JetStream did not answer in time."""
 
     code = ErrorCode.UNAVAILABLE
+
+
+class StoredRowInvalid(TidingsError):
+    """A row read from the database fails the validation its writer applies (edited by hand, or
+    written by another version): not the caller's fault, so ``internal``; ``field`` names the
+    column (``inbox_preferences.channel``) and the reason the row."""
 
 
 class ReplayTooLarge(TidingsError):

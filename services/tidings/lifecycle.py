@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _background: set[asyncio.Task[Any]] = set()
+_RECANCEL = 2.0  # seconds a cancelled part has to end before it is cancelled again (stop)
 
 
 def spawn(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -106,7 +107,12 @@ class Supervisor:
         """Cancel every part, newest first, and wait for each to finish its clean-up."""
         self._stopping = True
         for task in reversed(list(self._tasks)):
-            task.cancel()
+            # Cancel again until it ends: a library may swallow one cancellation (nats-py's
+            # first connect to a dead server retries inside a `wait_for`, which on Python 3.11
+            # can lose the cancel), and a part that never ends would hang the process's stop.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=_RECANCEL)
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()

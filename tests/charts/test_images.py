@@ -34,6 +34,7 @@ from tests.charts.pods import (
 )
 from tests.charts.rendering import CHART, REPO, containers, merge, render
 from tests.support.shared import shared_path
+from tidings.dev import demo
 
 TARGETS = {
     "gateway": ["tidings", "gateway"],
@@ -183,7 +184,7 @@ def test_the_build_context_builds_the_package_with_its_console_script(tmp_path: 
     } <= names
     assert "tidings = tidings.cli:main" in scripts  # the ENTRYPOINT every target starts with
     # The demo page's SDK, copied from clients/js/src at build time (no copy is committed).
-    assert {"tidings/dev/demo/sdk/tidings.js", "tidings/dev/demo/sdk/tidings-react.js"} <= names
+    assert {f"tidings/dev/demo/sdk/{name}" for name in demo.SDK_FILES} <= names
 
 
 # --- skaffold ----------------------------------------------------------------------------------

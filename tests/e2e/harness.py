@@ -72,6 +72,25 @@ class DevStack:
         result: dict[str, Any] = answer.json()
         return result
 
+    @property
+    def inbox_api(self) -> str:
+        return str(self.info()["inbox-api"]["url"])
+
+    def token(self, tenant: str, user: str) -> str:
+        """A dev token from the demo server, as the page gets one."""
+        query = {"tenant": tenant, "user": user}
+        answer = httpx.get(self.demo + "api/token", params=query, timeout=10)
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["token"])
+
+    def inbox_counts(self, token: str) -> dict[str, Any]:
+        """The user's counts from the inbox API."""
+        headers = {"Authorization": f"Bearer {token}"}
+        answer = httpx.get(self.inbox_api + "/v1/inbox/counts", headers=headers, timeout=10)
+        assert answer.status_code == 200, answer.text
+        counts: dict[str, Any] = answer.json()
+        return counts
+
     def gateway_ready(self) -> bool:
         with contextlib.suppress(httpx.HTTPError):
             return httpx.get(self.gateway + "/readyz", timeout=1).status_code == 200

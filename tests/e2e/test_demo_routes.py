@@ -20,7 +20,7 @@ from tidings.gateway.service import Gateway
 from tidings.settings import GatewaySettings, Settings
 
 DEMO_DIR = REPO / "services" / "tidings" / "dev" / "demo"
-SDK = {name: JS_DIR / "src" / name for name in ("tidings.js", "tidings-react.js")}
+SDK = {name: JS_DIR / "src" / name for name in demo.SDK_FILES}
 VENDORED = {  # the page's copy -> its source of truth (React only: the SDK is served, not copied)
     "react.production.min.js": JS_DIR / "node_modules/react/umd/react.production.min.js",
     "react-dom.production.min.js": JS_DIR
@@ -87,8 +87,8 @@ async def test_the_flagged_gateway_serves_the_page_and_mints_tokens_it_accepts(
         sdk = await http.get("/demo/tidings.js")
         assert sdk.headers["content-type"].startswith("text/javascript")
         assert sdk.content == SDK["tidings.js"].read_bytes()
-        react = await http.get("/demo/tidings-react.js")
-        assert react.content == SDK["tidings-react.js"].read_bytes()
+        for name in ("tidings-inbox.js", "tidings-react.js"):
+            assert (await http.get(f"/demo/{name}")).content == SDK[name].read_bytes()
 
         config = (await http.get("/demo/config.json")).json()
         assert config["ws"] is None  # same origin

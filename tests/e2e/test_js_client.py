@@ -21,6 +21,7 @@ def test_the_js_client_suite_passes_against_a_real_gateway(dev_stack: DevStack) 
         "TIDINGS_TOKEN": info["token"],
         "TIDINGS_PUBLISHER_URL": info["publisher"]["url"],
         "TIDINGS_DEMO_URL": info["demo"]["url"],
+        "TIDINGS_INBOX_API_URL": info["inbox-api"]["url"],
         "TIDINGS_DEV_JSON": str(dev_stack.dir / "dev.json"),
     }
     run = subprocess.run(

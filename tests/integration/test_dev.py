@@ -69,6 +69,8 @@ class Dev:
     gateway_port: int
     gateway_api_port: int
     demo_port: int
+    inbox_port: int
+    inbox_api_port: int
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -101,6 +103,8 @@ def launch(cwd: Path, *, publisher_port: int | None = None) -> Dev:
         gateway_port=free_port(),
         gateway_api_port=free_port(),
         demo_port=free_port(),
+        inbox_port=free_port(),
+        inbox_api_port=free_port(),
     )
     with (cwd / "dev.out").open("wb") as out, (cwd / "dev.err").open("wb") as err:
         dev.process = subprocess.Popen(
@@ -109,6 +113,7 @@ def launch(cwd: Path, *, publisher_port: int | None = None) -> Dev:
                 "--nats-port", str(dev.nats_port), "--publisher-port", str(dev.publisher_port),
                 "--gateway-port", str(dev.gateway_port), "--demo-port", str(dev.demo_port),
                 "--gateway-api-port", str(dev.gateway_api_port),
+                "--inbox-port", str(dev.inbox_port), "--inbox-api-port", str(dev.inbox_api_port),
             ],
             cwd=cwd, env=clean_env(), stdout=out, stderr=err,
         )  # fmt: skip
@@ -223,6 +228,39 @@ async def test_the_dev_token_receives_a_notification_published_through_the_sidec
     assert (seen["id"], seen["seq"], seen["room"]) == ("to-alice", resp.json()["seq"], "user:alice")
 
 
+def test_the_inbox_keeps_what_was_published_and_the_demo_page_knows_the_api(stack: Dev) -> None:
+    """The writer stores it, the inbox API lists it with the dev token, marks it read, and
+    answers the demo page's origin (CORS)."""
+    api = f"http://127.0.0.1:{stack.inbox_api_port}"
+    assert stack.info["inbox-api"]["url"] == api
+    assert api in stack.stdout
+    resp = httpx.post(
+        stack.info["publisher"]["url"] + "/v1/notifications",
+        json=body(id="kept-1", audience={"user": "alice"}),
+    )
+    assert resp.status_code == 202, resp.text
+    headers = {"Authorization": f"Bearer {stack.info['token']}"}
+
+    def listed() -> list[str]:
+        page = httpx.get(api + "/v1/inbox/notifications", headers=headers)
+        assert page.status_code == 200, page.text
+        return [item["id"] for item in page.json()["items"]]
+
+    wait_until(lambda: "kept-1" in listed(), timeout=20, what="the writer to store kept-1")
+    marked = httpx.post(
+        api + "/v1/inbox/state", json={"ids": ["kept-1"], "read": True}, headers=headers
+    )
+    assert marked.status_code == 200 and marked.json()["changed"] == ["kept-1"]
+    page_origin = f"http://127.0.0.1:{stack.demo_port}"
+    config = httpx.get(page_origin + "/demo/config.json").json()
+    assert config["inbox"] == api
+    preflight = httpx.options(
+        api + "/v1/inbox/state",
+        headers={"Origin": page_origin, "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.headers.get("Access-Control-Allow-Origin") == page_origin
+
+
 async def test_a_notification_through_the_sidecar_is_stored(stack: Dev) -> None:
     url = stack.info["publisher"]["url"] + "/v1/notifications"
     async with httpx.AsyncClient() as http:
@@ -296,7 +334,8 @@ def test_a_killed_publisher_comes_back_and_serves_again(stack: Dev) -> None:
 def test_sigint_stops_every_process_and_frees_the_ports(tmp_path: Path) -> None:
     dev = start(tmp_path)
     pids = dev.pids()
-    assert len(pids) == 5  # supervisor, nats-server, publisher, gateway, demo
+    # supervisor, nats-server, publisher, gateway, inbox writer, inbox API, demo
+    assert len(pids) == 7
     assert all(alive(pid) for pid in pids)
     began = time.monotonic()
     assert stop(dev) == 0
@@ -307,6 +346,8 @@ def test_sigint_stops_every_process_and_frees_the_ports(tmp_path: Path) -> None:
     assert not port_in_use(dev.gateway_port)
     assert not port_in_use(dev.gateway_api_port)
     assert not port_in_use(dev.demo_port)
+    assert not port_in_use(dev.inbox_port)
+    assert not port_in_use(dev.inbox_api_port)
     assert not (dev.dir / "dev.json").exists()
 
 

@@ -158,7 +158,8 @@ def free_base(offsets: tuple[int, ...]) -> int:
 def test_tidings_dev_runs_a_cluster_behind_nginx_and_stops_all_of_it(tmp_path: Path) -> None:
     nats_port = free_base((0, 1, 2))
     gateway_port, api_port = free_base((0, 100, 200)), free_base((0, 100, 200))
-    others = {name: free_port() for name in ("publisher", "demo", "ingress")}
+    names = ("publisher", "demo", "ingress", "inbox", "inbox-api")
+    others = {name: free_port() for name in names}
     state = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
     with (tmp_path / "out").open("wb") as out, (tmp_path / "err").open("wb") as err:
@@ -170,6 +171,8 @@ def test_tidings_dev_runs_a_cluster_behind_nginx_and_stops_all_of_it(tmp_path: P
                 "--gateway-api-port", str(api_port),
                 "--publisher-port", str(others["publisher"]), "--demo-port", str(others["demo"]),
                 "--ingress-port", str(others["ingress"]),
+                "--inbox-port", str(others["inbox"]),
+                "--inbox-api-port", str(others["inbox-api"]),
             ],
             cwd=tmp_path, env=env, stdout=out, stderr=err,
         )  # fmt: skip
@@ -206,8 +209,9 @@ def test_tidings_dev_runs_a_cluster_behind_nginx_and_stops_all_of_it(tmp_path: P
         asyncio.run(_round_trip_through_the_ingress(info))
         pids = [int(p) for p in info["pids"].values()]
         pids += children_of(info["pids"]["ingress"])  # nginx's worker
-        assert len(pids) == 1 + 3 + 1 + 3 + 1 + 2  # supervisor, nats x3, sidecar, gw x3, demo,
-        assert all(alive(p) for p in pids)  # nginx master and worker
+        # supervisor, nats x3, sidecar, gw x3, inbox writer and API, demo, nginx master and worker
+        assert len(pids) == 1 + 3 + 1 + 3 + 2 + 1 + 2
+        assert all(alive(p) for p in pids)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)

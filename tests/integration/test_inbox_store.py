@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete
+from sqlalchemy import delete, or_, select
 
 from tests.support.inbox import row, sync_store
 from tests.support.visibility_cases import CASES
@@ -21,7 +21,7 @@ from tidings.inbox import migrate
 from tidings.inbox.schema import metadata, notifications
 from tidings.inbox.store import Store
 from tidings.inbox.store import database_url as async_url
-from tidings.inbox.visibility import allows
+from tidings.inbox.visibility import allows, visible_branches
 from tidings.subjects import BROADCAST_AUDIENCE, TENANT_AUDIENCE, Audience, AudienceKind
 
 
@@ -135,18 +135,22 @@ def test_the_query_returns_exactly_what_claims_allow(
         for seq, (tenant, a) in enumerate(stored, 1)
     ]
 
-    async def visible() -> set[str]:
+    async def visible() -> tuple[set[str], set[str]]:
         async with store.engine.begin() as conn:
             await conn.execute(delete(notifications))
         await store.write(rows)
-        return set(await store.visible_ids(claims))
+        # The list's page reads the same rule in parts (one per audience): their OR too.
+        parts = or_(*visible_branches(claims, store.dialect))
+        async with store.engine.connect() as conn:
+            by_parts = set((await conn.scalars(select(notifications.c.id).where(parts))).all())
+        return set(await store.visible_ids(claims)), by_parts
 
     expected = {
         r["id"]
         for r, (tenant, a) in zip(rows, stored, strict=True)
         if allows(claims, "" if a.kind is AudienceKind.BROADCAST else tenant, a)
     }
-    assert runner.run(visible()) == expected
+    assert runner.run(visible()) == (expected, expected)
 
 
 async def test_the_shared_table_of_who_receives_what(database_url: str) -> None:

@@ -149,3 +149,59 @@ def test_illegal_transitions_raise() -> None:
     conn.move(State.CLOSED)
     with pytest.raises(IllegalTransition):
         conn.move(State.SYNCING)
+
+
+# --- muted domains (the inbox's preferences) ---------------------------------------------------
+
+
+async def test_a_muted_domain_is_left_out_for_that_connection_only() -> None:
+    hub = Hub(window=0.05, on_slow=lambda c: None)
+    plain, muting = RecordingSink(), RecordingSink()
+    live(hub, "acme", ["tenant"], plain)
+    conn = live(hub, "acme", ["tenant"], muting)
+    conn.muted = frozenset({"audit"})
+    hub.publish(1, "acme", "tenant", b"1", "incident")
+    hub.publish(2, "acme", "tenant", b"2", "audit")
+    hub.publish(3, "acme", "tenant", b"3", None)  # critical: never muted
+    hub.publish(4, "acme", "tenant", b"4", "audit")
+    hub.flush()
+    assert plain.lines() == [b"1", b"2", b"3", b"4"]
+    assert muting.lines() == [b"1", b"3"]
+    assert plain.frames[0] is not muting.frames[0]  # its own frame, the shared one untouched
+    assert conn.last_seq == 3  # moved only over what it was sent
+    assert (hub.deliveries, hub.muted) == (6, 2)
+
+
+async def test_a_run_with_nothing_muted_for_it_shares_the_frame() -> None:
+    hub = Hub(window=0.05, on_slow=lambda c: None)
+    plain, muting = RecordingSink(), RecordingSink()
+    live(hub, "acme", ["tenant"], plain)
+    live(hub, "acme", ["tenant"], muting).muted = frozenset({"billing"})
+    hub.publish(1, "acme", "tenant", b"1", "incident")
+    hub.publish(2, "acme", "tenant", b"2", "incident")
+    hub.flush()
+    assert muting.frames[0] is plain.frames[0]
+    hub.publish(3, "acme", "tenant", b"3", "billing")  # all of the run muted: no frame at all
+    hub.flush()
+    assert len(muting.frames) == 1
+    assert len(plain.frames) == 2
+
+
+async def test_what_is_held_while_syncing_is_filtered_too() -> None:
+    hub = Hub(window=0.05, on_slow=lambda c: None)
+    conn = Connection(RecordingSink())
+    conn.tenant = "acme"
+    conn.muted = frozenset({"audit"})
+    conn.move(State.SYNCING)
+    hub.add(conn, ["tenant"])
+    hub.publish(5, "acme", "tenant", b"5", "audit")
+    hub.publish(6, "acme", "tenant", b"6", "incident")
+    hub.flush()
+    assert conn.pending == [(6, b"6")]
+
+
+def test_mute_key() -> None:
+    from tidings.gateway.fanout import mute_key
+
+    assert mute_key("work_permit.status_changed", critical=False) == "work_permit"
+    assert mute_key("work_permit.status_changed", critical=True) is None

@@ -110,3 +110,33 @@ async def test_a_background_step_that_fails_is_logged(caplog: pytest.LogCaptureF
             await task
         await asyncio.sleep(0)
     assert any(r.message == "background step failed" for r in caplog.records)
+
+
+class SwallowsOneCancel:
+    """A part whose library loses the first cancellation (nats-py's first connect to a dead
+    server did, on Python 3.11) and goes on waiting."""
+
+    name = "stubborn"
+
+    def __init__(self) -> None:
+        self.cancels = 0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancels += 1
+                if self.cancels > 1:
+                    raise
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+
+
+async def test_a_part_that_swallows_a_cancel_is_cancelled_again() -> None:
+    supervisor = Supervisor()
+    part = SwallowsOneCancel()
+    supervisor.start(part)
+    await asyncio.sleep(0)
+    await asyncio.wait_for(supervisor.stop(), timeout=10)
+    assert part.cancels == 2
+    assert supervisor.names == []

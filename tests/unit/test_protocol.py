@@ -20,6 +20,7 @@ from tidings.protocol import (
     ClientFrame,
     ErrorFrame,
     Hello,
+    InboxFrame,
     NotificationFrame,
     Ping,
     Pong,
@@ -208,6 +209,12 @@ def test_an_oversize_frame_is_refused_before_parsing() -> None:
 
 # --- server frames ---------------------------------------------------------------------------
 
+COUNTS = {
+    "total": 3,
+    "unread": 2,
+    "unseen": 1,
+    "unread_by_severity": {"info": 1, "success": 0, "warning": 1, "error": 0, "critical": 0},
+}
 SERVER_FRAMES: list[ServerFrame] = [
     Welcome(
         connection="c-01",
@@ -244,6 +251,10 @@ SERVER_FRAMES: list[ServerFrame] = [
     Refreshed(expires_at=None, rooms=()),
     Pong(id=5),
     Pong(),
+    Welcome("c-03", "acme", "bob", (), ("tenant",), 0, "18a3f", False, None, inbox=COUNTS),
+    InboxFrame(counts=COUNTS, ids=("01JZ", "01JY"), set={"read": True}),
+    InboxFrame(counts=COUNTS, ids=(), set={"read": True}, all=True),
+    InboxFrame(counts=COUNTS, ids=(), set={}, muted=("billing", "audit")),
 ]
 
 
@@ -272,6 +283,13 @@ def test_what_a_frame_leaves_out() -> None:
     }
     welcome = Welcome("c", "acme", "bob", (), (), 0, "e", False)
     assert welcome.to_dict()["expires_at"] is None
+    assert "inbox" not in welcome.to_dict()  # no inbox answer: no field (old clients: as before)
+    assert InboxFrame(counts=COUNTS, ids=(), set={}).to_dict() == {
+        "type": "inbox",
+        "counts": COUNTS,
+        "ids": [],
+        "set": {},
+    }
     assert Refreshed(expires_at=None).to_dict() == {
         "type": "refreshed",
         "expires_at": None,

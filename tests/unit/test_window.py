@@ -77,3 +77,15 @@ def test_a_read_begun_before_a_disconnect_never_completes_the_window() -> None:
     assert not w.covers(39)
     assert not w.covers(60)
     assert w.covers(80)
+
+
+def test_a_replay_leaves_out_the_muted_domains() -> None:
+    w = Window(max_count=100, max_age=60)
+    w.arm(0)
+    w.add(1, "tenant", b"1", mute="incident")
+    w.add(2, "tenant", b"2", mute="audit")
+    w.add(3, "tenant", b"3", mute=None)  # critical
+    w.add(4, "user:bob", b"4", mute="incident")
+    assert w.after(0, {"tenant"}) == [(1, b"1"), (2, b"2"), (3, b"3")]
+    assert w.after(0, {"tenant"}, frozenset({"audit"})) == [(1, b"1"), (3, b"3")]
+    assert w.after(1, {"tenant"}, frozenset({"audit", "incident"})) == [(3, b"3")]

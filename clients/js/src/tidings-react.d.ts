@@ -4,6 +4,10 @@ import type { ReactElement, ReactNode } from "react";
 import type {
   ConnectOptions,
   ConnectionState,
+  InboxClient,
+  InboxCounts,
+  InboxFilter,
+  InboxItem,
   Notification,
   PositionStorage,
   ResetEvent,
@@ -38,6 +42,15 @@ export interface NotificationProviderProps {
   onNotification?: (notification: Notification) => void;
   /** The view has a gap: reload history over REST and pass it to `merge`. */
   onReset?: (reset: ResetEvent) => void;
+  /**
+   * The server-kept inbox (`useInbox()`; the bell shows its counts and history): the inbox
+   * API's base URL (the client then uses `token`/`getToken`), or an InboxClient.
+   */
+  inbox?: string | InboxClient | null;
+  /** Inbox items per page (default 20). */
+  pageSize?: number;
+  /** What the inbox list shows (default: everything not archived). */
+  inboxFilter?: InboxFilter;
   children?: ReactNode;
 }
 
@@ -55,11 +68,38 @@ export interface NotificationsValue {
   /** Add notifications (e.g. history from REST); merged by id. */
   merge(items: Iterable<Notification | NotificationItem>): void;
   clear(): void;
+  /** The inbox's state and actions; null without the provider's `inbox`. */
+  inbox: InboxValue | null;
+}
+
+export interface InboxValue {
+  inbox: InboxClient;
+  /** Newest first, one per id: the API's pages merged with live notifications. */
+  items: InboxItem[];
+  /** The server's counts, following `inbox` frames and live arrivals; null until loaded. */
+  counts: InboxCounts | null;
+  loading: boolean;
+  loadingMore: boolean;
+  /** The last refusal of the API (its code: `not_found`, `unreachable`…), or null. */
+  error: TidingsError | null;
+  hasMore: boolean;
+  /** Load the next (older) page. */
+  loadMore(): Promise<void>;
+  markRead(ids: string | string[]): Promise<void>;
+  markUnread(ids: string | string[]): Promise<void>;
+  markSeen(ids: string | string[]): Promise<void>;
+  archive(ids: string | string[]): Promise<void>;
+  markAllRead(): Promise<void>;
+  /** Reload the first page and the counts. */
+  refresh(): Promise<void>;
 }
 
 export declare function NotificationProvider(props: NotificationProviderProps): ReactElement;
 
 export declare function useNotifications(): NotificationsValue;
+
+/** The server-kept inbox; throws without `<NotificationProvider inbox={…}>`. */
+export declare function useInbox(): InboxValue;
 
 export interface NotificationBellProps {
   label?: string;

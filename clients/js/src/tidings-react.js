@@ -10,7 +10,14 @@
  */
 
 import React from "react";
-import { connect, State } from "./tidings.js";
+import {
+  applyInboxChange,
+  connect,
+  countArrivals,
+  InboxClient,
+  mergeInbox,
+  State,
+} from "./tidings.js";
 
 const h = React.createElement;
 const Context = React.createContext(null);
@@ -64,6 +71,211 @@ function reducer(current, action) {
   }
 }
 
+// -- the inbox's state (with `inbox` on the provider) ---------------------------------------------
+
+const inboxInitial = {
+  items: [], // newest first, one per id: the API's pages and live arrivals
+  counts: null, // the server's counts, plus live arrivals since
+  countedUpTo: 0, // the highest seq the counts are known to include
+  cursor: null,
+  loading: true,
+  loadingMore: false,
+  error: null,
+  pending: new Set(), // ids that arrived live and no page has shown yet
+};
+
+function topSeq(items, floor) {
+  return items.reduce((top, item) => Math.max(top, item.seq ?? 0), floor);
+}
+
+function inboxReducer(current, action) {
+  switch (action.type) {
+    case "loading":
+      return { ...current, loading: true };
+    case "loaded": {
+      // A refresh: this page replaces what was loaded, except live arrivals no page has yet.
+      const shown = new Set(action.page.items.map((item) => item.id));
+      const kept = current.items.filter((item) => current.pending.has(item.id) && !shown.has(item.id));
+      const pending = new Set(kept.map((item) => item.id));
+      return {
+        ...current,
+        items: mergeInbox(kept, action.page.items).items,
+        counts: countArrivals(action.counts, kept, { after: topSeq(action.page.items, 0) }),
+        countedUpTo: topSeq(action.page.items, 0),
+        cursor: action.page.next_cursor ?? null,
+        loading: false,
+        error: null,
+        pending,
+      };
+    }
+    case "more-loading":
+      return { ...current, loadingMore: true };
+    case "more": {
+      const pending = new Set(current.pending);
+      for (const item of action.page.items) pending.delete(item.id);
+      return {
+        ...current,
+        items: mergeInbox(current.items, action.page.items).items,
+        cursor: action.page.next_cursor ?? null,
+        loadingMore: false,
+        pending,
+      };
+    }
+    case "live": {
+      const { items, added } = mergeInbox(current.items, action.notifications);
+      if (added.length === 0) return current;
+      const pending = new Set(current.pending);
+      for (const item of added) pending.add(item.id);
+      return {
+        ...current,
+        items,
+        counts: countArrivals(current.counts, added, { after: current.countedUpTo }),
+        pending,
+      };
+    }
+    case "welcome":
+      // The gateway counted at hello: what it replays next (seq ≤ welcome.seq) is included.
+      return { ...current, counts: action.counts, countedUpTo: Math.max(current.countedUpTo, action.seq ?? 0) };
+    case "change":
+      return {
+        ...current,
+        items: applyInboxChange(current.items, action.change),
+        counts: action.change.counts ?? current.counts,
+      };
+    case "error":
+      return { ...current, error: action.error, loading: false, loadingMore: false };
+    default:
+      return current;
+  }
+}
+
+/**
+ * The inbox half of the provider: loads the latest page and the counts, merges live arrivals,
+ * follows `inbox` frames, and marks through the API. `inbox` is null when the provider has none.
+ */
+function useInboxState(inbox, client, { pageSize, filter }) {
+  const [store, dispatch] = React.useReducer(inboxReducer, inboxInitial);
+  const generation = React.useRef(0); // answers to an older refresh are dropped
+  const cursor = React.useRef(null);
+  cursor.current = store.loadingMore ? undefined : store.cursor;
+  const filterKey = JSON.stringify(filter ?? {});
+
+  const refresh = React.useCallback(async () => {
+    if (!inbox) return;
+    const mine = ++generation.current;
+    dispatch({ type: "loading" });
+    try {
+      const query = { ...JSON.parse(filterKey), limit: pageSize };
+      const [page, counts] = await Promise.all([inbox.list(query), inbox.counts()]);
+      if (mine === generation.current) dispatch({ type: "loaded", page, counts });
+    } catch (error) {
+      if (mine === generation.current) dispatch({ type: "error", error });
+    }
+  }, [inbox, pageSize, filterKey]);
+
+  React.useEffect(() => {
+    generation.current += 1;
+    if (inbox) refresh();
+    return () => {
+      generation.current += 1;
+    };
+  }, [inbox, refresh]);
+
+  React.useEffect(() => {
+    if (!inbox || !client) return undefined;
+    if (client.inboxCounts && client.welcome) {
+      dispatch({ type: "welcome", counts: client.inboxCounts, seq: client.welcome.seq });
+    }
+    const offs = [
+      client.on("welcome", (welcome) => {
+        if (welcome.inbox) dispatch({ type: "welcome", counts: welcome.inbox, seq: welcome.seq });
+      }),
+      client.on("inbox", (frame) => {
+        dispatch({ type: "change", change: frame });
+        // A mark-all may have had a filter the frame does not repeat, and new preferences may
+        // bring a domain back: reload what is shown.
+        if (frame.all || frame.muted) refresh();
+      }),
+      client.on("reset", () => refresh()), // a gap: the page shows what the server has
+    ];
+    return () => offs.forEach((off) => off());
+  }, [inbox, client, refresh]);
+
+  const loadMore = React.useCallback(async () => {
+    const from = cursor.current;
+    if (!inbox || !from) return;
+    const mine = generation.current;
+    dispatch({ type: "more-loading" });
+    try {
+      const page = await inbox.list({ ...JSON.parse(filterKey), limit: pageSize, cursor: from });
+      if (mine === generation.current) dispatch({ type: "more", page });
+    } catch (error) {
+      if (mine === generation.current) dispatch({ type: "error", error });
+    }
+  }, [inbox, pageSize, filterKey]);
+
+  const mark = React.useCallback(
+    async (ids, set) => {
+      const list = [].concat(ids);
+      if (!inbox || list.length === 0) return;
+      dispatch({ type: "change", change: { ids: list, set } }); // at once; the answer confirms
+      try {
+        const answer = await inbox.mark(list, set);
+        dispatch({ type: "change", change: { ids: answer.changed ?? [], set, counts: answer.counts } });
+      } catch (error) {
+        dispatch({ type: "error", error });
+        refresh(); // show what the server has
+      }
+    },
+    [inbox, refresh],
+  );
+
+  const markAllRead = React.useCallback(async () => {
+    if (!inbox) return;
+    dispatch({ type: "change", change: { all: true, set: { read: true } } });
+    try {
+      const answer = await inbox.markAll({ read: true });
+      dispatch({ type: "change", change: { all: true, set: { read: true }, counts: answer.counts } });
+    } catch (error) {
+      dispatch({ type: "error", error });
+      refresh();
+    }
+  }, [inbox, refresh]);
+
+  const live = React.useCallback((notifications) => dispatch({ type: "live", notifications }), []);
+
+  const value = React.useMemo(
+    () =>
+      inbox && {
+        inbox,
+        items: store.items,
+        counts: store.counts,
+        loading: store.loading,
+        loadingMore: store.loadingMore,
+        error: store.error,
+        hasMore: store.cursor != null,
+        loadMore,
+        markRead: (ids) => mark(ids, { read: true }),
+        markUnread: (ids) => mark(ids, { read: false }),
+        markSeen: (ids) => mark(ids, { seen: true }),
+        archive: (ids) => mark(ids, { archived: true }),
+        markAllRead,
+        refresh,
+      },
+    [inbox, store, loadMore, mark, markAllRead, refresh],
+  );
+  return { value, live };
+}
+
+function useInboxClient(given, tokenOf) {
+  // A base URL makes a client that asks the provider for tokens; a client is used as it is.
+  return React.useMemo(() => {
+    if (given == null || given === false) return null;
+    if (typeof given !== "string") return given;
+    return new InboxClient({ baseUrl: given, token: tokenOf });
+  }, [given, tokenOf]);
+}
+
 // -- provider and hook --------------------------------------------------------------------------
 
 /**
@@ -72,9 +284,15 @@ function reducer(current, action) {
  * `storageKey`, `options` (any other connect option). `history`: notifications already loaded
  * (REST, server rendering) to start with. `onReset` is called when the gateway says the view
  * has a gap: reload history over REST and pass it to `merge`.
+ *
+ * `inbox` (the inbox API's base URL, or an InboxClient) turns on the server-kept inbox
+ * (`useInbox()`; the bell then shows the server's counts and history): `pageSize` items per page
+ * (default 20), `inboxFilter` (the list's filter, e.g. `{severity: ["error", "critical"]}`).
+ * With a base URL the inbox client asks for tokens as the connection does (`token`/`getToken`).
  */
 export function NotificationProvider(props) {
   const { client: given, url, token, rooms, storage, storageKey, max = 100, children } = props;
+  const { pageSize = 20, inboxFilter } = props;
   const [store, dispatch] = React.useReducer(reducer, props.history, (history) => ({
     ...initial,
     notifications: history ? merge([], [...history], max) : [],
@@ -83,6 +301,14 @@ export function NotificationProvider(props) {
   const latest = React.useRef(props);
   latest.current = props;
   const roomsKey = rooms ? [...rooms].join(",") : "";
+  const tokenIsFunction = typeof props.getToken === "function";
+  const tokenOf = React.useCallback(
+    async () => (tokenIsFunction ? latest.current.getToken() : latest.current.token),
+    [token, tokenIsFunction], // another identity: another inbox client
+  );
+  const inboxClient = useInboxClient(props.inbox, tokenOf);
+  const inbox = useInboxState(inboxClient, client, { pageSize, filter: inboxFilter });
+  const inboxLive = inbox.live;
 
   React.useEffect(() => {
     if (given) {
@@ -117,7 +343,10 @@ export function NotificationProvider(props) {
       scheduled = false;
       const items = queued;
       queued = [];
-      if (items.length) dispatch({ type: "notifications", items, max: latest.current.max ?? 100 });
+      if (items.length) {
+        dispatch({ type: "notifications", items, max: latest.current.max ?? 100 });
+        inboxLive(items);
+      }
     };
     const offs = [
       client.on("notification", (n) => {
@@ -134,7 +363,7 @@ export function NotificationProvider(props) {
       client.on("reset", (reset) => latest.current.onReset?.(reset)),
     ];
     return () => offs.forEach((off) => off());
-  }, [client]);
+  }, [client, inboxLive]);
 
   const value = React.useMemo(() => {
     const unread = store.notifications.reduce((count, n) => count + (n.read ? 0 : 1), 0);
@@ -150,8 +379,9 @@ export function NotificationProvider(props) {
       markAllRead: () => dispatch({ type: "read", ids: null }),
       merge: (items) => dispatch({ type: "notifications", items: [...items], max }),
       clear: () => dispatch({ type: "clear" }),
+      inbox: inbox.value,
     };
-  }, [client, store, max]);
+  }, [client, store, max, inbox.value]);
 
   return h(Context.Provider, { value }, children);
 }
@@ -163,6 +393,21 @@ export function useNotifications() {
     throw new Error("useNotifications() needs a <NotificationProvider> above it");
   }
   return value;
+}
+
+/**
+ * The user's inbox, kept by the server and the same on every device: `items` (newest first,
+ * history and live notifications merged by id), exact `counts` that follow `inbox` frames and
+ * live arrivals, `loading`, `error`, `hasMore` / `loadMore()` (older pages), and marks that go
+ * to the API: `markRead(ids)`, `markUnread(ids)`, `markSeen(ids)`, `archive(ids)`,
+ * `markAllRead()`, `refresh()`. Needs `<NotificationProvider inbox={baseUrl or InboxClient}>`.
+ */
+export function useInbox() {
+  const value = React.useContext(Context);
+  if (value === null || !value.inbox) {
+    throw new Error("useInbox() needs a <NotificationProvider inbox={…}> above it");
+  }
+  return value.inbox;
 }
 
 // -- the bell -----------------------------------------------------------------------------------
@@ -224,6 +469,9 @@ export const BELL_CSS = `
 .tidings-sev-error .tidings-bell__sev{background:#fef2f2;color:var(--tb-error)}
 .tidings-sev-critical .tidings-bell__sev{background:#fdf2f8;color:var(--tb-critical)}
 .tidings-bell__empty{margin:0;padding:28px 14px;text-align:center;color:var(--tb-muted)}
+.tidings-bell__more button{width:100%;padding:10px;border:0;background:none;color:var(--tb-accent);font:inherit;font-size:12px;cursor:pointer}
+.tidings-bell__more button:disabled{color:var(--tb-muted);cursor:default}
+.tidings-bell__error{margin:0;padding:8px 14px;font-size:12px;color:var(--tb-error);border-bottom:1px solid var(--tb-line)}
 `;
 
 function injectStyles() {
@@ -264,9 +512,11 @@ function BellIcon() {
 
 /**
  * A bell with an unread badge and a dropdown of the latest notifications (severity colours,
- * click to mark read). Props: `label`, `limit` (items shown, default 20), `emptyText`,
- * `onSelect(notification)`, `className`, `styles` (false: bring your own CSS, see BELL_CSS),
- * `defaultOpen`.
+ * click to mark read). With the provider's `inbox`: the badge is the server's unread count, the
+ * dropdown the inbox's latest page, older pages load on scroll, and marks go to the server (every
+ * device follows). Props: `label`, `limit` (items shown without an inbox, default 20),
+ * `emptyText`, `onSelect(notification)`, `className`, `styles` (false: bring your own CSS, see
+ * BELL_CSS), `defaultOpen`.
  */
 export function NotificationBell(props) {
   const {
@@ -278,7 +528,15 @@ export function NotificationBell(props) {
     styles = true,
     defaultOpen = false,
   } = props;
-  const { notifications, unread, state, markRead, markAllRead } = useNotifications();
+  const live = useNotifications();
+  const { state, inbox } = live;
+  // With an inbox: the server's items and counts; without: what arrived since the page opened.
+  const unread = inbox ? (inbox.counts?.unread ?? inbox.items.filter((n) => !n.read).length) : live.unread;
+  const markRead = (n) => {
+    if (!inbox) live.markRead(n.id);
+    else if (!n.read) inbox.markRead([n.id]);
+  };
+  const markAllRead = inbox ? inbox.markAllRead : live.markAllRead;
   const [open, setOpen] = React.useState(defaultOpen);
   const root = React.useRef(null);
 
@@ -303,7 +561,15 @@ export function NotificationBell(props) {
   }, [open]);
 
   const stateLabel = STATE_LABELS[state] ?? state;
-  const shown = notifications.slice(0, limit);
+  const shown = inbox ? inbox.items : live.notifications.slice(0, limit);
+  const more = inbox?.hasMore ? inbox : null;
+  const onScroll = (event) => {
+    // Page back when the list is scrolled near its end.
+    const list = event.currentTarget;
+    if (more && !more.loadingMore && list.scrollTop + list.clientHeight >= list.scrollHeight - 48) {
+      more.loadMore();
+    }
+  };
   const badge = unread > 99 ? "99+" : String(unread);
 
   const items = shown.map((n) => {
@@ -321,7 +587,7 @@ export function NotificationBell(props) {
           type: "button",
           className: "tidings-bell__entry",
           onClick: () => {
-            markRead(n.id);
+            markRead(n);
             onSelect?.(n);
           },
         },
@@ -378,9 +644,27 @@ export function NotificationBell(props) {
               "Mark all read",
             ),
           ),
+          inbox?.error
+            ? h("p", { className: "tidings-bell__error", role: "alert" }, `${inbox.error.code ?? "error"}: ${inbox.error.message}`)
+            : null,
           items.length
-            ? h("ul", { className: "tidings-bell__list" }, items)
-            : h("p", { className: "tidings-bell__empty" }, emptyText),
+            ? h(
+                "ul",
+                { className: "tidings-bell__list", onScroll },
+                items,
+                more
+                  ? h(
+                      "li",
+                      { className: "tidings-bell__more", key: "more" },
+                      h(
+                        "button",
+                        { type: "button", disabled: more.loadingMore, onClick: () => more.loadMore() },
+                        more.loadingMore ? "Loading…" : "Show older",
+                      ),
+                    )
+                  : null,
+              )
+            : h("p", { className: "tidings-bell__empty" }, inbox?.loading ? "Loading…" : emptyText),
         )
       : null,
   );

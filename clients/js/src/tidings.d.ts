@@ -1,5 +1,9 @@
 // Type declarations of tidings.js (the Tidings browser SDK, wire protocol tidings.v1.json).
 
+import type { InboxCounts, InboxFrame } from "./tidings-inbox.js";
+
+export * from "./tidings-inbox.js";
+
 export declare const VERSION: string;
 export declare const SUBPROTOCOL: "tidings.v1.json";
 
@@ -50,6 +54,8 @@ export interface Welcome {
   recovered: boolean;
   /** The token's `exp` (unix seconds), or null. */
   expires_at: number | null;
+  /** The inbox's counts, when the gateway has the inbox on and it answered in time. */
+  inbox?: InboxCounts;
 }
 
 /** A gap that will not be filled: reload history over REST and merge by `id` (§5.6). */
@@ -89,6 +95,8 @@ export interface ClientEvents {
   reset: ResetEvent;
   /** The named rooms the client asks for, after a change. */
   rooms: Room[];
+  /** The user's inbox state changed (on this device or another): new counts, changed ids. */
+  inbox: InboxFrame;
 }
 
 export interface Stats {
@@ -166,13 +174,15 @@ export declare class TidingsError extends Error {
   constructor(
     code: string,
     message: string,
-    details?: { closeCode?: number; number?: number; field?: string; id?: number },
+    details?: { closeCode?: number; status?: number; number?: number; field?: string; id?: number },
   );
   /** The gateway's stable error code (`forbidden`, `token_expired`…) or the client's own
    * (`connection_lost`, `closed`, `timeout`, `unreachable`, `token_unavailable`, `bad_room`,
    * `invalid_option`). */
   readonly code: string;
   readonly closeCode?: number;
+  /** The HTTP status, for a refusal of the inbox API. */
+  readonly status?: number;
   readonly number?: number;
   readonly field?: string;
   readonly id?: number;
@@ -183,6 +193,8 @@ export declare class TidingsClient {
   readonly url: string;
   readonly state: ConnectionState;
   readonly welcome: Welcome | null;
+  /** The inbox's counts: from the welcome, then from every `inbox` frame (null before any). */
+  readonly inboxCounts: InboxCounts | null;
   readonly stats: Readonly<Stats>;
   readonly epoch: string | null;
   /** The highest seq processed (or synced): the resume point and the duplicate bar. */
@@ -212,14 +224,17 @@ export declare function backoffDelay(
 export declare function parseFrame(text: string): Array<Record<string, unknown>>;
 
 /**
- * The client's error for what the gateway said: an `error` frame (answering a request, or sent
- * before a close) and/or the close that ended the connection (its code, and its reason, which
- * names the error when no frame came first).
+ * The client's error for what a Tidings server said: an `error` frame (answering a request, or
+ * sent before a close) and/or the close that ended the connection (its code, and its reason,
+ * which names the error when no frame came first), or an HTTP answer of the inbox API (its
+ * `status` and parsed JSON `body`).
  */
 export declare function gatewayError(said?: {
   frame?: Record<string, unknown> | null;
   closeCode?: number;
   reason?: string;
+  status?: number;
+  body?: unknown;
 }): TidingsError;
 
 /** `room:<name>` from `room:<name>` or `<name>`; throws TidingsError `bad_room`. */

@@ -48,13 +48,14 @@ export class TidingsError extends Error {
   /**
    * @param {string} code
    * @param {string} message
-   * @param {{closeCode?: number, number?: number, field?: string, id?: number}} [details]
+   * @param {{closeCode?: number, status?: number, number?: number, field?: string, id?: number}} [details]
    */
   constructor(code, message, details = {}) {
     super(message);
     this.name = "TidingsError";
     this.code = code;
     this.closeCode = details.closeCode;
+    this.status = details.status;
     this.number = details.number;
     this.field = details.field;
     this.id = details.id;
@@ -127,11 +128,24 @@ function resolveStorage(storage) {
 }
 
 /**
- * The client's error for what the gateway said — the one place a refusal is read: an `error`
- * frame (answering a request, or sent before a close), and/or the close that ended the
- * connection (`closeCode`, and its `reason`, which names the error when no frame came first).
+ * The client's error for what a Tidings server said — the one place a refusal is read: an
+ * `error` frame (answering a request, or sent before a close), and/or the close that ended the
+ * connection (`closeCode`, and its `reason`, which names the error when no frame came first),
+ * or an HTTP answer of the inbox API (`status` and its parsed JSON `body`, `{"error": {code,
+ * reason, field}}`; a body without one gives the code `http_<status>`).
  */
-export function gatewayError({ frame = null, closeCode, reason = "" } = {}) {
+export function gatewayError({ frame = null, closeCode, reason = "", status, body } = {}) {
+  if (status != null) {
+    const said = body?.error;
+    if (said != null && typeof said === "object" && typeof said.code === "string") {
+      return new TidingsError(said.code, String(said.reason ?? said.code), {
+        status,
+        number: said.number,
+        field: said.field,
+      });
+    }
+    return new TidingsError(`http_${status}`, `HTTP ${status}`, { status });
+  }
   if (frame != null) {
     return new TidingsError(String(frame.code), String(frame.reason ?? frame.code), {
       number: frame.number,
@@ -182,6 +196,7 @@ export class TidingsClient {
     /** @type {string} */
     this.state = State.CLOSED;
     this.welcome = null;
+    this.inboxCounts = null; // the inbox's counts: from welcome, then from every `inbox` frame
     this.stats = { frames: 0, notifications: 0, duplicates: 0, connects: 0, reconnects: 0 };
     this.epoch = o.epoch ?? null;
     this.lastSeq = o.since ?? null; // the resume point and the duplicate bar
@@ -215,7 +230,10 @@ export class TidingsClient {
     return this;
   }
 
-  /** Listen to `notification`, `state`, `error`, `welcome`, `reset` or `rooms`; returns `off`. */
+  /**
+   * Listen to `notification`, `state`, `error`, `welcome`, `reset`, `rooms` or `inbox` (the
+   * user's inbox state changed: new counts and the changed ids); returns `off`.
+   */
   on(type, listener) {
     if (!this._listeners.has(type)) this._listeners.set(type, new Set());
     this._listeners.get(type).add(listener);
@@ -451,6 +469,11 @@ export class TidingsClient {
         return;
       case "reset":
         return this._onReset(frame);
+      case "inbox":
+        // Another device (or this one) changed the user's inbox state: new counts, changed ids.
+        if (frame.counts != null && typeof frame.counts === "object") this.inboxCounts = frame.counts;
+        this._emit("inbox", frame);
+        return;
       case "error":
         if (this._answer(frame.id, frame)) return;
         if (frame.close != null) this._closeFrame = frame;
@@ -508,6 +531,7 @@ export class TidingsClient {
       this.lastSeq = Math.max(this.lastSeq ?? 0, welcome.seq);
     }
     this.welcome = welcome;
+    if (welcome.inbox != null && typeof welcome.inbox === "object") this.inboxCounts = welcome.inbox;
     this._expiresAt = welcome.expires_at ?? null;
     this._welcomedAt = Date.now();
     this._lastReceived = Date.now();
@@ -733,3 +757,8 @@ export class TidingsClient {
 export function connect(options) {
   return new TidingsClient(options).start();
 }
+
+
+// The inbox client (REST) and its helpers live in their own module; re-exported here so one
+// import gives the whole SDK. (It imports TidingsError from here: a cycle only at call time.)
+export * from "./tidings-inbox.js";

@@ -23,6 +23,7 @@ function stack() {
     token: process.env.TIDINGS_TOKEN ?? info?.token,
     publisher: process.env.TIDINGS_PUBLISHER_URL ?? info?.publisher?.url,
     demo: process.env.TIDINGS_DEMO_URL ?? info?.demo?.url,
+    inbox: process.env.TIDINGS_INBOX_API_URL ?? info?.["inbox-api"]?.url,
   };
   const missing = Object.entries(env).filter(([, v]) => !v).map(([k]) => k);
   if (missing.length) {

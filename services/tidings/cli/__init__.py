@@ -19,6 +19,7 @@ from tidings.cli.common import exit_code, show_error
 from tidings.cli.dev import dev
 from tidings.cli.events import events
 from tidings.cli.inbox import inbox_app
+from tidings.cli.inbox_user import inbox_counts_command, inbox_list, inbox_mark
 from tidings.cli.publish import publish
 from tidings.cli.services import gateway, publisher
 from tidings.cli.stream import nats_app
@@ -44,6 +45,8 @@ def _root() -> None:
 
 for command in (token, publish, tail, bench, publisher, gateway, events, dev):
     app.command()(command)
+for name, command in (("list", inbox_list), ("counts", inbox_counts_command), ("mark", inbox_mark)):
+    inbox_app.command(name)(command)
 
 
 def main() -> None:

@@ -1,6 +1,5 @@
-"""`tidings inbox …`: the inbox's commands (`writer` runs the writer, `migrate` the schema).
-
-The REST API and the terminal's list/mark commands join this group later.
+"""`tidings inbox …`: the inbox's commands (`writer` runs the writer, `api` the REST API,
+`migrate` the schema).
 """
 
 from __future__ import annotations
@@ -21,6 +20,14 @@ inbox_app = typer.Typer(
 def writer(ctx: typer.Context) -> None:
     """Run the inbox writer (JetStream → database, exactly once), with /metrics and probes."""
     from tidings.inbox.app import serve
+
+    serve(settings_of(ctx))
+
+
+@inbox_app.command()
+def api(ctx: typer.Context) -> None:
+    """Run the inbox REST API (list, counts, mark, preferences), with /metrics and probes."""
+    from tidings.inbox.api_app import serve
 
     serve(settings_of(ctx))
 

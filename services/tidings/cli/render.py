@@ -5,6 +5,7 @@ Renderers only: they print to the consoles of :mod:`tidings.cli.common` and deci
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.markup import escape
@@ -16,6 +17,7 @@ from tidings.settings import Settings
 from tidings.units import format_duration, format_size
 
 if TYPE_CHECKING:  # nats-py and the WebSocket client load lazily: `tidings token` needs neither
+    from tidings.client.inbox_items import Counts, InboxItem
     from tidings.client.subscriber_events import Event
     from tidings.nats import ProvisionReport
 
@@ -155,3 +157,43 @@ def stream_conflict(report: ProvisionReport, settings: Settings) -> StreamConfli
         f" recreate the stream, which DELETES every stored notification (clients see a new"
         f" epoch): `nats stream rm {report.stream}`, then `tidings nats init`.{hint}"
     )
+
+
+# --- inbox ------------------------------------------------------------------------------------
+
+
+def inbox_page(items: Sequence[InboxItem], next_cursor: str | None) -> None:
+    """A page of the inbox as a table, newest first; where the next page starts on stderr."""
+    table = Table("", "time", "severity", "event", "room", "title")
+    table.add_column("id", no_wrap=True, min_width=max((len(i.id) for i in items), default=2))
+    for item in items:
+        style = _SEVERITY_STYLE.get(item.severity, "blue")
+        state = "[bold]●[/]" if not item.read else ("[dim]a[/]" if item.archived else "")
+        table.add_row(
+            state,
+            f"[dim]{escape(item.time[:19].replace('T', ' '))}[/]",
+            f"[{style}]{escape(item.severity)}[/]",
+            escape(item.event),
+            f"[cyan]{escape(item.room)}[/]",
+            ("[bold]" if not item.read else "")
+            + escape(item.title)
+            + ("[/]" if not item.read else ""),
+            f"[dim]{escape(item.id)}[/]",
+        )
+    out.print(table if items else "[dim]nothing here[/]")
+    if next_cursor is not None:
+        log(f"more: --cursor {next_cursor}")
+
+
+def inbox_counts(counts: Counts, title: str = "inbox") -> None:
+    """The counts in one table: total, unread, unseen, then unread by severity."""
+    table = Table(title=escape(title), show_header=True)
+    for name in ("total", "unread", "unseen", *counts.unread_by_severity):
+        table.add_column(name, justify="right")
+    table.add_row(
+        str(counts.total),
+        str(counts.unread),
+        str(counts.unseen),
+        *(str(n) for n in counts.unread_by_severity.values()),
+    )
+    out.print(table)

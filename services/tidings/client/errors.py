@@ -1,9 +1,10 @@
-"""The errors a subscriber raises, and the one place a gateway's refusal becomes one of them.
+"""The errors the clients raise, and the one place a server's refusal becomes one of them.
 
 Each class names its row in :mod:`tidings.codes` (the rows a client raises, never a server). A
 gateway says why it refused in three shapes: an ``error`` frame, the reason of a close frame (an
-error code name), or the ``{"error": {"code", "reason"}}`` body of a refused handshake;
-:func:`gateway_error` reads all three, so a new field or code is handled once.
+error code name), or the ``{"error": {"code", "reason"}}`` body of a refused handshake; the
+inbox API answers with that same body. :func:`gateway_error` reads them all, so a new field or
+code is handled once.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ class ClientError(TidingsError):
 
 
 class Refused(ClientError):
-    """The gateway refused the connection in a way that retrying unchanged cannot fix.
+    """The server refused in a way that retrying unchanged cannot fix: the gateway a
+    connection, or the inbox API a call.
 
-    ``error`` is the gateway's error code (``token_malformed``, ``forbidden``…, or for an HTTP
-    refusal of the handshake its code such as ``origin_forbidden``), ``close_code`` the
-    WebSocket close code (``None`` for an HTTP refusal, then ``status`` is set).
+    ``error`` is the server's error code (``token_malformed``, ``forbidden``…, for an HTTP
+    refusal its code such as ``origin_forbidden`` or the inbox API's ``not_found``),
+    ``close_code`` the WebSocket close code (``None`` for an HTTP refusal, then ``status`` is
+    set).
     """
 
     code = ErrorCode.REFUSED
@@ -88,14 +91,21 @@ class GaveUp(ClientError):
     code = ErrorCode.UNREACHABLE
 
 
+class Unreachable(ClientError):
+    """An HTTP server (the inbox API) did not answer: refused, reset or timed out."""
+
+    code = ErrorCode.UNREACHABLE
+
+
 def gateway_error(
     said: p.ErrorFrame | bytes | str, *, close_code: int | None = None, status: int | None = None
 ) -> Refused | RequestRefused:
-    """The client's error for what the gateway said.
+    """The client's error for what a server said.
 
     ``said`` is an ``error`` frame (with ``close_code`` when the connection ended after it, else
-    it answered a request), the body of a refused handshake (with its HTTP ``status``), or the
-    reason of a close frame that came without an error frame (with ``close_code``).
+    it answered a request), the body of a refused handshake or of an inbox API answer (with
+    its HTTP ``status``), or the reason of a close frame that came without an error frame
+    (with ``close_code``).
     """
     if isinstance(said, p.ErrorFrame):
         if close_code is None:

@@ -37,6 +37,7 @@ from tidings.client.requests import Requests
 from tidings.client.subscriber_events import (
     Event,
     EventLog,
+    InboxChanged,
     RoomRemoved,
     ServerError,
     State,
@@ -339,6 +340,8 @@ class Subscriber:
             self._events.emit(RoomRemoved(frame.room, frame.reason or "removed by the gateway"))
         elif isinstance(frame, p.Subscribed | p.Unsubscribed | p.Pong):
             self._requests.answer(frame.id, frame)
+        elif isinstance(frame, p.InboxFrame):
+            self._events.emit(InboxChanged(frame))
 
     async def _on_notification(self, frame: p.NotificationFrame) -> None:
         if not self._cursor.accept(frame.seq):

@@ -71,7 +71,15 @@ class ServerError:
     error: p.ErrorFrame
 
 
-Event = StateChanged | Recovered | Reset | RoomRemoved | ServerError
+@dataclass(frozen=True, slots=True)
+class InboxChanged:
+    """The user's inbox changed on some device (an ``inbox`` frame): new counts, the ids whose
+    state changed, and the muted domains when preferences changed."""
+
+    frame: p.InboxFrame
+
+
+Event = StateChanged | Recovered | Reset | RoomRemoved | ServerError | InboxChanged
 
 
 @dataclass(slots=True)

@@ -27,6 +27,8 @@ class DevOptions:
     gateway_port: int = 8080
     gateway_api_port: int = 8083
     demo_port: int = 8082
+    inbox_port: int = 8084  # the inbox writer's probes and /metrics
+    inbox_api_port: int = 8085
     tenant: str = "demo"
     user: str = "alice"
     roles: tuple[str, ...] = ("admin",)
@@ -48,6 +50,16 @@ class DevOptions:
     def nats_url(self) -> str:
         """Every nats-server, comma-separated, as ``TIDINGS_NATS_URLS`` takes them."""
         return ",".join(f"nats://{self.host}:{p}" for p in self.nats_ports)
+
+    @property
+    def inbox_database_url(self) -> str:
+        """The dev inbox: a SQLite file in the dev dir (migrated by the stack before its
+        children start, so the writer and the API never race to create the schema)."""
+        return f"sqlite:///{(self.dir / 'inbox.db').resolve()}"
+
+    @property
+    def inbox_api_url(self) -> str:
+        return f"http://{self.host}:{self.inbox_api_port}"
 
     @property
     def with_ingress(self) -> bool:
@@ -121,7 +133,12 @@ def services(options: DevOptions, *, secret: str) -> list[ServiceSpec]:
         sys.executable, "-m", "tidings.dev.demo", "--dir", str(options.dir),
         "--host", host, "--port", str(options.demo_port),
         "--gateway", gateway_ws, "--publisher", publisher_url,
+        "--inbox-api", options.inbox_api_url,
     )  # fmt: skip
+    inbox_env = {
+        "TIDINGS_NATS_URLS": nats_url,
+        "TIDINGS_INBOX_DATABASE_URL": options.inbox_database_url,
+    }
     return [
         ServiceSpec(
             name="publisher",
@@ -139,6 +156,34 @@ def services(options: DevOptions, *, secret: str) -> list[ServiceSpec]:
         *(
             _gateway(options, i, port, api_port, secret=secret)
             for i, (port, api_port) in enumerate(options.gateway_ports)
+        ),
+        ServiceSpec(
+            name="inbox-writer",
+            flag="--inbox-port",
+            host=host,
+            port=options.inbox_port,
+            command=(sys.executable, "-m", "tidings", "inbox", "writer"),
+            env={
+                **inbox_env,
+                "TIDINGS_INBOX_HOST": host,
+                "TIDINGS_INBOX_PORT": str(options.inbox_port),
+            },
+        ),
+        ServiceSpec(
+            name="inbox-api",
+            flag="--inbox-api-port",
+            host=host,
+            port=options.inbox_api_port,
+            command=(sys.executable, "-m", "tidings", "inbox", "api"),
+            env={
+                **inbox_env,
+                "TIDINGS_INBOX_API_HOST": host,
+                "TIDINGS_INBOX_API_PORT": str(options.inbox_api_port),
+                SECRET_ENV: secret,  # it verifies the same tokens as the gateway
+                # The demo page calls it from its own origin (CORS follows this list).
+                "TIDINGS_GATEWAY_ALLOWED_ORIGINS": _gateway_origins(options),
+            },
+            info={"openapi": f"{options.inbox_api_url}/v1/inbox/openapi.json"},
         ),
         ServiceSpec(
             name="demo",
@@ -165,6 +210,8 @@ def _gateway(options: DevOptions, i: int, port: int, api_port: int, *, secret: s
         "TIDINGS_GATEWAY_DRAIN_SECONDS": os.environ.get("TIDINGS_GATEWAY_DRAIN_SECONDS", "1"),
         # The demo page comes from its own server, so its WebSocket is cross-origin.
         "TIDINGS_GATEWAY_ALLOWED_ORIGINS": _gateway_origins(options),
+        # Counts in welcome, `inbox` frames, muted domains (the inbox API answers).
+        "TIDINGS_GATEWAY_INBOX": "true",
     }
     if options.gateways > 1:  # status answers say which one answered
         env["TIDINGS_GATEWAY_ID"] = options.gateway_name(i)

@@ -110,6 +110,7 @@ class DevStack:
         urls = [node.url for node in self.nats_nodes]
         nats_settings = self.settings.nats.model_copy(update={"urls": urls})
         self.report = asyncio.run(provision(nats_settings, stream))
+        asyncio.run(_migrate_inbox(opts.inbox_database_url))
         self.children = [Child(spec, self.dir / "logs") for spec in specs]
         for child in self.children:
             child.start()
@@ -289,6 +290,19 @@ class DevStack:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+
+async def _migrate_inbox(url: str) -> None:
+    """Bring the dev inbox (SQLite) to this version's schema before the writer and the API
+    start: two processes migrating one new file at once would race."""
+    from tidings.inbox import migrate
+    from tidings.inbox.store import Store
+
+    store = Store.open(url)
+    try:
+        await migrate.upgrade(store.engine)
+    finally:
+        await store.close()
 
 
 def run(

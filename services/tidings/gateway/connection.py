@@ -68,6 +68,7 @@ class Connection:
         "expires_at",
         "id",
         "last_seq",
+        "muted",
         "pending",
         "rooms",
         "sink",
@@ -86,6 +87,9 @@ class Connection:
         self.last_seq = 0  # last seq written to the socket (or replayed)
         self.pending: list[tuple[int, bytes]] = []  # buffered while SYNCING
         self.expires_at: float | None = None
+        # Event domains its user muted in-app (the inbox's preferences); None: nothing muted,
+        # and the fan-out pays one check for it (gateway/fanout.py).
+        self.muted: frozenset[str] | None = None
 
     def move(self, new: State) -> None:
         """Change state; an illegal transition is a bug and raises at once."""

@@ -5,6 +5,10 @@ window (default 2 ms) everything due is flushed: for every run of consecutive no
 one room, one WebSocket frame holding them as newline-delimited JSON is built and the same bytes
 are written to every member. Runs are cut per tenant and at broadcasts so that every
 connection, whatever rooms it is in, sees notifications in stream order.
+
+A connection whose user muted event domains (the inbox's preferences) gets its own frame
+without them; every other connection pays one attribute check for it, so the shared frame
+stays the common case.
 """
 
 from __future__ import annotations
@@ -26,6 +30,12 @@ class Due(NamedTuple):
     tenant: str
     room: str
     body: bytes
+    mute: str | None = None  # the event domain a user may mute; None for critical (never)
+
+
+def mute_key(event: str, critical: bool) -> str | None:
+    """What a user mutes a notification by: its event domain; a critical one never is."""
+    return None if critical else event.partition(".")[0]
 
 
 def _by_seq(d: Due) -> int:
@@ -53,6 +63,7 @@ class Hub:
         self._on_tenant_removed = on_tenant_removed
         self.deliveries = 0  # notifications x receiving connections, for metrics
         self.frames = 0
+        self.muted = 0  # notifications x connections not sent because that user muted them
 
     def on_interest(self, added: Callable[[str], None], removed: Callable[[str], None]) -> None:
         """Who follows tenant interest (the live subscriptions): told of a tenant's first
@@ -107,9 +118,11 @@ class Hub:
 
     # -- fan-out ---------------------------------------------------------------------------
 
-    def publish(self, seq: int, tenant: str, room: str, body: bytes) -> None:
+    def publish(
+        self, seq: int, tenant: str, room: str, body: bytes, mute: str | None = None
+    ) -> None:
         """Queue one encoded notification; it goes out within the batching window."""
-        self._due.append(Due(seq, tenant, room, body))
+        self._due.append(Due(seq, tenant, room, body, mute))
         if self._flush_handle is not None:
             return
         try:
@@ -168,12 +181,35 @@ class Hub:
             payload, items = b"\n".join([d.body for d in run]), [(d.seq, d.body) for d in run]
         frame = frame_buffer(payload)
         slow: list[Connection] = []
+        skipped = 0
         for conn in members:
             try:
-                conn.deliver(frame, items)
+                if conn.muted is None:
+                    conn.deliver(frame, items)
+                else:
+                    skipped += self._deliver_unmuted(conn, run, frame, items)
             except SlowConsumer:
                 slow.append(conn)
         self.frames += 1
-        self.deliveries += len(run) * (len(members) - len(slow))
+        self.deliveries += len(run) * (len(members) - len(slow)) - skipped
+        self.muted += skipped
         for conn in slow:
             self._on_slow(conn)
+
+    @staticmethod
+    def _deliver_unmuted(
+        conn: Connection, run: list[Due], frame: bytearray, items: list[tuple[int, bytes]]
+    ) -> int:
+        """The run without what ``conn``'s user muted (its own frame when something is left
+        out); how many were left out. The connection's ``last_seq`` moves only over what it was
+        sent: a later ``synced`` covers the rest, and a resume never replays them."""
+        muted = conn.muted
+        assert muted is not None
+        kept = [d for d in run if d.mute is None or d.mute not in muted]
+        if len(kept) == len(run):
+            conn.deliver(frame, items)
+        elif kept:
+            conn.deliver(
+                frame_buffer(b"\n".join([d.body for d in kept])), [(d.seq, d.body) for d in kept]
+            )
+        return len(run) - len(kept)

@@ -28,6 +28,7 @@ from tidings.errors import AuthError, TidingsError, error_code_of
 from tidings.gateway.connection import GONE, Connection, State
 from tidings.gateway.fanout import Hub
 from tidings.gateway.frames import HEADROOM
+from tidings.gateway.inbox import Inbox
 from tidings.gateway.registry import Registry
 from tidings.gateway.resume import Resume
 from tidings.gateway.upkeep import Expiry
@@ -52,6 +53,7 @@ class SessionDeps:
     expiry: Expiry
     auth_failures: Counter  # refused tokens by reason
     on_slow: Callable[[Connection], None]  # close a slow consumer (1013)
+    inbox: Inbox | None = None  # TIDINGS_GATEWAY_INBOX: counts, inbox frames, muted domains
 
 
 def shed(conn: Connection, hub: Hub, closes: Counter) -> None:

@@ -23,9 +23,9 @@ from nats.js import JetStreamContext
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from tidings.envelope import WireNotification, decode_wire
+from tidings.envelope import Severity, WireNotification, decode_wire
 from tidings.errors import ReplayTooLarge
-from tidings.gateway.fanout import Hub
+from tidings.gateway.fanout import Hub, mute_key
 from tidings.gateway.replay import fetch_range_retrying
 from tidings.gateway.window import Entry, Window
 from tidings.protocol import encode_notification
@@ -200,19 +200,20 @@ class Live:
             return
         if seq > self.head:
             self.head = seq
+        mute = mute_key(n.event, n.severity is Severity.CRITICAL)
         window = self.windows.get(tenant)
         if window is not None:
-            window.add(seq, room, body)
+            window.add(seq, room, body, None, mute)
         if n.traceparent and tracing_enabled():
-            self._traced_publish(n, seq, tenant, room, body)
+            self._traced_publish(n, seq, tenant, room, body, mute)
         else:
-            self.hub.publish(seq, tenant, room, body)
+            self.hub.publish(seq, tenant, room, body, mute)
         stamp = headers.get("Nats-Time-Stamp")
         if stamp:
             self.on_delivered(_lag(stamp))
 
     def _traced_publish(
-        self, n: WireNotification, seq: int, tenant: str, room: str, body: bytes
+        self, n: WireNotification, seq: int, tenant: str, room: str, body: bytes, mute: str | None
     ) -> None:
         """One delivery span per notification (not per connection), child of the publish."""
         members = self.hub.rooms.get((tenant, room), {})
@@ -230,7 +231,7 @@ class Live:
                 "tidings.receivers": len(members),
             },
         ):
-            self.hub.publish(seq, tenant, room, body)
+            self.hub.publish(seq, tenant, room, body, mute)
 
     # -- resume support --------------------------------------------------------------------
 
@@ -287,12 +288,13 @@ class Live:
         for m in msgs:
             seq = m.metadata.sequence.stream
             try:
-                _, room, _, body = wire_line(f"{LIVE_PREFIX}.{m.subject}", m.data, seq)
+                _, room, n, body = wire_line(f"{LIVE_PREFIX}.{m.subject}", m.data, seq)
             except Exception:
                 self.dropped += 1
                 continue
             age = max(0.0, now_wall - m.metadata.timestamp.timestamp())
-            entries.append(Entry(seq, room, body, now_mono - age))
+            mute = mute_key(n.event, n.severity is Severity.CRITICAL)
+            entries.append(Entry(seq, room, body, now_mono - age, mute))
         window.merge(entries, start=start, generation=generation)
 
     def _short(self) -> JetStreamContext:

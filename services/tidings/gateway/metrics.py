@@ -55,6 +55,12 @@ class _HotPath(Collector):
             "Fan-out frames built (each written to a room).",
             value=hub.frames,
         )
+        yield CounterMetricFamily(
+            "tidings_gateway_muted",
+            "Notifications not written to a connection because its user muted their domain"
+            " (notifications x connections).",
+            value=hub.muted,
+        )
         dropped = self._dropped()
         if dropped is not None:
             yield CounterMetricFamily(
@@ -160,5 +166,22 @@ class GatewayMetrics:
             "tidings_gateway_auth_failures",
             "Refused tokens by reason.",
             ["reason"],
+            registry=self.registry,
+        )
+        self.inbox_session_failures = Counter(
+            "tidings_gateway_inbox_session_failures",
+            "Hellos welcomed without inbox counts (and refreshes after a NATS loss that got no"
+            " answer), by reason: timeout, no_responders, refused, invalid, error, refresh.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.inbox_changes_dropped = Counter(
+            "tidings_gateway_inbox_changes_dropped",
+            "Inbox change messages dropped as malformed (never forwarded).",
+            registry=self.registry,
+        )
+        self.inbox_frames = Counter(
+            "tidings_gateway_inbox_frames",
+            "inbox frames written to connections.",
             registry=self.registry,
         )

@@ -12,6 +12,7 @@ and every connection waits, syncing, for the heal (:meth:`heal`) once NATS is ba
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -60,6 +61,7 @@ class Resume:
         epoch: str | None,
         claims: Claims,
         first: bool,
+        inbox: dict[str, Any] | None = None,
     ) -> bool:
         """Bring a SYNCING connection up to date and make it LIVE; True when nothing is missing.
 
@@ -75,7 +77,7 @@ class Resume:
         try:
             while True:
                 result = await self._resync_once(
-                    conn, since=since, epoch=epoch, claims=claims, first=first
+                    conn, since=since, epoch=epoch, claims=claims, first=first, inbox=inbox
                 )
                 if result is not None:
                     return result
@@ -95,6 +97,7 @@ class Resume:
         epoch: str | None,
         claims: Claims,
         first: bool,
+        inbox: dict[str, Any] | None = None,
     ) -> bool | None:
         """One try of :meth:`resync`; None when NATS dropped while it ran (nothing written)."""
         live, registry = self.live, self.registry
@@ -160,15 +163,17 @@ class Resume:
                         epoch=self.epoch,
                         recovered=recovered,
                         expires_at=claims.expires_at,
+                        inbox=inbox,
                     )
                 )
             )
         if recovered:
             assert since is not None
             conn.last_seq = since
-            items = live.windows[conn.tenant].after(since, conn.rooms) + live.windows[
+            muted = conn.muted
+            items = live.windows[conn.tenant].after(since, conn.rooms, muted) + live.windows[
                 BROADCAST_TENANT
-            ].after(since, conn.rooms)
+            ].after(since, conn.rooms, muted)
             items.sort()
             conn.write_items(items)
         elif since is not None or not first:

@@ -29,6 +29,7 @@ from tidings.gateway.collector import Collector
 from tidings.gateway.connection import Connection
 from tidings.gateway.fanout import Hub
 from tidings.gateway.heal import HealWatch, close_all, send_away
+from tidings.gateway.inbox import Inbox
 from tidings.gateway.listener import CLOSE_TIMEOUT, SessionDeps, shed
 from tidings.gateway.live import Live
 from tidings.gateway.metrics import GatewayMetrics
@@ -38,7 +39,7 @@ from tidings.gateway.routes import ApiServer, Pages, Routes, api_app
 from tidings.gateway.session import Session
 from tidings.gateway.status import ClusterStatus
 from tidings.gateway.upkeep import Expiry, Keepalive
-from tidings.lifecycle import Supervisor
+from tidings.lifecycle import Supervisor, spawn
 from tidings.nats import stream_epoch
 from tidings.nats_link import NatsLink
 from tidings.settings import Settings
@@ -68,6 +69,7 @@ class Gateway:
         self.supervisor = Supervisor()
         self.live: Live | None = None
         self.resume: Resume | None = None
+        self.inbox: Inbox | None = None  # with TIDINGS_GATEWAY_INBOX only
         self.deps: SessionDeps | None = None  # what sessions use, once started
         self.epoch = ""
         self.server: asyncio.Server | None = None
@@ -112,6 +114,15 @@ class Gateway:
         self.supervisor.start(self.expiry)
         self.supervisor.start(self.keepalive)
         self.supervisor.start(self.heal_watch)
+        if gs.inbox:
+            self.inbox = Inbox(
+                nc,
+                timeout=gs.inbox_timeout,
+                linger=gs.interest_linger,
+                session_failures=self.metrics.inbox_session_failures,
+                changes_dropped=self.metrics.inbox_changes_dropped,
+                frames=self.metrics.inbox_frames,
+            )
         deps = self.deps = SessionDeps(
             gs,
             self.registry,
@@ -121,6 +132,7 @@ class Gateway:
             self.expiry,
             self.metrics.auth_failures,
             self._shed,
+            self.inbox,
         )
         routes = Routes(
             gs,
@@ -255,11 +267,17 @@ class Gateway:
         if nc is not self._bound:
             await self.live.rebind(nc, self.link.js)
             await self.status.listen(nc)
+            if self.inbox is not None:
+                await self.inbox.rebind(nc)
             self._bound = nc
         else:
             await nc.flush()
             await self.live.rearm_all()
         self.resume.heal()
+        if self.inbox is not None:
+            # Changes published while NATS was away were missed: every user here gets its
+            # counts again (best effort, in the background: the heal does not wait on the API).
+            spawn(self.inbox.refresh())
 
 
 def serve_gateway(settings: Settings, *, pages: Pages | None = None) -> None:

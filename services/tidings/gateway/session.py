@@ -13,7 +13,7 @@ import logging
 import time
 
 import orjson
-from picows import WSMsgType
+from picows import WSMsgType, WSTransport
 
 from tidings import protocol as p
 from tidings.auth import Claims
@@ -119,16 +119,28 @@ class Session(Listener):
         self.claims = claims
         conn.tenant, conn.user = claims.tenant, claims.user
         conn.expires_at = claims.expires_at
+        counts = None
+        if deps.inbox is not None:  # bounded: an inbox that does not answer costs its counts
+            counts = await deps.inbox.join(conn, claims)
+            if conn.state is not State.HANDSHAKING:
+                return  # closed or sent away meanwhile
         conn.move(State.SYNCING)
         hub.add(conn, [r for r in claims.default_rooms if r != "broadcast"] + named)
         deps.expiry.watch(conn)
         recovered = await deps.resume.resync(
-            conn, since=hello.since, epoch=hello.epoch, claims=claims, first=True
+            conn, since=hello.since, epoch=hello.epoch, claims=claims, first=True, inbox=counts
         )
+        if deps.inbox is not None:
+            deps.inbox.welcomed(conn)
         log.debug(
             "connected",
             extra={"connection": conn.id, "tenant": conn.tenant, "recovered": recovered},
         )
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        super().on_ws_disconnected(transport)
+        if self.deps.inbox is not None:
+            self.deps.inbox.forget(self.conn)
 
     # -- after hello ---------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ class Entry(NamedTuple):
     room: str
     body: bytes
     at: float  # monotonic time it entered the window
+    mute: str | None = None  # its event domain, unless critical (never muted): fanout.Due
 
 
 class Window:
@@ -53,14 +54,16 @@ class Window:
         self.generation += 1
         self.last_seq = 0
 
-    def add(self, seq: int, room: str, body: bytes, now: float | None = None) -> None:
+    def add(
+        self, seq: int, room: str, body: bytes, now: float | None = None, mute: str | None = None
+    ) -> None:
         now = time.monotonic() if now is None else now
         entries = self.entries
         if entries and seq <= entries[-1].seq:
             return  # already held (a backfill got there first)
         if seq > self.last_seq:
             self.last_seq = seq
-        entries.append(Entry(seq, room, body, now))
+        entries.append(Entry(seq, room, body, now, mute))
         if len(entries) > self.max_count or now - entries[0].at > self.max_age:
             self._trim(now)  # once per live message: skip the call when nothing falls out
 
@@ -89,13 +92,16 @@ class Window:
         self.complete_from = min(self.complete_from, start)
         self._trim(time.monotonic())
 
-    def after(self, since: int, rooms: set[str]) -> list[tuple[int, bytes]]:
-        """Entries newer than ``since`` in any of ``rooms``, oldest first."""
+    def after(
+        self, since: int, rooms: set[str], muted: frozenset[str] | None = None
+    ) -> list[tuple[int, bytes]]:
+        """Entries newer than ``since`` in any of ``rooms``, oldest first, without those of a
+        ``muted`` domain (a connection's :attr:`~tidings.gateway.connection.Connection.muted`)."""
         out: list[tuple[int, bytes]] = []
         for e in reversed(self.entries):
             if e.seq <= since:
                 break
-            if e.room in rooms:
+            if e.room in rooms and (muted is None or e.mute is None or e.mute not in muted):
                 out.append((e.seq, e.body))
         out.reverse()
         return out

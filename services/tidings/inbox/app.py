@@ -26,6 +26,7 @@ from starlette.routing import Route
 from tidings.errors import ConfigError, TidingsError, Unavailable
 from tidings.inbox import migrate
 from tidings.inbox.metrics import InboxMetrics
+from tidings.inbox.retention import RetentionJob
 from tidings.inbox.store import Store, database_url
 from tidings.inbox.writer import InboxWriter
 from tidings.lifecycle import Supervisor, absorb_exit_signals
@@ -68,6 +69,7 @@ class Inbox:
     store: Store
     link: NatsLink
     writer: InboxWriter
+    retention: RetentionJob
     metrics: InboxMetrics
     supervisor: Supervisor
 
@@ -77,17 +79,19 @@ class Inbox:
         store = Store.open(settings.inbox.database_url)
         link = NatsLink(settings.nats)
         writer = InboxWriter(link, store, metrics, settings.inbox, stream=settings.stream.name)
+        retention = RetentionJob(store, metrics, settings.inbox)
         metrics.bind(nats_connected=lambda: 1.0 if link.connected else 0.0)
-        return cls(settings, store, link, writer, metrics, Supervisor())
+        return cls(settings, store, link, writer, retention, metrics, Supervisor())
 
     async def start(self) -> None:
-        """Check (or migrate) the schema, then start the link and the writer."""
+        """Check (or migrate) the schema, then start the link, the writer and retention."""
         await prepare_schema(self.store, migrating=self.settings.inbox.migrate)
         self.supervisor.start(self.link)
         self.supervisor.start(self.writer)
+        self.supervisor.start(self.retention)
 
     async def stop(self) -> None:
-        await self.supervisor.stop()  # the writer first, then the link
+        await self.supervisor.stop()  # retention, the writer, then the link
         await self.store.close()
 
     @asynccontextmanager

@@ -66,6 +66,30 @@ class InboxMetrics:
             "tidings_inbox_nats_connected", "1 while the NATS connection is up.", registry=r
         )
 
+        self.retention_deleted = Counter(
+            "tidings_inbox_retention_deleted",
+            "Notifications the retention job deleted, by limit (age, items).",
+            ["reason"],
+            registry=r,
+        )
+        self.retention_errors = Counter(
+            "tidings_inbox_retention_errors",
+            "Retention passes that failed (the next pass tries again).",
+            registry=r,
+        )
+        self.retention_last_run = Gauge(
+            "tidings_inbox_retention_last_run_timestamp_seconds",
+            "Unix time the last retention pass of this writer finished (0: none yet).",
+            registry=r,
+        )
+        self.retention_last_duration = Gauge(
+            "tidings_inbox_retention_last_run_duration_seconds",
+            "How long the last retention pass of this writer took.",
+            registry=r,
+        )
+        for reason in ("age", "items"):
+            self.retention_deleted.labels(reason)
+
     def bind(self, *, nats_connected: Callable[[], float]) -> None:
         self.nats_connected.set_function(nats_connected)
 

@@ -70,6 +70,8 @@ notifications = Table(
     UniqueConstraint("id"),
     # Visibility: tenant and audience first, newest first within them.
     Index(None, "tenant", "audience_kind", "audience_name", "pk"),
+    # Retention by age: the old rows, without reading the young ones (revision 0002).
+    Index(None, "stored_at"),
 )
 
 # One row per (user, notification) the user changed; absent = follow the user's marks.
@@ -115,4 +117,40 @@ dead_letters = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("epoch", "seq"),
+)
+
+
+# Preferences (revision 0002): one row per (domain, channel) someone set; absent = not set.
+# A tenant admin's defaults, then each user's overrides; what neither sets is on
+# (tidings.inbox.preferences).
+preference_defaults = Table(
+    "inbox_preference_defaults",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("domain", String(32), primary_key=True),
+    Column("channel", String(16), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+preferences = Table(
+    "inbox_preferences",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("user", String(64), primary_key=True),
+    Column("domain", String(32), primary_key=True),
+    Column("channel", String(16), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Retention per tenant (revision 0002); a NULL column follows the global setting
+# (TIDINGS_INBOX_RETENTION_*), 0 keeps without limit (tidings.inbox.retention).
+retention = Table(
+    "inbox_retention",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("max_age_days", Integer, nullable=True),
+    Column("max_items", Integer, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

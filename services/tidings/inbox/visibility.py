@@ -74,3 +74,28 @@ def visible_to(claims: Claims, dialect: str) -> ColumnElement[bool]:
         _c.tenant == BROADCAST_TENANT, _c.audience_kind == AudienceKind.BROADCAST.value
     )
     return or_(own, broadcast)
+
+
+def visible_branches(claims: Claims, dialect: str) -> list[ColumnElement[bool]]:
+    """:func:`visible_to` as disjoint-by-audience parts, each an equality prefix of the
+    visibility index ``(tenant, audience_kind, audience_name, pk)`` where it can be: a page
+    reads each part backwards by ``pk`` and stops after a page's worth, instead of sorting
+    every visible row (tenant-wide and broadcast rows are stored with the name ``''``).
+    Their OR selects exactly what :func:`visible_to` selects (tested)."""
+    t = _c.tenant == claims.tenant
+    parts = [
+        and_(t, _c.audience_kind == AudienceKind.TENANT.value, _c.audience_name == ""),
+        and_(t, _c.audience_kind == AudienceKind.USER.value, _c.audience_name == claims.user),
+        *(
+            and_(t, _c.audience_kind == AudienceKind.ROLE.value, _c.audience_name == role)
+            for role in sorted(claims.roles)
+        ),
+        and_(
+            _c.tenant == BROADCAST_TENANT,
+            _c.audience_kind == AudienceKind.BROADCAST.value,
+            _c.audience_name == "",
+        ),
+    ]
+    if claims.room_patterns:
+        parts.append(and_(t, _room_clause(claims.room_patterns, dialect)))
+    return parts

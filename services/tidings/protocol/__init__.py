@@ -37,6 +37,7 @@ from tidings.protocol.notification import encode_notification
 from tidings.protocol.server_frames import (
     SERVER_FRAME_TYPES,
     ErrorFrame,
+    InboxFrame,
     NotificationFrame,
     Pong,
     ReconnectFrame,
@@ -66,6 +67,7 @@ __all__ = [
     "ClientFrame",
     "ErrorFrame",
     "Hello",
+    "InboxFrame",
     "NotificationFrame",
     "Ping",
     "Pong",

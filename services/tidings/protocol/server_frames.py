@@ -33,6 +33,7 @@ class Welcome(Frame):
     epoch: str
     recovered: bool
     expires_at: float | None = dataclasses.field(default=None, metadata=wire(null=True))
+    inbox: dict[str, Any] | None = None  # the inbox's counts, when it answered in time
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,19 @@ class Pong(Frame):
     id: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class InboxFrame(Frame):
+    """The user's inbox changed (on any device): its counts now, the notifications whose state
+    changed and how; ``all`` for a mark-all, ``muted`` (the whole set) when preferences changed."""
+
+    type: ClassVar[str] = "inbox"
+    counts: dict[str, Any]
+    ids: tuple[str, ...]
+    set: dict[str, Any]
+    all: bool | None = None
+    muted: tuple[str, ...] | None = None
+
+
 ServerFrame = (
     Welcome
     | NotificationFrame
@@ -150,6 +164,7 @@ ServerFrame = (
     | Unsubscribed
     | Refreshed
     | Pong
+    | InboxFrame
 )
 _SERVER_FRAMES: dict[str, type[ServerFrame]] = {
     f.type: f
@@ -164,6 +179,7 @@ _SERVER_FRAMES: dict[str, type[ServerFrame]] = {
         Unsubscribed,
         Refreshed,
         Pong,
+        InboxFrame,
     )
 }
 SERVER_FRAME_TYPES: tuple[str, ...] = tuple(_SERVER_FRAMES)

@@ -114,10 +114,24 @@ class GatewaySettings(BaseSettings):
         description="Development only: serve the demo page at /demo/ and mint dev tokens for"
         " any tenant at /demo/api/token. Never turn it on in production.",
     )
+    inbox: bool = Field(
+        default=False,
+        description="Follow the inbox API over NATS: ask `tidings.inbox.session` at `hello`"
+        " (the welcome carries the user's counts), push `inbox` frames on"
+        " `tidings.inbox.changed.<tenant>.<user>`, and drop notifications of the domains the user"
+        " muted (never `critical`). Off: the gateway neither asks nor listens.",
+    )
+    inbox_timeout: Seconds = Field(
+        default=0.25,
+        gt=0,
+        description="How long a `hello` waits for the inbox's answer; without one in time the"
+        " welcome goes without counts and nothing is muted until the inbox says otherwise.",
+    )
 
 
 class InboxSettings(BaseSettings):
-    """The inbox (`tidings inbox writer`): the store of every notification and its writer."""
+    """The inbox (`tidings inbox writer` and `tidings inbox api`): the store of every
+    notification, its writer and its REST API."""
 
     model_config = _config("TIDINGS_INBOX_")
 
@@ -140,4 +154,38 @@ class InboxSettings(BaseSettings):
     )
     ack_wait: Seconds = Field(
         default=30.0, gt=0, description="Redelivery delay of a message fetched but not acked."
+    )
+    retention_max_age_days: int = Field(
+        default=90,
+        ge=0,
+        le=36_500,
+        description="Delete notifications stored longer ago than this many days (0: no limit);"
+        " a tenant's own value (inbox_retention) wins.",
+    )
+    retention_max_items: int = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="Keep the newest N notifications per audience (a user, a role, a room, the"
+        " tenant, broadcasts), deleting older ones (0: no limit); a tenant's own value wins.",
+    )
+    retention_interval: Seconds = Field(
+        default=600.0, ge=1, description="Time between two retention passes of the writer."
+    )
+    retention_batch_size: int = Field(
+        default=1000, ge=1, le=10_000, description="Rows one retention DELETE removes at most."
+    )
+    retention_pause: Seconds = Field(
+        default=0.1, ge=0, description="Pause between two retention DELETEs (lets writes in)."
+    )
+    api_host: str = Field(
+        default="127.0.0.1", description="Bind address of the inbox REST API (`tidings inbox api`)."
+    )
+    api_port: int = Field(
+        default=8085, ge=0, le=65535, description="Port of the inbox REST API, probes and /metrics."
+    )
+    admin_role: str = Field(
+        default="admin",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Token role that may set tenant preference defaults and erase a user's inbox.",
     )

@@ -10,8 +10,9 @@ any tenant and user, so it must never be reachable in a real deployment:
   The gateway knows nothing of the demo: the command line injects :func:`gateway_pages`.
 
 The page loads the browser SDK from ``clients/js/src`` itself (no copy here): a built wheel
-carries ``tidings.js`` and ``tidings-react.js`` under ``sdk/`` (``setup.py`` copies them at build
-time), and a checkout serves them straight from ``clients/js/src``. React's UMD builds are
+carries ``tidings.js``, ``tidings-inbox.js`` and ``tidings-react.js`` under ``sdk/``
+(``setup.py`` copies them at build time), and a checkout serves them straight from
+``clients/js/src``. React's UMD builds are
 vendored here from the npm packages (``npm run vendor`` in clients/js; a test keeps them equal),
 so the page needs no build step and no network.
 """
@@ -43,7 +44,8 @@ from tidings.units import parse_duration, split_list
 
 PREFIX = "/demo"
 HERE = Path(__file__).parent
-SDK_FILES = ("tidings.js", "tidings-react.js")  # clients/js/src, the one source of the SDK
+# clients/js/src, the one source of the SDK
+SDK_FILES = ("tidings.js", "tidings-inbox.js", "tidings-react.js")
 CHECKOUT_SDK = HERE.parents[3] / "clients" / "js" / "src"  # services/tidings/dev/demo -> repo
 ASSET_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -246,6 +248,7 @@ def gateway_config(minter: Minter | None) -> Answer:
             "claims": identity.claims() if token else None,
             "mint": minter is not None,
             "publish": False,
+            "inbox": None,  # the inbox API runs beside `tidings dev`, not in a gateway
             "events": events(),
         }
     )

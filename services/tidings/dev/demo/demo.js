@@ -4,10 +4,13 @@
 //
 // URL parameters: ?tenant=acme&user=bob&roles=ops,admin&rooms=site-* signs in as that identity
 // (a dev token minted by the demo server); no parameters use the dev token `tidings dev` minted.
+// With the inbox API (`tidings dev` runs it; config.json's `inbox`), the bell and the inbox card
+// show what the server keeps: history after a reload, marks shared by every device.
 
 import React from "react";
 import { createRoot } from "react-dom/client";
 import { NotificationBell, NotificationProvider, useNotifications, severityOf } from "./tidings-react.js";
+import { InboxCard, NoInboxCard, PreferencesCard, useInboxLog } from "./inbox-cards.js";
 
 const h = React.createElement;
 const { useEffect, useMemo, useRef, useState } = React;
@@ -427,8 +430,10 @@ function Dashboard({ config, session, onSession, feed, log }) {
       h("div", { className: "col" },
         h(SignInCard, { config, session, onSession }),
         h(PublishCard, { config }),
+        config.inbox ? h(PreferencesCard, { config }) : null,
         h(RoomsCard)),
       h("div", { className: "col col--wide" },
+        config.inbox ? h(InboxCard) : h(NoInboxCard),
         h(FeedCard, { feed }),
         h(ConnectionCard, { log })),
     ),
@@ -441,6 +446,7 @@ function Dashboard({ config, session, onSession, feed, log }) {
 function Wiring({ onLog }) {
   // Log every state change and reset the way an operator would want to read them.
   const { client } = useNotifications();
+  useInboxLog(onLog);
   useEffect(() => {
     if (!client) return undefined;
     const offs = [
@@ -514,6 +520,7 @@ function App() {
       storage: "session",
       storageKey: `tidings-demo:${claims.tenant ?? "?"}:${claims.user ?? "?"}`,
       max: 200,
+      inbox: config.inbox ?? null, // the inbox API's base URL: history, counts, marks
       onNotification: (n) => setFeed((previous) => [n, ...previous].slice(0, FEED_LIMIT)),
     },
     h(Wiring, { onLog }),

@@ -46,6 +46,7 @@ class DemoOptions:
     port: int
     gateway_ws: str
     publisher_url: str
+    inbox_api: str | None = None  # the inbox REST API's base URL; None: the page has no inbox
 
     @property
     def origins(self) -> set[str]:
@@ -80,6 +81,9 @@ class DemoServer:
         self.http: httpx.AsyncClient | None = None
         gateway = urlsplit(options.gateway_ws)
         self.connect_src = f"'self' {gateway.scheme}://{gateway.netloc}"
+        if options.inbox_api:  # the page calls the inbox API itself (CORS, bearer token)
+            api = urlsplit(options.inbox_api)
+            self.connect_src += f" {api.scheme}://{api.netloc}"
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -117,6 +121,7 @@ class DemoServer:
                 "claims": info.get("claims"),
                 "mint": True,
                 "publish": True,
+                "inbox": self.options.inbox_api,
                 "events": demo.events(),
             }
         )
@@ -181,8 +186,12 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--gateway", required=True, help="the gateway's WebSocket URL")
     parser.add_argument("--publisher", required=True, help="the publisher sidecar's URL")
+    parser.add_argument("--inbox-api", help="the inbox REST API's base URL (none: no inbox)")
     args = parser.parse_args(argv)
-    return DemoOptions(args.dir, args.host, args.port, args.gateway, args.publisher.rstrip("/"))
+    inbox_api = args.inbox_api.rstrip("/") if args.inbox_api else None
+    return DemoOptions(
+        args.dir, args.host, args.port, args.gateway, args.publisher.rstrip("/"), inbox_api
+    )
 
 
 def serve(options: DemoOptions, auth: AuthSettings) -> None:

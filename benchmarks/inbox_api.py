@@ -1,0 +1,183 @@
+"""Inbox API latency over a large store: first page, counts, mark-all (issue 11, Performance).
+
+Bulk-loads notifications straight through the store (:meth:`Store.write`, the writer's insert)
+spread over ``--tenants`` tenants of ``--users`` users each (half tenant-wide, 40% addressed to
+one user, 10% to a role every user holds), then times the API's requests for random users: the
+first page of ``GET /v1/inbox/notifications``, ``GET /v1/inbox/counts`` and
+``POST /v1/inbox/mark-all`` (read). Requests go through the real app (JWT check, queries, JSON)
+in this process over ASGI, so the figures are the API's own time without a network hop.
+
+    python -m benchmarks.inbox_api --database postgresql --notifications 1000000
+    python -m benchmarks.inbox_api --database sqlite --notifications 100000
+
+``--database postgresql`` starts a throw-away PostgreSQL server (Debian's package, as the tests
+do); ``--database-url`` uses an existing database instead (it must be empty).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+from tests.support.inbox_api import api_settings, bearer
+from tests.support.postgres import PostgresServer
+from tidings.inbox.api_app import create_app
+from tidings.inbox.store import Store
+
+DOMAINS = ("incident", "billing", "deploy", "chat", "security")
+SEVERITIES = ("info", "info", "info", "success", "warning", "error", "critical")
+BATCH = 5000
+
+
+def rows_for(count: int, tenants: int, users: int, seed: int = 7) -> list[dict[str, Any]]:
+    rnd = random.Random(seed)
+    start = datetime.now(UTC) - timedelta(days=30)
+    rows = []
+    for i in range(count):
+        tenant = f"t{i % tenants}"
+        pick = rnd.random()
+        if pick < 0.5:
+            kind, name = "tenant", ""
+        elif pick < 0.9:
+            kind, name = "user", f"u{rnd.randrange(users)}"
+        else:
+            kind, name = "role", "member"
+        domain = rnd.choice(DOMAINS)
+        rows.append(
+            {
+                "epoch": "bench",
+                "seq": i + 1,
+                "id": f"n{i:09d}",
+                "tenant": tenant,
+                "audience_kind": kind,
+                "audience_name": name,
+                "event": f"{domain}.created",
+                "domain": domain,
+                "time": start + timedelta(seconds=i * 2),
+                "source": "bench",
+                "title": f"Notification {i}",
+                "message": "Something happened that a user should know about.",
+                "severity": rnd.choice(SEVERITIES),
+                "data": f'{{"i": {i}}}',
+                "stored_at": start + timedelta(seconds=i * 2),
+            }
+        )
+    return rows
+
+
+async def load(store: Store, count: int, tenants: int, users: int) -> float:
+    began = time.perf_counter()
+    for first in range(0, count, BATCH):
+        chunk = rows_for(min(BATCH, count - first), tenants, users, seed=first)
+        for offset, row in enumerate(chunk):  # ids and positions unique across chunks
+            row["seq"] = first + offset + 1
+            row["id"] = f"n{first + offset:09d}"
+            row["tenant"] = f"t{(first + offset) % tenants}"
+        await store.write(chunk)
+    return time.perf_counter() - began
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def timed(samples: int, call: Callable[[int], Awaitable[httpx.Response]]) -> list[float]:
+    took = []
+    for i in range(samples):
+        began = time.perf_counter()
+        answer = await call(i)
+        took.append((time.perf_counter() - began) * 1000)
+        assert answer.status_code == 200, answer.text
+    return took
+
+
+async def run(url: str, args: argparse.Namespace) -> None:
+    app = create_app(api_settings(url))
+    process = app.state.process
+    await process.start()
+    try:
+        loaded = await load(process.store, args.notifications, args.tenants, args.users)
+        if process.store.dialect == "postgresql":  # what autovacuum does after a bulk load
+            async with process.store.engine.connect() as conn:
+                await conn.execute(text("ANALYZE"))
+        stored = await process.store.count()
+        print(f"loaded {stored:,} notifications in {loaded:.1f}s ({stored / loaded:,.0f}/s)")
+        rnd = random.Random(11)
+        callers = [
+            bearer(f"t{rnd.randrange(args.tenants)}", f"u{rnd.randrange(args.users)}",
+                   roles=["member"])
+            for _ in range(args.samples)
+        ]  # fmt: skip
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://inbox") as client:
+            for headers in callers[:20]:  # warm the pool and the caches
+                await client.get("/v1/inbox/counts", headers=headers)
+            results = {
+                "first page (20)": await timed(
+                    args.samples,
+                    lambda i: client.get("/v1/inbox/notifications", headers=callers[i]),
+                ),
+                "counts": await timed(
+                    args.samples, lambda i: client.get("/v1/inbox/counts", headers=callers[i])
+                ),
+                "mark-all read": await timed(
+                    args.samples,
+                    lambda i: client.post(
+                        "/v1/inbox/mark-all", json={"read": True}, headers=callers[i]
+                    ),
+                ),
+                "first page after mark-all": await timed(
+                    args.samples,
+                    lambda i: client.get("/v1/inbox/notifications", headers=callers[i]),
+                ),
+            }
+    finally:
+        await process.stop()
+    print(f"{args.database}: {stored:,} notifications, {args.tenants} tenants x {args.users} users")
+    print("| request | p50 ms | p99 ms | max ms | mean ms |")
+    print("|---|---:|---:|---:|---:|")
+    for name, took in results.items():
+        print(
+            f"| {name} | {percentile(took, 50):.2f} | {percentile(took, 99):.2f} |"
+            f" {max(took):.2f} | {statistics.mean(took):.2f} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.inbox_api")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--database-url", default=None, help="an existing, empty database")
+    parser.add_argument("--notifications", type=int, default=100_000)
+    parser.add_argument("--tenants", type=int, default=1000)
+    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=500)
+    args = parser.parse_args()
+    if args.database_url:
+        asyncio.run(run(args.database_url, args))
+        return
+    if args.database == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            asyncio.run(run(f"sqlite:///{Path(tmp) / 'inbox.db'}", args))
+        return
+    server = PostgresServer().start()
+    try:
+        server.create_database("bench")
+        asyncio.run(run(server.url("bench"), args))
+    finally:
+        server.remove()
+
+
+if __name__ == "__main__":
+    main()
