@@ -182,12 +182,19 @@ class Hub:
         frame = frame_buffer(payload)
         slow: list[Connection] = []
         skipped = 0
+        domains: set[str | None] | None = None  # the run's, once a member mutes something
         for conn in members:
             try:
-                if conn.muted is None:
+                muted = conn.muted
+                if muted is None:
                     conn.deliver(frame, items)
                 else:
-                    skipped += self._deliver_unmuted(conn, run, frame, items)
+                    if domains is None:
+                        domains = {d.mute for d in run}
+                    if muted.isdisjoint(domains):
+                        conn.deliver(frame, items)
+                    else:
+                        skipped += self._deliver_unmuted(conn, run, muted)
             except SlowConsumer:
                 slow.append(conn)
         self.frames += 1
@@ -197,18 +204,12 @@ class Hub:
             self._on_slow(conn)
 
     @staticmethod
-    def _deliver_unmuted(
-        conn: Connection, run: list[Due], frame: bytearray, items: list[tuple[int, bytes]]
-    ) -> int:
-        """The run without what ``conn``'s user muted (its own frame when something is left
-        out); how many were left out. The connection's ``last_seq`` moves only over what it was
-        sent: a later ``synced`` covers the rest, and a resume never replays them."""
-        muted = conn.muted
-        assert muted is not None
+    def _deliver_unmuted(conn: Connection, run: list[Due], muted: frozenset[str]) -> int:
+        """``conn`` gets the run without what its user muted, in a frame of its own; how many
+        were left out. Its ``last_seq`` moves only over what it was sent, and a resume never
+        replays the others (the windows filter the same way)."""
         kept = [d for d in run if d.mute is None or d.mute not in muted]
-        if len(kept) == len(run):
-            conn.deliver(frame, items)
-        elif kept:
+        if kept:
             conn.deliver(
                 frame_buffer(b"\n".join([d.body for d in kept])), [(d.seq, d.body) for d in kept]
             )
