@@ -36,6 +36,13 @@ def check_event_syntax(event: object, *, field_name: str = "event") -> str:
     if not isinstance(event, str):
         raise InvalidField("must be a string", field=field_name)
     if not EVENT_RE.fullmatch(event):
+        dotted = event.replace(":", ".", 1)
+        if ":" in event and EVENT_RE.fullmatch(dotted):
+            # The Socket.IO-era name (docs/migrating-from-socketio.md): say the new one.
+            raise InvalidField(
+                f"{event!r} is a Socket.IO-style name; Tidings calls this event {dotted!r}",
+                field=field_name,
+            )
         raise InvalidField(
             f"{event!r} is not '<domain>.<action>', each part matching {EVENT_PART}",
             field=field_name,

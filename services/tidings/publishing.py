@@ -90,7 +90,11 @@ def _audience(value: Any, policy: PublishPolicy) -> Audience:
         if name is not True:
             raise InvalidField("must be true", field="audience.broadcast")
         if not policy.allow_broadcast:
-            raise Forbidden("this publisher has no broadcast right", field="audience.broadcast")
+            raise Forbidden(
+                "this publisher may not broadcast: a sidecar needs"
+                " TIDINGS_PUBLISHER_ALLOW_BROADCAST=true, the SDK allow_broadcast=True",
+                field="audience.broadcast",
+            )
         return BROADCAST_AUDIENCE
     if key not in ("user", "role", "room"):
         raise InvalidField(f"unknown audience kind {key!r}", field="audience")

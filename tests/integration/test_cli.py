@@ -223,6 +223,33 @@ async def test_nats_init_refuses_a_storage_change_and_says_what_to_do(
     assert info.config.storage == StorageType.FILE
 
 
+async def test_nats_init_takes_the_server_from_url_or_from_a_running_dev_stack(
+    tmp_path: Path, nats_server: EmbeddedNats, js: JetStreamContext
+) -> None:
+    # No TIDINGS_NATS_URLS: `--url` names the server; without it, dev.json of `tidings dev`.
+    await js.delete_stream("TIDINGS")
+    done = tidings("nats", "init", "--url", nats_server.url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "TIDINGS created" in done.stdout
+    await js.delete_stream("TIDINGS")
+    dev_dir = tmp_path / ".tidings"
+    dev_dir.mkdir()
+    unused = f"nats://127.0.0.1:{free_port()}"
+    info = {"nats": {"url": f"{nats_server.url},{unused}"}}  # a cluster's list, as dev writes it
+    (dev_dir / "dev.json").write_text(orjson.dumps(info).decode())
+    done = tidings("nats", "init", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "TIDINGS created" in done.stdout
+    assert (await js.stream_info("TIDINGS")).config.name == "TIDINGS"
+
+
+def test_nats_init_refuses_a_url_that_is_not_nats(tmp_path: Path) -> None:
+    done = tidings("nats", "init", "--url", "http://127.0.0.1:4222", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "url:" in done.stderr
+    assert "is not a NATS URL" in done.stderr
+
+
 def test_nats_init_without_a_server_fails_with_the_url(tmp_path: Path) -> None:
     url = f"nats://127.0.0.1:{free_port()}"
     env = {"TIDINGS_NATS_URLS": url, "TIDINGS_NATS_CONNECT_TIMEOUT": "0.5"}
@@ -269,3 +296,84 @@ async def test_publish_via_nats_refuses_bad_input_and_stores_nothing(
     assert "unknown event type" in done.stderr
     info = await js.stream_info("TIDINGS")
     assert info.state.messages == 0
+
+
+# --- gateway / publisher flags and --env-file ------------------------------------------------
+
+
+def _serve_and_probe(args: list[str], cwd: Path, probes: list[str]) -> tuple[list[int], str]:
+    """Start ``tidings <args>`` with no TIDINGS_* environment, wait until the first probe
+    answers, GET every probe, stop it with SIGTERM; the statuses (0: nothing listened) and its
+    stderr."""
+    import signal
+    import time
+
+    import httpx
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tidings", *args],
+        cwd=cwd,
+        env=clean,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def status(url: str) -> int:
+        try:
+            return httpx.get(url, timeout=1).status_code
+        except httpx.TransportError:
+            return 0
+
+    statuses = [0] * len(probes)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            if status(probes[0]):
+                statuses = [status(url) for url in probes]
+                break
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    return statuses, stderr
+
+
+async def test_gateway_takes_an_env_file_and_flags_that_win_over_it(
+    tmp_path: Path, nats_server: EmbeddedNats, js: JetStreamContext
+) -> None:
+    port, api_port, file_port = free_port(), free_port(), free_port()
+    env_file = tmp_path / "gateway.env"
+    env_file.write_text(
+        f"TIDINGS_AUTH_JWT_SECRET={SECRET}\n"
+        f"TIDINGS_GATEWAY_PORT={file_port}\n"  # the --port flag wins over it
+        f"TIDINGS_GATEWAY_API_PORT={api_port}\n"
+        "TIDINGS_GATEWAY_DRAIN_SECONDS=0.5\n"
+    )
+    statuses, stderr = _serve_and_probe(
+        ["gateway", "--env-file", str(env_file), "--nats-url", nats_server.url,
+         "--host", "127.0.0.1", "--port", str(port)],
+        tmp_path,
+        [
+            f"http://127.0.0.1:{api_port}/healthz",  # the API port came from the file
+            f"http://127.0.0.1:{port}/healthz",  # the data port from the flag
+            f"http://127.0.0.1:{file_port}/healthz",  # not the file's data port
+        ],
+    )  # fmt: skip
+    assert statuses == [200, 200, 0], stderr
+
+
+def test_publisher_takes_flags_and_a_missing_env_file_is_a_clear_error(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    port = free_port()
+    statuses, stderr = _serve_and_probe(
+        ["publisher", "--nats-url", nats_server.url, "--port", str(port)],
+        tmp_path,
+        [f"http://127.0.0.1:{port}/healthz"],
+    )
+    assert statuses == [200], stderr
+    done = tidings("publisher", "--env-file", str(tmp_path / "absent.env"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--env-file: no such file" in done.stderr

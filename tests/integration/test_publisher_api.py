@@ -255,6 +255,7 @@ BAD = [
     ("data-is-a-list", ROUTE, body(note(data=[1, 2])), 400, "invalid_field", "data"),
     ("event-unknown", ROUTE, body(note(event="incident.exploded")), 400, "unknown_event", "event"),
     ("event-malformed", ROUTE, body(note(event="Incident")), 400, "invalid_field", "event"),
+    ("event-colon", ROUTE, body(note(event="incident:created")), 400, "invalid_field", "event"),
     ("tenant-with-dot", ROUTE, body(note(tenant="acme.evil")), 400, "invalid_field", "tenant"),
     ("tenant-with-star", ROUTE, body(note(tenant="*")), 400, "invalid_field", "tenant"),
     ("tenant-with-gt", ROUTE, body(note(tenant=">")), 400, "invalid_field", "tenant"),

@@ -106,3 +106,29 @@ def test_a_malformed_extra_type_is_refused_naming_the_setting() -> None:
         Catalogue.build(extra=["invoice.paid", "Invoice.Paid"])
     assert info.value.field == "TIDINGS_EVENTS_EXTRA"
     assert "'Invoice.Paid'" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("seed_name", "tidings_name"),
+    [
+        ("incident:created", "incident.created"),
+        ("work_permit:status_changed", "work_permit.status_changed"),
+    ],
+)
+def test_a_socketio_era_colon_name_is_refused_naming_the_tidings_name(
+    seed_name: str, tidings_name: str
+) -> None:
+    # Teams moving off Socket.IO send their old names first (docs/migrating-from-socketio.md):
+    # one name per event in the stream, so the colon form is refused, saying the right one.
+    with pytest.raises(InvalidField) as info:
+        check_event_syntax(seed_name)
+    assert info.value.field == "event"
+    assert repr(tidings_name) in info.value.reason
+    assert tidings_name in DEFAULT_CATALOGUE.events
+
+
+def test_a_colon_name_that_is_no_event_either_gets_the_grammar() -> None:
+    with pytest.raises(InvalidField) as info:
+        check_event_syntax("Incident:Created")
+    assert "Socket.IO" not in info.value.reason
+    assert "<domain>.<action>" in info.value.reason

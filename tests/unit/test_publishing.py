@@ -66,8 +66,9 @@ def test_audiences_map_to_subjects(audience: Any, subject: str) -> None:
 
 def test_broadcast_needs_the_right_and_no_tenant() -> None:
     req = body(tenant=None, audience={"broadcast": True})
-    with pytest.raises(Forbidden):
+    with pytest.raises(Forbidden) as refused:
         prepare(req, POLICY)
+    assert "TIDINGS_PUBLISHER_ALLOW_BROADCAST=true" in refused.value.reason  # what grants it
     msg = prepare(req, PublishPolicy(allow_broadcast=True))
     assert msg.subject == "broadcast.incident.created"
     with pytest.raises(InvalidField) as info:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +10,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from tidings.cli.common import DirOption, fail, settings_of
+from tidings.cli.common import DirOption, fail, settings_of, use_nats_url
 from tidings.cli.sidecar import publish_http
 from tidings.dev.info import read_info
 from tidings.errors import InvalidField, TidingsError
@@ -82,17 +81,7 @@ def publish(
             timeout=settings.nats.request_timeout + 5,
         )
     else:
-        nats_url = url or (
-            info.get("nats", {}).get("url") if "TIDINGS_NATS_URLS" not in os.environ else None
-        )
-        if nats_url:
-            try:
-                nats = settings.nats.model_validate(
-                    {**settings.nats.model_dump(), "urls": [nats_url]}
-                )
-            except ValueError as exc:
-                fail(InvalidField(str(exc).splitlines()[-1], field="url"))
-            settings.nats = nats
+        use_nats_url(settings, url, dev_dir)
         answer = asyncio.run(_publish_nats(settings, body))
     print(orjson.dumps(answer).decode())
 
