@@ -9,8 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, func, insert, select, text
 
+from tests.support.inbox import sync_store
 from tests.support.inbox_notes import note, role, user
 from tidings.envelope import Severity
 from tidings.errors import InvalidField, StoredRowInvalid
@@ -298,3 +301,49 @@ async def test_a_non_boolean_in_sqlites_boolean_column_is_a_precise_error(tmp_pa
         assert caught.value.field == "inbox_preference_defaults.enabled"
     finally:
         await store.close()
+
+
+# --- unmuted() against its rule, on random rows -----------------------------------------------
+
+EVENTS = ["incident.created", "audit.created", "quota.warning", "system.notification"]
+ROWS = st.lists(st.tuples(st.sampled_from(EVENTS), st.sampled_from(list(Severity))), max_size=25)
+MUTED = st.frozensets(st.sampled_from(["incident", "audit", "quota", "system", "billing"]))
+
+
+@pytest.fixture
+def sync_prefs_store(database_url: str) -> Any:
+    with sync_store(database_url) as handle:
+        yield handle
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(stored=ROWS, muted=MUTED)
+def test_unmuted_is_the_rule_on_random_rows(
+    sync_prefs_store: Any, stored: list[tuple[str, Severity]], muted: frozenset[str]
+) -> None:
+    runner, store = sync_prefs_store
+    rows = [
+        titled(f"n{i}", note(i, event=event, severity=severity))
+        for i, (event, severity) in enumerate(stored, 1)
+    ]
+
+    async def kept() -> set[str]:
+        async with store.engine.begin() as conn:
+            await conn.execute(delete(notifications))
+        await store.write(rows)
+        query = select(notifications.c.title).where(prefs.unmuted(muted))
+        async with store.engine.connect() as conn:
+            return set((await conn.scalars(query)).all())
+
+    expected = {
+        f"n{i}"
+        for i, (event, severity) in enumerate(stored, 1)
+        if event.split(".")[0] not in muted or severity is Severity.CRITICAL
+    }
+    assert runner.run(kept()) == expected
+
+
+def titled(title: str, row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "title": title}
