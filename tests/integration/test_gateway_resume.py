@@ -32,7 +32,9 @@ from tests.support.load_clients import read_stream
 from tests.support.publisher_process import metric
 from tests.support.waiting import until
 from tests.support.wsclient import RawClient, ws_url
-from tidings.client import Publisher
+from tidings.client import Publisher, SubscriberOptions
+from tidings.client import connect as sdk_connect
+from tidings.client.subscriber_events import Reset
 from tidings.dev.embedded import EmbeddedNats
 from tidings.gateway.service import Gateway
 from tidings.protocol import SUBPROTOCOL
@@ -352,6 +354,70 @@ async def test_beyond_the_replay_bound_is_a_reset_within_it_is_exact(
                 assert objs[0]["seq"] >= tenant_seqs[-1]
                 assert objs[1]["seq"] >= objs[0]["seq"]
                 await live_check(c, pub, run=f"after-{gw.port}")
+
+
+MAX_SAFE = 2**53 - 1  # the largest seq a JavaScript client can hold exactly
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["window", "jetstream"])
+async def test_a_point_past_the_stream_end_is_a_reset_the_last_seq_itself_resumes(
+    js: JetStreamContext, gateway_settings: Settings, token: Mint, warm: bool
+) -> None:
+    """Issue 14 item 4: ``since`` beyond the last stored seq (last + 1, 2^53 - 1) was answered
+    ``recovered: true`` and the client kept a point the stream never reached, skipping what
+    came next. It is a ``reset`` (``out_of_range``) to the real position; ``since = last`` (the
+    boundary) is a normal, empty resume."""
+    pub = Publisher(js)
+    async with gateways(gateway_settings, 1) as (gw,), AsyncExitStack() as stack:
+        if warm:  # another client keeps the tenant subscribed: the window answers
+            watcher = await stack.enter_async_context(RawClient(ws_url(gw)))
+            stack.push_async_callback(watcher.quiet, 0.05)
+            await watcher.hello(token(tenant=TENANT, user="carol"))
+        last = (await publish_mix(pub, 8, run="seed"))[-1].seq
+        async with RawClient(ws_url(gw)) as c:
+            welcome = await c.hello(alice(token), since=last, epoch=gw.epoch, rooms=["room:site-1"])
+            assert welcome["recovered"] is True
+            assert [o["type"] for o in await read_until_synced(c)] == ["synced"]
+        for since in (last + 1, MAX_SAFE):
+            last = (await js.stream_info(gateway_settings.stream.name)).state.last_seq
+            async with RawClient(ws_url(gw)) as c:
+                welcome = await c.hello(
+                    alice(token), since=since, epoch=gw.epoch, rooms=["room:site-1"]
+                )
+                assert welcome["recovered"] is False, since
+                objs = await read_until_synced(c)
+                assert [o["type"] for o in objs] == ["reset", "synced"], since
+                assert objs[0]["reason"] == "out_of_range"
+                assert objs[0]["seq"] == last == welcome["seq"]
+                assert objs[1]["seq"] == last
+                await live_check(c, pub, run=f"after-{since}")
+        assert await resumes(gw, "not_recovered") == 2
+
+
+async def test_the_sdk_replaces_a_point_past_the_stream_end_and_misses_nothing(
+    gateway: Gateway, js: JetStreamContext, token: Mint
+) -> None:
+    """The Python client given a bogus stored point (2^53 - 1) takes the reset's seq as its
+    position and yields what is published next (it skipped all of it before)."""
+    pub = Publisher(js)
+    last = (await publish_mix(pub, 4, run="seed"))[-1].seq
+    options = SubscriberOptions(since=MAX_SAFE, epoch=gateway.epoch)
+    async with await sdk_connect(ws_url(gateway), token=alice(token), options=options) as sub:
+        events = sub.events()
+        while not isinstance(event := await anext(events), Reset):
+            pass
+        assert (event.reason, event.seq) == ("out_of_range", last)
+        await until(lambda: sub.position == (last, gateway.epoch), what="the new position")
+        sent = await publish_mix(pub, 8, run="next")
+        want = for_rooms(sent, ALICE_ROOMS - {"room:site-1"})  # no named room joined
+        got: list[int] = []
+        async with asyncio.timeout(10):
+            async for n in sub:
+                got.append(n.seq)
+                if len(got) == len(want):
+                    break
+        assert got == want
+        assert sub.position == (want[-1], gateway.epoch)
 
 
 # --- frame sizes --------------------------------------------------------------------------------

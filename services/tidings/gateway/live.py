@@ -295,6 +295,12 @@ class Live:
             entries.append(Entry(seq, room, body, now_mono - age))
         window.merge(entries, start=start, generation=generation)
 
+    async def last_seq(self) -> int:
+        """The stream's last seq, read now (one short JetStream call; ``head`` follows it)."""
+        info = await self._short().stream_info(self.stream)
+        self.head = max(self.head, info.state.last_seq)
+        return int(info.state.last_seq)
+
     def _short(self) -> JetStreamContext:
         """A JetStream context whose API calls give up after TRY_TIMEOUT (to be retried)."""
         return self.nc.jetstream(timeout=min(self.timeout, TRY_TIMEOUT))
