@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -235,8 +236,8 @@ class Gateway:
     def _shed(self, conn: Connection) -> None:
         shed(conn, self.hub, self.metrics.slow_consumers)
 
-    def _dropped(self) -> int | None:
-        return None if self.live is None else self.live.dropped
+    def _dropped(self) -> Mapping[str, int] | None:
+        return None if self.live is None else self.live.drops.counts
 
     async def cluster_status(self, tenant: str, user: str) -> dict[str, Any]:
         """Connection counts of ``tenant`` and ``user`` summed over every gateway."""
