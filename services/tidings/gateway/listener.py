@@ -158,6 +158,10 @@ class Listener(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         self.seen = time.monotonic()
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            # No extension is ever negotiated here: RFC 6455 §5.2 says fail the connection.
+            self._protocol_error("RSV bits set without a negotiated extension")
+            return
         kind = frame.msg_type
         if kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
             if self._partial is not None:
@@ -191,7 +195,10 @@ class Listener(WSListener):
             self._message(kind, bytes(buf))
 
     def _protocol_error(self, reason: str) -> None:
+        """Close 1002; nothing the client sends after it is handled."""
         self._partial = None
+        self.conn.move(State.CLOSED)
+        self.deps.hub.remove(self.conn)
         self.close(WSCloseCode.PROTOCOL_ERROR.value, reason)
 
     # -- frames, in order ----------------------------------------------------------------------

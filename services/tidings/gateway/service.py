@@ -29,6 +29,7 @@ from tidings.errors import PartFailed, TidingsError, Unavailable
 from tidings.gateway.collector import Collector
 from tidings.gateway.connection import Connection
 from tidings.gateway.fanout import Hub
+from tidings.gateway.headguard import guard
 from tidings.gateway.heal import HealWatch, close_all, send_away
 from tidings.gateway.listener import CLOSE_TIMEOUT, SessionDeps, shed
 from tidings.gateway.live import Live
@@ -142,7 +143,9 @@ class Gateway:
             read_buffer_init_size=1024,  # grows on demand; most connections only listen
             use_aiofastnet=False,  # measured: +4.8 KB per idle connection, no speed gained
             logger_name="gateway",  # picows.gateway.<fd>; quiet below WARNING (telemetry)
+            start_serving=False,  # the head guard goes in front first
         )
+        await guard(self.server).start_serving()
         await self._start_api()
         log.info(
             "gateway listening",

@@ -23,6 +23,11 @@ class PublisherSettings(BaseSettings):
     token: str | None = Field(
         default=None, description="If set, callers must send `Authorization: Bearer <token>`."
     )
+    allow_anonymous: bool = Field(
+        default=False,
+        description="Serve without `TOKEN` on an address other than loopback (anyone who"
+        " reaches it may publish); without it such a sidecar refuses to start.",
+    )
     allow_broadcast: bool = Field(
         default=False, description='Allow `{"broadcast": true}` audiences (privileged).'
     )
