@@ -67,7 +67,7 @@ class Publisher:
         first connect (see :func:`tidings.nats.connect`)."""
         nats = nats or NatsSettings()
         events = events or EventsSettings()
-        nc = await connect(nats, within=within)
+        nc = await connect(nats, within=within, service="publisher")
         policy = PublishPolicy(
             catalogue=Catalogue.build(extra=events.extra, allow_unknown=events.allow_unknown),
             allow_broadcast=allow_broadcast,

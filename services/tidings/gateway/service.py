@@ -66,7 +66,7 @@ class Gateway:
         self.keepalive = Keepalive(self.registry, interval=gs.ping_interval)
         self.status = ClusterStatus(self.id, self.hub, timeout=gs.status_timeout)
         self.heal_watch = HealWatch(self.registry, timeout=gs.heal_timeout)
-        self.link = NatsLink(settings.nats)
+        self.link = NatsLink(settings.nats, service="gateway")
         self.supervisor = Supervisor()
         self.live: Live | None = None
         self.resume: Resume | None = None

@@ -106,7 +106,7 @@ class Sidecar:
             max_bytes=pub.outbox_max_bytes,
             retry_after=pub.retry_after,
         )
-        link = NatsLink(settings.nats)
+        link = NatsLink(settings.nats, service="publisher")
         relay = Relay(
             link,
             outbox,
