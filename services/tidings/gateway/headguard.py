@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from collections.abc import Callable
 from typing import Any
 
 from tidings.codes import ErrorCode
 from tidings.errors import error_body
+from tidings.gateway.connect_rate import ConnectRate
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +39,32 @@ def _refusal() -> bytes:
     )
 
 
+def _too_many(wait: float) -> bytes:
+    body = error_body(ErrorCode.RATE_LIMITED, "too many new connections from this address")
+    return (
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: %d\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%b"
+        % (max(1, math.ceil(wait)), len(body), body)
+    )
+
+
 class HeadGuard(asyncio.BufferedProtocol):
-    """picows's protocol behind a guard on the request head's size."""
+    """picows's protocol behind a guard on the request head's size (and, when given, on the
+    rate of new connections per client address: 429 with ``Retry-After`` before picows sees
+    anything)."""
 
-    __slots__ = ("inner", "seen", "tail", "transport", "view")
+    __slots__ = ("inner", "on_refused", "per_ip", "seen", "tail", "transport", "view")
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
+    def __init__(
+        self,
+        inner: Any,
+        per_ip: ConnectRate | None = None,
+        on_refused: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.inner: Any = inner
+        self.per_ip = per_ip
+        self.on_refused = on_refused
         self.transport: asyncio.Transport | None = None
         self.seen = 0  # bytes of the head read so far; negative once refused (-1 - dropped)
         self.tail = b""  # its last 3 bytes: a terminator may straddle two reads
@@ -51,10 +73,21 @@ class HeadGuard(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self.per_ip is not None:
+            peer = transport.get_extra_info("peername")
+            wait = self.per_ip.take(str(peer[0])) if peer else 0.0
+            if wait:
+                self.inner = None  # picows never sees this connection
+                self.seen = -1
+                self.on_refused()
+                transport.write(_too_many(wait))
+                transport.write_eof()
+                asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
+                return
         self.inner.connection_made(transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self.seen < 0:  # refused: what still comes is read and thrown away
+        if self.seen < 0 or self.inner is None:  # refused: what still comes is read and thrown away
             return _SCRATCH
         view: memoryview = self.inner.get_buffer(sizehint)
         self.view = view
@@ -94,7 +127,8 @@ class HeadGuard(asyncio.BufferedProtocol):
         asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.inner.connection_lost(exc)
+        if self.inner is not None:
+            self.inner.connection_lost(exc)
 
     def eof_received(self) -> bool | None:
         if self.seen < 0:
@@ -105,16 +139,24 @@ class HeadGuard(asyncio.BufferedProtocol):
         return result
 
     def pause_writing(self) -> None:
-        self.inner.pause_writing()
+        if self.inner is not None:
+            self.inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self.inner.resume_writing()
+        if self.inner is not None:
+            self.inner.resume_writing()
 
 
-def guard(server: asyncio.Server) -> asyncio.Server:
+def guard(
+    server: asyncio.Server,
+    *,
+    per_ip: ConnectRate | None = None,
+    on_refused: Callable[[], None] = lambda: None,
+) -> asyncio.Server:
     """Put a :class:`HeadGuard` in front of every connection of a server created with
     ``start_serving=False``. asyncio keeps the factory as ``Server._protocol_factory`` (3.11
     to 3.13); a test fails if that ever changes."""
     factory = server._protocol_factory  # type: ignore[attr-defined]
-    server._protocol_factory = lambda: HeadGuard(factory())  # type: ignore[attr-defined]
+    limit = per_ip if per_ip is not None and per_ip.rate > 0 else None
+    server._protocol_factory = lambda: HeadGuard(factory(), limit, on_refused)  # type: ignore[attr-defined]
     return server

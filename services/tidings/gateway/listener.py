@@ -25,6 +25,7 @@ from tidings import protocol as p
 from tidings.auth import Claims, Verifier
 from tidings.codes import CloseCode, ErrorCode
 from tidings.errors import AuthError, TidingsError, error_code_of
+from tidings.gateway.connect_rate import ConnectRate
 from tidings.gateway.connection import GONE, Connection, State
 from tidings.gateway.fanout import Hub
 from tidings.gateway.frames import HEADROOM
@@ -52,6 +53,8 @@ class SessionDeps:
     expiry: Expiry
     auth_failures: Counter  # refused tokens by reason
     on_slow: Callable[[Connection], None]  # close a slow consumer (1013)
+    tenant_rate: ConnectRate | None = None  # new connections per tenant
+    rate_refused: Counter | None = None  # connects refused, by scope
 
 
 def shed(conn: Connection, hub: Hub, closes: Counter) -> None:

@@ -169,3 +169,10 @@ class GatewayMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.connects_refused = Counter(
+            "tidings_gateway_connects_refused",
+            "Connections refused by the connect-rate limits, by scope: ip (HTTP 429 before the"
+            " upgrade) or tenant (rate_limited at hello).",
+            ["scope"],
+            registry=self.registry,
+        )

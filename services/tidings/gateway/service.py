@@ -27,6 +27,7 @@ from tidings.auth import Verifier
 from tidings.codes import CloseCode, ErrorCode
 from tidings.errors import PartFailed, TidingsError, Unavailable
 from tidings.gateway.collector import Collector
+from tidings.gateway.connect_rate import ConnectRate
 from tidings.gateway.connection import Connection
 from tidings.gateway.fanout import Hub
 from tidings.gateway.headguard import guard
@@ -123,6 +124,8 @@ class Gateway:
             self.expiry,
             self.metrics.auth_failures,
             self._shed,
+            ConnectRate(rate=gs.connect_rate_per_tenant, burst=gs.connect_burst_per_tenant),
+            self.metrics.connects_refused,
         )
         routes = Routes(
             gs,
@@ -145,7 +148,9 @@ class Gateway:
             logger_name="gateway",  # picows.gateway.<fd>; quiet below WARNING (telemetry)
             start_serving=False,  # the head guard goes in front first
         )
-        await guard(self.server).start_serving()
+        per_ip = ConnectRate(rate=gs.connect_rate_per_ip, burst=gs.connect_burst_per_ip)
+        refused = self.metrics.connects_refused.labels("ip")
+        await guard(self.server, per_ip=per_ip, on_refused=refused.inc).start_serving()
         await self._start_api()
         log.info(
             "gateway listening",

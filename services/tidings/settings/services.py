@@ -81,6 +81,24 @@ class GatewaySettings(BaseSettings):
     tenant_quota: int = Field(
         default=0, ge=0, description="Connections per tenant on one gateway; 0 = unlimited."
     )
+    connect_rate_per_ip: float = Field(
+        default=0.0,
+        ge=0,
+        description="New connections per second per client address (TCP peer), answered 429"
+        " beyond; 0 = off (behind an ingress every client shares its address: limit there).",
+    )
+    connect_burst_per_ip: int = Field(
+        default=20, ge=1, description="New connections allowed at once per client address."
+    )
+    connect_rate_per_tenant: float = Field(
+        default=100.0,
+        ge=0,
+        description="New connections per second per tenant on one gateway (`rate_limited` at"
+        " hello beyond); 0 = off.",
+    )
+    connect_burst_per_tenant: int = Field(
+        default=1000, ge=1, description="New connections allowed at once per tenant."
+    )
     max_outbound_bytes: Bytes = Field(
         default=1 << 20,
         ge=4096,
