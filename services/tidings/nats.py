@@ -50,8 +50,19 @@ def tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
     return ctx
 
 
-def connect_options(settings: NatsSettings) -> dict[str, Any]:
-    """Keyword arguments for ``nats.connect`` derived from the settings."""
+def inbox_prefix(settings: NatsSettings, service: str | None) -> str | None:
+    """Where this connection's replies arrive: ``_INBOX_<service>`` unless the settings say
+    otherwise (nats-py's shared ``_INBOX`` when neither does). A reply subject under another
+    user's prefix is not subscribable with the chart's permissions: a producer's credentials
+    cannot read the gateways' JetStream replays of every tenant (issue 14 item 1)."""
+    if settings.inbox_prefix:
+        return settings.inbox_prefix
+    return f"_INBOX_{service}" if service else None
+
+
+def connect_options(settings: NatsSettings, *, service: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``nats.connect`` derived from the settings; ``service`` names the
+    reply prefix (:func:`inbox_prefix`)."""
     opts: dict[str, Any] = {
         "servers": list(settings.urls),
         "name": settings.name,
@@ -62,6 +73,9 @@ def connect_options(settings: NatsSettings) -> dict[str, Any]:
         "ping_interval": settings.ping_interval,
         "max_outstanding_pings": settings.max_outstanding_pings,
     }
+    prefix = inbox_prefix(settings, service)
+    if prefix is not None:
+        opts["inbox_prefix"] = prefix
     if settings.user is not None:
         opts["user"], opts["password"] = settings.user, settings.password
     if settings.token is not None:
@@ -82,6 +96,7 @@ async def connect(
     settings: NatsSettings,
     *,
     within: float | None = None,
+    service: str | None = None,
     disconnected_cb: Callback | None = None,
     reconnected_cb: Callback | None = None,
     closed_cb: Callback | None = None,
@@ -100,7 +115,7 @@ async def connect(
             log.warning("nats error: %s", exc)
 
     opening = nats.connect(
-        **connect_options(settings),
+        **connect_options(settings, service=service),
         error_cb=on_error,
         disconnected_cb=disconnected_cb,
         reconnected_cb=reconnected_cb,
@@ -217,7 +232,9 @@ async def provision(
     nats_settings: NatsSettings, stream_settings: StreamSettings
 ) -> ProvisionReport:
     """Connect, ensure the stream, disconnect: what `tidings nats init` and `tidings dev` do."""
-    nc = await connect(nats_settings, within=max(3.0, 2 * nats_settings.connect_timeout))
+    nc = await connect(
+        nats_settings, within=max(3.0, 2 * nats_settings.connect_timeout), service="admin"
+    )
     try:
         return await ensure_stream(nc.jetstream(), stream_settings)
     finally:

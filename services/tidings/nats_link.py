@@ -47,8 +47,11 @@ class NatsLink:
 
     name = "nats-link"
 
-    def __init__(self, settings: NatsSettings, *, close_timeout: float = 5.0) -> None:
+    def __init__(
+        self, settings: NatsSettings, *, service: str | None = None, close_timeout: float = 5.0
+    ) -> None:
         self.settings = settings
+        self.service = service  # names the reply prefix (tidings.nats.inbox_prefix)
         self.close_timeout = close_timeout
         self._up: list[UpStep] = []
         self._down: list[DownStep] = []
@@ -141,7 +144,7 @@ class NatsLink:
             self._nc = nc
             try:
                 await nc.connect(
-                    **connect_options(self.settings),
+                    **connect_options(self.settings, service=self.service),
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,

@@ -23,6 +23,7 @@ from opentelemetry import propagate, trace
 from tidings.catalogue import DEFAULT_CATALOGUE, Catalogue
 from tidings.envelope import Notification, Severity, new_id
 from tidings.errors import Conflict, Forbidden, InvalidField, Malformed, TidingsError, Unavailable
+from tidings.jsondata import encode_data
 from tidings.subjects import (
     BROADCAST_AUDIENCE,
     TENANT_AUDIENCE,
@@ -140,7 +141,7 @@ def prepare(body: Any, policy: PublishPolicy, *, now: datetime | None = None) ->
     if data is None:
         data_bytes = b"{}"
     elif isinstance(data, dict):
-        data_bytes = orjson.dumps(data)
+        data_bytes = encode_data(data)
     else:
         raise InvalidField(f"must be a JSON object, not {type(data).__name__}", field="data")
     title = _text(body, "title", limit=MAX_TITLE, required=True)

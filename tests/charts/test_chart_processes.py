@@ -26,6 +26,7 @@ import nats
 import pytest
 import yaml
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from tests.charts.pods import LocalContainer, skaffold_image_values
@@ -322,6 +323,9 @@ def secured(tmp_path: Path) -> Iterator[SecuredNats]:
         log.close()
 
 
+INBOX_SERVICE = {"broadcaster": "publisher"}  # the SDK or a sidecar, with the broadcast right
+
+
 @contextlib.asynccontextmanager
 async def nats_user(url: str, user: str) -> AsyncIterator[tuple[NATS, list[str]]]:
     """A connection as one of the Tidings users; permission errors are collected, not raised."""
@@ -336,6 +340,7 @@ async def nats_user(url: str, user: str) -> AsyncIterator[tuple[NATS, list[str]]
         password=PASSWORDS[user],
         error_cb=on_error,
         allow_reconnect=False,
+        inbox_prefix=f"_INBOX_{INBOX_SERVICE.get(user, user)}",  # as Tidings' own connections
     )
     try:
         yield nc, errors
@@ -393,7 +398,10 @@ async def test_nats_values_give_each_component_what_it_needs_and_nothing_more(
     gateway = GatewayPod(rendered, tmp_path / "gateway", secrets=SECRETS)
     publish_url = f"http://127.0.0.1:{port}/v1/notifications"
 
-    async with nats_user(secured_nats, "admin") as (admin, admin_errors):
+    async with (
+        nats_user(secured_nats, "admin") as (admin, admin_errors),
+        contextlib.AsyncExitStack() as stack,
+    ):
         epoch = stream_epoch(await admin.jetstream().stream_info("TIDINGS"))
         with running(sidecar):
 
@@ -415,6 +423,16 @@ async def test_nats_values_give_each_component_what_it_needs_and_nothing_more(
 
             # Stored before any gateway runs: a client can only get it from the stream.
             await until(lambda: accepted("before"), timeout=30, what=f"sidecar\n{sidecar.log()}")
+            # Issue 14 item 1: with a producer's credentials, try to read the replies the
+            # gateway gets (its JetStream replay of another tenant) while a client resumes.
+            spy = await stack.enter_async_context(nats_user(secured_nats, "publisher"))
+            spied: list[bytes] = []
+
+            async def spy_on(msg: Msg) -> None:
+                spied.append(msg.data)
+
+            for subject in ("_INBOX_gateway.>", "_INBOX.>", "_INBOX_admin.>", ">"):
+                await spy[0].subscribe(subject, cb=spy_on)
             with running(gateway.c):
                 await gateway.wait_ready()
                 token = mint_token(JWT_SECRET, tenant="acme", user="alice")
@@ -438,8 +456,13 @@ async def test_nats_values_give_each_component_what_it_needs_and_nothing_more(
                     assert status.json()["gateways"] == 1, status.json()
                     assert status.json()["tenant_connections"] == 1
 
-        # Nothing the processes did was refused ...
-        assert secured.violations() == []
+        # The spy read nothing: each of its subscriptions was refused ...
+        for subject in ("_INBOX_gateway.>", "_INBOX.>", "_INBOX_admin.>", ">"):
+            await violation(spy[1], subject)
+        assert spied == []
+        # ... and nothing the processes did was refused.
+        assert [v for v in secured.violations() if "tidings-publisher" not in v] == []
+        assert len([v for v in secured.violations() if "tidings-publisher" in v]) == 4
         # ... and nothing more is allowed.
         await admin.publish("$JS.API.STREAM.DELETE.TIDINGS", b"")
         await violation(admin_errors, "$JS.API.STREAM.DELETE.TIDINGS")

@@ -62,7 +62,9 @@ async def test_a_frozen_node_is_left_within_seconds_and_nothing_is_lost(
             try:
                 await fl.start(token, backoff=BACKOFF)
                 start = int((await js.stream_info("TIDINGS")).state.last_seq)
-                pub = SteadyPublisher(Publisher(js, timeout=2.0), rate=20, run="fz").start()
+                pub = SteadyPublisher(
+                    Publisher(js, timeout=2.0, allow_broadcast=True), rate=20, run="fz"
+                ).start()
                 await pub.until(20, timeout=20)
                 before = len(pub.results)
 

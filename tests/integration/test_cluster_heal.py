@@ -66,7 +66,9 @@ async def test_leader_kill_the_gateway_on_it_heals_and_nobody_loses_anything(
                 await fl.start(token, backoff=BACKOFF)
                 start = await last_seq(js)
                 epoch = stream_epoch(await js.stream_info("TIDINGS"))
-                pub = SteadyPublisher(Publisher(js, timeout=2.0), rate=20, run="lk").start()
+                pub = SteadyPublisher(
+                    Publisher(js, timeout=2.0, allow_broadcast=True), rate=20, run="lk"
+                ).start()
                 await pub.until(20, timeout=20)
                 resume_at = await last_seq(js)
 
@@ -153,7 +155,9 @@ async def test_a_gateway_that_cannot_heal_sends_its_clients_away_and_they_lose_n
             try:
                 await fl.start(token, backoff=BACKOFF)
                 start = await last_seq(js)
-                pub = SteadyPublisher(Publisher(js, timeout=2.0), rate=20, run="nq").start()
+                pub = SteadyPublisher(
+                    Publisher(js, timeout=2.0, allow_broadcast=True), rate=20, run="nq"
+                ).start()
                 await pub.until(20, timeout=20)
                 lost = time.monotonic()
                 for i in doomed:

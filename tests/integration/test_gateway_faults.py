@@ -69,7 +69,9 @@ async def test_kill_9_every_client_resumes_on_the_survivor_exactly(
         orders = [(gw1.ws_url, gw2.ws_url), (gw2.ws_url, gw1.ws_url)]
         async with running(fleet(200, orders), token) as fl:
             start = await last_seq(js)
-            pub = SteadyPublisher(Publisher(js, timeout=2.0), rate=40, run="k9").start()
+            pub = SteadyPublisher(
+                Publisher(js, timeout=2.0, allow_broadcast=True), rate=40, run="k9"
+            ).start()
             await pub.until(40, timeout=20)
             await gw1.kill()  # SIGKILL: no close frames, no drain
             await pub.until(120, timeout=30)
@@ -100,7 +102,9 @@ async def test_sigterm_drain_moves_clients_loses_nothing_and_exits_in_time(
         orders = [(gw1.ws_url, gw2.ws_url), (gw2.ws_url, gw1.ws_url)]
         async with running(fleet(100, orders), token) as fl:
             start = await last_seq(js)
-            pub = SteadyPublisher(Publisher(js, timeout=2.0), rate=40, run="dr").start()
+            pub = SteadyPublisher(
+                Publisher(js, timeout=2.0, allow_broadcast=True), rate=40, run="dr"
+            ).start()
             await pub.until(30, timeout=20)
 
             began = time.monotonic()
@@ -153,7 +157,9 @@ async def test_nats_restart_under_traffic_leaves_no_client_with_a_gap(
             running(fleet(60, [(gw1.ws_url, gw2.ws_url), (gw2.ws_url, gw1.ws_url)]), token) as fl,
         ):
             start = await last_seq(js)
-            pub = SteadyPublisher(Publisher(fast.jetstream(), timeout=1.0), rate=30, run="nr")
+            pub = SteadyPublisher(
+                Publisher(fast.jetstream(), timeout=1.0, allow_broadcast=True), rate=30, run="nr"
+            )
             pub.start()
             await pub.until(30, timeout=20)
 
@@ -311,7 +317,7 @@ async def test_a_client_that_stops_reading_is_closed_1013_others_unharmed_memory
         firehose_rooms = {"tenant", "user:sloth", "room:firehose"}
         async with running(fleet(10, [(gw.ws_url,)]), token) as others:
             start = await last_seq(js)
-            pub = Publisher(js, timeout=5.0)
+            pub = Publisher(js, timeout=5.0, allow_broadcast=True)
             probes = SteadyPublisher(pub, rate=20, run="probe").start()  # for the others
             await probes.until(10, timeout=20)
             watch = RssWatch(gw.pid)

@@ -32,7 +32,9 @@ from tests.support.load_clients import read_stream
 from tests.support.publisher_process import metric
 from tests.support.waiting import until
 from tests.support.wsclient import RawClient, ws_url
-from tidings.client import Publisher
+from tidings.client import Publisher, SubscriberOptions
+from tidings.client import connect as sdk_connect
+from tidings.client.subscriber_events import Reset
 from tidings.dev.embedded import EmbeddedNats
 from tidings.gateway.service import Gateway
 from tidings.protocol import SUBPROTOCOL
@@ -149,7 +151,7 @@ def alice(token: Mint) -> str:
 async def test_resume_on_the_other_gateway_gets_exactly_what_was_missed(
     js: JetStreamContext, gateway_settings: Settings, token: Mint, served_from: str
 ) -> None:
-    pub = Publisher(js)
+    pub = Publisher(js, allow_broadcast=True)
     async with gateways(gateway_settings, 2) as (gw_a, gw_b), AsyncExitStack() as stack:
         if served_from == "memory":
             # Another client of the tenant keeps gateway B subscribed: its window holds the gap.
@@ -191,7 +193,7 @@ async def test_resume_while_publishing_continues_has_no_gap_and_no_duplicate(
     js: JetStreamContext, gateway_settings: Settings, token: Mint
 ) -> None:
     """Notifications stored while the replay runs are held back, then sent once, in order."""
-    pub = Publisher(js)
+    pub = Publisher(js, allow_broadcast=True)
     async with gateways(gateway_settings, 1) as (gw,):
         since = (await publish_mix(pub, 8, run="seed"))[-1].seq
         await publish_mix(pub, 400, run="gap")
@@ -228,7 +230,7 @@ async def test_live_order_holds_across_the_tenant_and_broadcast_subscriptions(
 ) -> None:
     """Broadcasts and a tenant's notifications reach the gateway on two NATS subscriptions; a
     connection must still get them in stream order (a client drops what goes backwards)."""
-    pub = Publisher(js)
+    pub = Publisher(js, allow_broadcast=True)
     settings = with_gateway(gateway_settings, batch_window=batch_window)
     async with gateways(settings, 1) as (gw,), RawClient(ws_url(gw)) as c:
         await c.hello(alice(token), rooms=["room:site-1"])
@@ -243,7 +245,7 @@ async def test_live_order_holds_across_the_tenant_and_broadcast_subscriptions(
 async def test_a_wrong_epoch_gets_a_reset_and_no_replay(
     gateway: Gateway, js: JetStreamContext, token: Mint
 ) -> None:
-    pub = Publisher(js)
+    pub = Publisher(js, allow_broadcast=True)
     await publish_mix(pub, 40, run="old")
     async with RawClient(ws_url(gateway)) as c:
         welcome = await c.hello(
@@ -266,7 +268,7 @@ async def test_a_resume_while_nats_is_down_is_refused_for_later_not_reset(
 ) -> None:
     """The gateway cannot know what it missed while its NATS link is down: it must say
     ``unavailable`` (1013, retry) rather than ``reset`` a resume point that is still good."""
-    pub = Publisher(js)
+    pub = Publisher(js, allow_broadcast=True)
     async with RawClient(ws_url(gateway)) as c:
         await c.hello(alice(token), rooms=["room:site-1"])
         await read_until_synced(c)
@@ -305,7 +307,7 @@ async def test_beyond_the_replay_bound_is_a_reset_within_it_is_exact(
 ) -> None:
     """TIDINGS_GATEWAY_REPLAY_MAX_MESSAGES=50: 50 missed notifications of the tenant replay
     exactly; 51 do not, and then nothing at all is replayed (never a partial replay)."""
-    pub = Publisher(js)
+    pub = Publisher(js, allow_broadcast=True)
     settings = with_gateway(gateway_settings, replay_max_messages=BOUND)
     async with gateways(settings, 2) as (gw_a, gw_b), AsyncExitStack() as stack:
         target = gw_a if warm else gw_b
@@ -354,6 +356,70 @@ async def test_beyond_the_replay_bound_is_a_reset_within_it_is_exact(
                 await live_check(c, pub, run=f"after-{gw.port}")
 
 
+MAX_SAFE = 2**53 - 1  # the largest seq a JavaScript client can hold exactly
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["window", "jetstream"])
+async def test_a_point_past_the_stream_end_is_a_reset_the_last_seq_itself_resumes(
+    js: JetStreamContext, gateway_settings: Settings, token: Mint, warm: bool
+) -> None:
+    """Issue 14 item 4: ``since`` beyond the last stored seq (last + 1, 2^53 - 1) was answered
+    ``recovered: true`` and the client kept a point the stream never reached, skipping what
+    came next. It is a ``reset`` (``out_of_range``) to the real position; ``since = last`` (the
+    boundary) is a normal, empty resume."""
+    pub = Publisher(js, allow_broadcast=True)
+    async with gateways(gateway_settings, 1) as (gw,), AsyncExitStack() as stack:
+        if warm:  # another client keeps the tenant subscribed: the window answers
+            watcher = await stack.enter_async_context(RawClient(ws_url(gw)))
+            stack.push_async_callback(watcher.quiet, 0.05)
+            await watcher.hello(token(tenant=TENANT, user="carol"))
+        last = (await publish_mix(pub, 8, run="seed"))[-1].seq
+        async with RawClient(ws_url(gw)) as c:
+            welcome = await c.hello(alice(token), since=last, epoch=gw.epoch, rooms=["room:site-1"])
+            assert welcome["recovered"] is True
+            assert [o["type"] for o in await read_until_synced(c)] == ["synced"]
+        for since in (last + 1, MAX_SAFE):
+            last = (await js.stream_info(gateway_settings.stream.name)).state.last_seq
+            async with RawClient(ws_url(gw)) as c:
+                welcome = await c.hello(
+                    alice(token), since=since, epoch=gw.epoch, rooms=["room:site-1"]
+                )
+                assert welcome["recovered"] is False, since
+                objs = await read_until_synced(c)
+                assert [o["type"] for o in objs] == ["reset", "synced"], since
+                assert objs[0]["reason"] == "out_of_range"
+                assert objs[0]["seq"] == last == welcome["seq"]
+                assert objs[1]["seq"] == last
+                await live_check(c, pub, run=f"after-{since}")
+        assert await resumes(gw, "not_recovered") == 2
+
+
+async def test_the_sdk_replaces_a_point_past_the_stream_end_and_misses_nothing(
+    gateway: Gateway, js: JetStreamContext, token: Mint
+) -> None:
+    """The Python client given a bogus stored point (2^53 - 1) takes the reset's seq as its
+    position and yields what is published next (it skipped all of it before)."""
+    pub = Publisher(js, allow_broadcast=True)
+    last = (await publish_mix(pub, 4, run="seed"))[-1].seq
+    options = SubscriberOptions(since=MAX_SAFE, epoch=gateway.epoch)
+    async with await sdk_connect(ws_url(gateway), token=alice(token), options=options) as sub:
+        events = sub.events()
+        while not isinstance(event := await anext(events), Reset):
+            pass
+        assert (event.reason, event.seq) == ("out_of_range", last)
+        await until(lambda: sub.position == (last, gateway.epoch), what="the new position")
+        sent = await publish_mix(pub, 8, run="next")
+        want = for_rooms(sent, ALICE_ROOMS - {"room:site-1"})  # no named room joined
+        got: list[int] = []
+        async with asyncio.timeout(10):
+            async for n in sub:
+                got.append(n.seq)
+                if len(got) == len(want):
+                    break
+        assert got == want
+        assert sub.position == (want[-1], gateway.epoch)
+
+
 # --- frame sizes --------------------------------------------------------------------------------
 
 CLIENT_MIN_FRAME = 4 << 20  # docs/protocol.md §11: every client accepts frames this large
@@ -382,7 +448,7 @@ async def test_long_replays_and_bursts_come_in_frames_every_client_accepts(
 ) -> None:
     """6 MB missed, then 6 MB within one (long) batching window: a client that accepts only
     the documented minimum frame size gets all of it, exactly."""
-    pub = Publisher(js)
+    pub = Publisher(js, allow_broadcast=True)
     # A long window gathers the burst into one run; room to buffer it, so it is no slow consumer.
     settings = with_gateway(gateway_settings, batch_window=0.5, max_outbound_bytes=16 << 20)
     async with gateways(settings, 1) as (gw,):
@@ -418,7 +484,7 @@ STORM = 100
 async def test_a_reconnect_storm_on_a_cold_gateway_is_exact_with_a_shared_backfill(
     js: JetStreamContext, nc: NATS, gateway_settings: Settings, token: Mint
 ) -> None:
-    pub = Publisher(js)
+    pub = Publisher(js, allow_broadcast=True)
     rng = random.Random(7)
     published = await publish_mix(pub, 400, run="storm", broadcast_every=11)
     stored = dict(await alice_view(js, 0))

@@ -223,7 +223,7 @@ async def refused_at_hello(url: str, token: Mint) -> None:
 
 async def run_matrix(urls: list[str], js: JetStreamContext, token: Mint) -> None:
     """Open every peer (spread over ``urls``), publish to every audience kind, check receivers."""
-    pub = Publisher(js)
+    pub = Publisher(js, allow_broadcast=True)
     async with AsyncExitStack() as stack:
         names = list(PEERS)
         clients = {
@@ -265,7 +265,7 @@ async def test_rooms_follow_a_refreshed_token(
     gateway: Gateway, js: JetStreamContext, token: Mint
 ) -> None:
     """A refresh with other roles and room patterns moves the connection's rooms with it."""
-    pub = Publisher(js)
+    pub = Publisher(js, allow_broadcast=True)
     async with RawClient(f"ws://127.0.0.1:{gateway.port}/ws") as client:
         await client.hello(
             token(roles=["admin", "auditor"], rooms=["site-*"]), rooms=["room:site-berlin"]

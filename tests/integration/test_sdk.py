@@ -20,7 +20,7 @@ async def stored(js: JetStreamContext, seq: int) -> tuple[str, Notification, dic
 async def test_every_audience_lands_on_its_subject(
     js: JetStreamContext, nats_settings: NatsSettings
 ) -> None:
-    async with await Publisher.connect(nats_settings, source="sdk-test") as p:
+    async with await Publisher.connect(nats_settings, source="sdk-test", allow_broadcast=True) as p:
         t = await p.to_tenant("acme", "incident.created", title="T", message="m")
         u = await p.to_user("acme", "alice", "audit.assigned", title="U", message="m")
         r = await p.to_role("acme", "admin", "quota.warning", title="R", message="m")

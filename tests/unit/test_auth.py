@@ -608,3 +608,39 @@ def test_the_key_checks_are_a_leaf_that_settings_imports() -> None:
     assert tidings_imports(auth_dir / "keys.py") <= {"tidings.errors", "tidings.codes"}
     for module in auth_dir.glob("*.py"):
         assert "tidings.settings" not in tidings_imports(module), module.name
+
+
+# --- TIDINGS_AUTH_MAX_TOKEN_LIFETIME (issue 14 item 3) -----------------------------------------
+
+WEEK = 7 * 86400
+
+
+@pytest.mark.parametrize(
+    ("changes", "accepted"),
+    [
+        (lambda now: {"exp": now + WEEK}, True),  # exactly the bound (exp - iat)
+        (lambda now: {"exp": now + WEEK + 1}, False),  # one second over
+        (lambda now: {"iat": now - WEEK, "exp": now + 60}, False),  # exp - iat too long
+        (lambda now: {"iat": None, "exp": now + WEEK + 60}, False),  # no iat: exp - now counts
+        (lambda now: {"iat": None, "exp": now + 3600}, True),
+        (lambda now: {"exp": now + 315360000}, False),  # ten years
+    ],
+)
+async def test_a_token_living_longer_than_the_bound_is_refused_naming_exp(
+    keys: Keys, changes: Callable[[int], dict[str, Any]], accepted: bool
+) -> None:
+    body = payload(**changes(int(time.time())))
+    async with Verifier(settings(keys)) as v:
+        if accepted:
+            await v.verify(hs(body))
+            return
+        with pytest.raises(TokenClaimInvalid) as caught:
+            await v.verify(hs(body))
+    assert caught.value.field == "exp"
+    assert "TIDINGS_AUTH_MAX_TOKEN_LIFETIME" in str(caught.value)
+
+
+async def test_a_lifetime_bound_of_zero_accepts_a_decade(keys: Keys) -> None:
+    body = payload(exp=int(time.time()) + 315360000)
+    async with Verifier(settings(keys, max_token_lifetime=0)) as v:
+        assert (await v.verify(hs(body))).user == "alice"

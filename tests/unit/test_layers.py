@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "subjects",
             "catalogue",
             "envelope",
+            "jsondata",
             "protocol",
             "auth",
             "settings",

@@ -261,3 +261,14 @@ async def test_the_epoch_is_the_creation_time_and_changes_only_on_recreation(
     recreated = await ensure_stream(js, StreamSettings())
     assert recreated.created
     assert recreated.epoch and recreated.epoch != epoch
+
+
+def test_each_service_gets_its_own_reply_prefix_unless_the_settings_say_otherwise() -> None:
+    from tidings.nats import connect_options
+
+    plain = NatsSettings()
+    assert connect_options(plain, service="gateway")["inbox_prefix"] == "_INBOX_gateway"
+    assert connect_options(plain, service="publisher")["inbox_prefix"] == "_INBOX_publisher"
+    assert "inbox_prefix" not in connect_options(plain)  # nats-py's own _INBOX
+    chosen = NatsSettings(inbox_prefix="_INBOX_custom")
+    assert connect_options(chosen, service="gateway")["inbox_prefix"] == "_INBOX_custom"

@@ -62,6 +62,7 @@ class TokenPolicy(Protocol):
     roles_claim: str
     rooms_claim: str
     require_exp: bool
+    max_token_lifetime: float
 
 
 _MISSING = object()
@@ -244,6 +245,16 @@ class Verifier:
         iat = _numeric_date(payload, "iat")
         if iat is not None and iat > now + leeway:
             raise TokenNotYetValid("the token was issued in the future", field="iat")
+        longest = s.max_token_lifetime
+        if longest and exp is not None:
+            # A bound on how long a stolen token works and on what a connection holds.
+            lives = max(exp - iat if iat is not None else 0.0, exp - now - leeway)
+            if lives > longest:
+                raise TokenClaimInvalid(
+                    f"the token lives {lives:.0f}s; at most {longest:.0f}s are accepted"
+                    " (TIDINGS_AUTH_MAX_TOKEN_LIFETIME)",
+                    field="exp",
+                )
 
         tenant = self._id_claim(payload, s.tenant_claim)
         user = self._id_claim(payload, s.user_claim)

@@ -94,6 +94,7 @@ async def _publish_nats(settings: Settings, body: dict[str, Any]) -> dict[str, A
             settings.nats,
             stream=settings.stream,
             events=settings.events,
+            allow_broadcast="broadcast" in (body.get("audience") or {}),  # --broadcast asked
             within=max(3.0, 2 * settings.nats.connect_timeout),
         )
     except TidingsError as exc:

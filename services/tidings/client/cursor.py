@@ -55,7 +55,13 @@ class Cursor:
 
     def reset(self, reset: p.Reset) -> Reset:
         self._expect_reset = False
-        if reset.epoch and reset.epoch != self.epoch:
+        if reset.reason == p.ResetReason.OUT_OF_RANGE and self._sent_since is not None:
+            # Also a point beyond the stream's end (forged or from a corrupted store): the
+            # gateway's seq replaces it, or every notification up to it would be skipped.
+            self._sent_since = None
+            self.epoch = reset.epoch or self.epoch
+            self.received = reset.seq
+        elif reset.epoch and reset.epoch != self.epoch:
             self.epoch = reset.epoch
             self.received = reset.seq
         else:

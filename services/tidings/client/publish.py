@@ -30,8 +30,10 @@ from tidings.settings import EventsSettings, NatsSettings, StreamSettings
 class Publisher:
     """Publish notifications to JetStream and wait for each PubAck.
 
-    Broadcasts are allowed by default here: the right to broadcast is enforced by NATS
-    permissions (``broadcast.>``), which this SDK cannot bypass.
+    Broadcasts (every tenant's users) need ``allow_broadcast=True``, as the sidecar needs
+    ``TIDINGS_PUBLISHER_ALLOW_BROADCAST``: a tenant's service that sends one by mistake is
+    refused with ``forbidden`` before anything is sent. NATS permissions (``broadcast.>``)
+    remain the enforcement a hostile producer cannot bypass.
     """
 
     def __init__(
@@ -42,10 +44,11 @@ class Publisher:
         stream: str = "TIDINGS",
         timeout: float = 5.0,
         nc: NATS | None = None,
+        allow_broadcast: bool = False,
     ) -> None:
         self._js = js
         self._nc = nc
-        self.policy = policy or PublishPolicy(allow_broadcast=True)
+        self.policy = policy or PublishPolicy(allow_broadcast=allow_broadcast)
         self.stream = stream
         self.timeout = timeout
 
@@ -57,14 +60,14 @@ class Publisher:
         stream: StreamSettings | None = None,
         events: EventsSettings | None = None,
         source: str = "",
-        allow_broadcast: bool = True,
+        allow_broadcast: bool = False,
         within: float | None = None,
     ) -> Publisher:
         """Open a NATS connection of its own (closed by :meth:`close`); ``within`` bounds the
         first connect (see :func:`tidings.nats.connect`)."""
         nats = nats or NatsSettings()
         events = events or EventsSettings()
-        nc = await connect(nats, within=within)
+        nc = await connect(nats, within=within, service="publisher")
         policy = PublishPolicy(
             catalogue=Catalogue.build(extra=events.extra, allow_unknown=events.allow_unknown),
             allow_broadcast=allow_broadcast,

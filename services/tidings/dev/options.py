@@ -151,6 +151,7 @@ def services(options: DevOptions, *, secret: str) -> list[ServiceSpec]:
                 "TIDINGS_PUBLISHER_HOST": host,
                 "TIDINGS_PUBLISHER_PORT": str(options.publisher_port),
                 "TIDINGS_PUBLISHER_OUTBOX_DIR": str(options.dir / "outbox"),
+                "TIDINGS_PUBLISHER_ALLOW_ANONYMOUS": "true",  # dev, even with --host 0.0.0.0
             },
         ),
         *(

@@ -25,6 +25,7 @@ from tidings import protocol as p
 from tidings.auth import Claims, Verifier
 from tidings.codes import CloseCode, ErrorCode
 from tidings.errors import AuthError, TidingsError, error_code_of
+from tidings.gateway.connect_rate import ConnectRate
 from tidings.gateway.connection import GONE, Connection, State
 from tidings.gateway.fanout import Hub
 from tidings.gateway.frames import HEADROOM
@@ -54,6 +55,8 @@ class SessionDeps:
     auth_failures: Counter  # refused tokens by reason
     on_slow: Callable[[Connection], None]  # close a slow consumer (1013)
     inbox: Inbox | None = None  # TIDINGS_GATEWAY_INBOX: counts, inbox frames, muted domains
+    tenant_rate: ConnectRate | None = None  # new connections per tenant
+    rate_refused: Counter | None = None  # connects refused, by scope
 
 
 def shed(conn: Connection, hub: Hub, closes: Counter) -> None:
@@ -160,6 +163,10 @@ class Listener(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         self.seen = time.monotonic()
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            # No extension is ever negotiated here: RFC 6455 §5.2 says fail the connection.
+            self._protocol_error("RSV bits set without a negotiated extension")
+            return
         kind = frame.msg_type
         if kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
             if self._partial is not None:
@@ -193,7 +200,10 @@ class Listener(WSListener):
             self._message(kind, bytes(buf))
 
     def _protocol_error(self, reason: str) -> None:
+        """Close 1002; nothing the client sends after it is handled."""
         self._partial = None
+        self.conn.move(State.CLOSED)
+        self.deps.hub.remove(self.conn)
         self.close(WSCloseCode.PROTOCOL_ERROR.value, reason)
 
     # -- frames, in order ----------------------------------------------------------------------

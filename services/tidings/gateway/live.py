@@ -23,13 +23,13 @@ from nats.js import JetStreamContext
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from tidings.envelope import Severity, WireNotification, decode_wire
+from tidings.envelope import Rejected, Severity, WireNotification
 from tidings.errors import ReplayTooLarge
 from tidings.gateway.fanout import Hub, mute_key
+from tidings.gateway.ingest import Drops, wire_line
 from tidings.gateway.replay import fetch_range_retrying
 from tidings.gateway.window import Entry, Window
-from tidings.protocol import encode_notification
-from tidings.subjects import BROADCAST_TENANT, LIVE_PREFIX, room_of, tenant_filter
+from tidings.subjects import BROADCAST_TENANT, LIVE_PREFIX, tenant_filter
 from tidings.telemetry import context_from, tracing_enabled
 
 if TYPE_CHECKING:
@@ -44,16 +44,6 @@ log = logging.getLogger(__name__)
 # stream or meta leader election (~5 s) nobody answers, and a try waiting the whole request
 # timeout would add up to that much to the wait of every client after the election.
 TRY_TIMEOUT = 1.0
-
-
-def wire_line(subject: str, payload: bytes, seq: int) -> tuple[str, str, WireNotification, bytes]:
-    """(tenant, room, notification, encoded line) of a stored message, live or read back;
-    raises on a subject the grammar cannot produce or a payload that is no envelope."""
-    route = room_of(subject)
-    if route is None:
-        raise ValueError(f"not a notification subject: {subject}")
-    n = decode_wire(payload)
-    return route[0], route[1], n, encode_notification(n, seq, route[1])
 
 
 class Live:
@@ -93,7 +83,7 @@ class Live:
         self.retry_for = retry_for  # how long a backfill retries a transient JetStream error
         self.head = 0  # highest stream seq seen or read
         self.on_delivered = on_delivered
-        self.dropped = 0  # live messages that could not be routed or decoded
+        self.drops = Drops()  # stored messages not delivered, by reason
         hub.on_interest(self.tenant_added, self.tenant_removed)  # subscribe by the hub's interest
 
     @classmethod
@@ -191,12 +181,12 @@ class Live:
 
     async def _on_message(self, msg: Msg) -> None:
         headers = msg.headers or {}
+        seq: int | None = None
         try:
             seq = int(headers["Nats-Sequence"])
             tenant, room, n, body = wire_line(msg.subject, msg.data, seq)
         except Exception as exc:  # a bad message must never stop the others
-            self.dropped += 1
-            log.warning("dropped live message", extra={"subject": msg.subject, "error": str(exc)})
+            self._drop(exc, msg.subject, seq, "live")
             return
         if seq > self.head:
             self.head = seq
@@ -211,6 +201,19 @@ class Live:
         stamp = headers.get("Nats-Time-Stamp")
         if stamp:
             self.on_delivered(_lag(stamp))
+
+    @property
+    def dropped(self) -> int:
+        return self.drops.total
+
+    def _drop(self, exc: Exception, subject: str, seq: int | None, path: str) -> None:
+        if isinstance(exc, Rejected):
+            reason, why = exc.reason, str(exc)
+        elif seq is None:
+            reason, why = "sequence", "no Nats-Sequence header"
+        else:
+            reason, why = "other", type(exc).__name__  # its text might quote the content
+        self.drops.drop(reason, subject=subject, seq=seq, why=why, path=path)
 
     def _traced_publish(
         self, n: WireNotification, seq: int, tenant: str, room: str, body: bytes, mute: str | None
@@ -289,13 +292,19 @@ class Live:
             seq = m.metadata.sequence.stream
             try:
                 _, room, n, body = wire_line(f"{LIVE_PREFIX}.{m.subject}", m.data, seq)
-            except Exception:
-                self.dropped += 1
+            except Exception as exc:
+                self._drop(exc, m.subject, seq, "replay")
                 continue
             age = max(0.0, now_wall - m.metadata.timestamp.timestamp())
             mute = mute_key(n.event, n.severity is Severity.CRITICAL)
             entries.append(Entry(seq, room, body, now_mono - age, mute))
         window.merge(entries, start=start, generation=generation)
+
+    async def last_seq(self) -> int:
+        """The stream's last seq, read now (one short JetStream call; ``head`` follows it)."""
+        info = await self._short().stream_info(self.stream)
+        self.head = max(self.head, info.state.last_seq)
+        return int(info.state.last_seq)
 
     def _short(self) -> JetStreamContext:
         """A JetStream context whose API calls give up after TRY_TIMEOUT (to be retried)."""

@@ -9,7 +9,7 @@ fan-out pays nothing per delivery; the per-notification latency histogram likewi
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 from prometheus_client.core import (
@@ -24,11 +24,13 @@ from prometheus_client.utils import floatToGoString
 from tidings.gateway.fanout import Hub
 from tidings.gateway.registry import Registry
 
+Dropped = Callable[[], Mapping[str, int] | None]  # counts by reason; None before the live side
+
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the output
 
 
 class _HotPath(Collector):
-    def __init__(self, registry: Registry, hub: Hub, dropped: Callable[[], int | None]) -> None:
+    def __init__(self, registry: Registry, hub: Hub, dropped: Dropped) -> None:
         self._registry = registry
         self._hub = hub
         self._dropped = dropped
@@ -63,11 +65,16 @@ class _HotPath(Collector):
         )
         dropped = self._dropped()
         if dropped is not None:
-            yield CounterMetricFamily(
+            family = CounterMetricFamily(
                 "tidings_gateway_dropped_messages",
-                "Live messages that could not be routed or decoded.",
-                value=dropped,
+                "Stored messages not delivered (live or read back), by reason: subject,"
+                " sequence, envelope, audience, mismatch (tenant or audience not the"
+                " subject's), data (not a JSON object), other.",
+                labels=["reason"],
             )
+            for reason, count in dropped.items():
+                family.add_metric([reason], count)
+            yield family
         yield GaugeMetricFamily(
             "tidings_gateway_nats_connected",
             "1 while connected to NATS.",
@@ -146,7 +153,7 @@ class GatewayMetrics:
     """The registry served on ``/metrics``; ``dropped`` reads the live side's count (None
     before it exists)."""
 
-    def __init__(self, sessions: Registry, hub: Hub, *, dropped: Callable[[], int | None]) -> None:
+    def __init__(self, sessions: Registry, hub: Hub, *, dropped: Dropped) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_HotPath(sessions, hub, dropped))
         self.latency = LatencyHistogram()  # observed once per live notification
@@ -183,5 +190,12 @@ class GatewayMetrics:
         self.inbox_frames = Counter(
             "tidings_gateway_inbox_frames",
             "inbox frames written to connections.",
+            registry=self.registry,
+        )
+        self.connects_refused = Counter(
+            "tidings_gateway_connects_refused",
+            "Connections refused by the connect-rate limits, by scope: ip (HTTP 429 before the"
+            " upgrade) or tenant (rate_limited at hello).",
+            ["scope"],
             registry=self.registry,
         )

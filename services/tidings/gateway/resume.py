@@ -112,7 +112,11 @@ class Resume:
         reason = p.ResetReason.OUT_OF_RANGE
         try:
             await live.ensure(conn.tenant)
-            if since is not None and epoch == self.epoch:
+            if since is not None and epoch == self.epoch and await self._past_the_end(since):
+                # A point the stream never reached (a forged or corrupted one): answering it
+                # `recovered` would make the client skip everything up to it (issue 14).
+                self.outcomes.labels("not_recovered").inc()
+            elif since is not None and epoch == self.epoch:
                 had_memory = live.windows[conn.tenant].covers(since) and live.windows[
                     BROADCAST_TENANT
                 ].covers(since)
@@ -192,6 +196,11 @@ class Resume:
         conn.write_control(p.encode(p.Synced(seq=max(synced, conn.last_seq))))
         conn.move(State.LIVE)
         return recovered
+
+    async def _past_the_end(self, since: int) -> bool:
+        """True when ``since`` is beyond the stream's last seq. ``head`` is a lower bound of
+        it (a message may still be on its way here), so only a point above it costs a read."""
+        return since > self.live.head and since > await self.live.last_seq()
 
     def _send_away(self, conn: Connection) -> None:
         member = self.registry.sessions.get(conn)

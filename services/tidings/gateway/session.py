@@ -105,6 +105,10 @@ class Session(Listener):
         quota = settings.tenant_quota
         if quota and hub.tenants.get(claims.tenant, 0) >= quota:
             raise QuotaExceeded(f"tenant {claims.tenant} has {quota} connections here")
+        if deps.tenant_rate is not None and (wait := deps.tenant_rate.take(claims.tenant)):
+            if deps.rate_refused is not None:
+                deps.rate_refused.labels("tenant").inc()
+            raise RateLimited(f"too many new connections of this tenant; retry in {wait:.1f}s")
         conn = self.conn
         if conn.state is State.CLOSED:
             return  # gone while the token was checked

@@ -10,6 +10,7 @@ is down.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import math
 import signal
@@ -41,6 +42,7 @@ from tidings.errors import (
     UnsupportedMediaType,
     error_body,
 )
+from tidings.jsondata import check_body
 from tidings.lifecycle import Supervisor, absorb_exit_signals
 from tidings.nats_link import NatsLink
 from tidings.ports import port_in_use
@@ -54,7 +56,7 @@ from tidings.publishing import (
     prepare,
     prepare_batch,
 )
-from tidings.settings import Settings
+from tidings.settings import PublisherSettings, Settings
 from tidings.telemetry import setup_logging, setup_tracing
 from tidings.variables import unknown_variables
 
@@ -104,7 +106,7 @@ class Sidecar:
             max_bytes=pub.outbox_max_bytes,
             retry_after=pub.retry_after,
         )
-        link = NatsLink(settings.nats)
+        link = NatsLink(settings.nats, service="publisher")
         relay = Relay(
             link,
             outbox,
@@ -178,10 +180,13 @@ class Sidecar:
             if received > limit:  # a chunked or lying client: stop reading here
                 raise TooLarge(f"the body exceeds {limit} bytes", field="body")
             chunks.append(chunk)
+        raw = b"".join(chunks)
         try:
-            return orjson.loads(b"".join(chunks))
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise Malformed(f"not valid JSON: {exc}", field="body") from None
+        check_body(raw)  # an integer orjson read as a float is refused, not stored changed
+        return body
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -331,6 +336,30 @@ def create_app(settings: Settings) -> Starlette:
     return app
 
 
+def check_exposure(pub: PublisherSettings) -> None:
+    """Refuse to start where anyone could publish to any tenant: no bearer token on an address
+    other than loopback (a sidecar beside its producer, as the chart runs it, is reachable by
+    its own pod only), unless ``TIDINGS_PUBLISHER_ALLOW_ANONYMOUS`` says so (issue 14)."""
+    if pub.token or pub.allow_anonymous or is_loopback(pub.host):
+        return
+    raise ConfigError(
+        f"TIDINGS_PUBLISHER_TOKEN is not set and the sidecar listens on {pub.host}: anyone who "
+        "reaches it could publish to every tenant. Set TIDINGS_PUBLISHER_TOKEN, bind "
+        "TIDINGS_PUBLISHER_HOST=127.0.0.1 (beside its producer), or set "
+        "TIDINGS_PUBLISHER_ALLOW_ANONYMOUS=true on a network you trust",
+        field="TIDINGS_PUBLISHER_TOKEN",
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: where it resolves to is not ours to guess
+
+
 def serve(settings: Settings) -> None:
     """Run the sidecar until SIGTERM/SIGINT; finishes in-flight requests, then closes cleanly."""
     setup_logging(settings.log)
@@ -344,6 +373,7 @@ def serve(settings: Settings) -> None:
             f"{pub.host}:{pub.port} is already in use; choose another port",
             field="TIDINGS_PUBLISHER_PORT",
         )
+    check_exposure(pub)
     Outbox.check_directory(pub.outbox_dir)
     app = create_app(settings)
     sidecar: Sidecar = app.state.sidecar

@@ -60,6 +60,11 @@ class NatsSettings(BaseSettings):
         " moves to another server.",
     )
     name: str = Field(default="tidings", description="Connection name shown in NATS monitoring.")
+    inbox_prefix: str | None = Field(
+        default=None,
+        description="Prefix of reply subjects; default `_INBOX_<service>` (`gateway`,"
+        " `publisher`, `admin`), so NATS permissions let each user read its own replies only.",
+    )
 
     @field_validator("urls")
     @classmethod

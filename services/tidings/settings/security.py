@@ -70,6 +70,11 @@ class AuthSettings(BaseSettings):
         default="rooms", min_length=1, description="Claim: allowed named-room patterns array."
     )
     require_exp: bool = Field(default=True, description="Refuse tokens without `exp`.")
+    max_token_lifetime: Seconds = Field(
+        default=7 * 86400.0,
+        ge=0,
+        description="Longest lifetime accepted (`exp` - `iat`, and `exp` - now); 0: no bound.",
+    )
 
     @field_validator(
         "jwt_secret", "jwt_public_key_file", "jwks_url", "audience", "issuer", mode="before"

@@ -23,6 +23,11 @@ class PublisherSettings(BaseSettings):
     token: str | None = Field(
         default=None, description="If set, callers must send `Authorization: Bearer <token>`."
     )
+    allow_anonymous: bool = Field(
+        default=False,
+        description="Serve without `TOKEN` on an address other than loopback (anyone who"
+        " reaches it may publish); without it such a sidecar refuses to start.",
+    )
     allow_broadcast: bool = Field(
         default=False, description='Allow `{"broadcast": true}` audiences (privileged).'
     )
@@ -75,6 +80,24 @@ class GatewaySettings(BaseSettings):
     rate_burst: int = Field(default=40, ge=1, description="Client frames allowed in a burst.")
     tenant_quota: int = Field(
         default=0, ge=0, description="Connections per tenant on one gateway; 0 = unlimited."
+    )
+    connect_rate_per_ip: float = Field(
+        default=0.0,
+        ge=0,
+        description="New connections per second per client address (TCP peer), answered 429"
+        " beyond; 0 = off (behind an ingress every client shares its address: limit there).",
+    )
+    connect_burst_per_ip: int = Field(
+        default=20, ge=1, description="New connections allowed at once per client address."
+    )
+    connect_rate_per_tenant: float = Field(
+        default=100.0,
+        ge=0,
+        description="New connections per second per tenant on one gateway (`rate_limited` at"
+        " hello beyond); 0 = off.",
+    )
+    connect_burst_per_tenant: int = Field(
+        default=1000, ge=1, description="New connections allowed at once per tenant."
     )
     max_outbound_bytes: Bytes = Field(
         default=1 << 20,
