@@ -106,9 +106,9 @@ class Rendered:
         return found[0] if found else None
 
     def workloads(self) -> Iterator[dict[str, Any]]:
-        """Every object that carries a pod template (Deployment, Job) or is a Pod."""
+        """Every object that carries a pod template (Deployment, StatefulSet, Job) or is a Pod."""
         for obj in self.objects:
-            if obj["kind"] in ("Deployment", "Job", "Pod"):
+            if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "Pod"):
                 yield obj
 
     def data(self, kind: str, name: str) -> dict[str, str]:
