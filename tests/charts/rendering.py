@@ -49,10 +49,22 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 "tls": [{"secretName": "tidings-tls", "hosts": ["tidings.example.com"]}],
             },
             "autoscaling": {"enabled": True, "connections": {"enabled": True}},
-            "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+            "serviceMonitor": {
+                "enabled": True,
+                "labels": {"release": "prometheus"},
+                "namespace": "monitoring",
+                "relabelings": [{"targetLabel": "cluster", "replacement": "eu-1"}],
+            },
+            "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+            "httpRoute": {
+                "enabled": True,
+                "parentRefs": [{"name": "public", "namespace": "gateway-system"}],
+                "hostnames": ["tidings.example.com"],
+            },
         },
         "networkPolicy": {
             "enabled": True,
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
             "gatewayIngressFrom": [
                 {"namespaceSelector": {"matchLabels": {"name": "ingress-nginx"}}}
             ],

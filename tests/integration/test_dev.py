@@ -109,6 +109,7 @@ def launch(cwd: Path, *, publisher_port: int | None = None) -> Dev:
                 "--nats-port", str(dev.nats_port), "--publisher-port", str(dev.publisher_port),
                 "--gateway-port", str(dev.gateway_port), "--demo-port", str(dev.demo_port),
                 "--gateway-api-port", str(dev.gateway_api_port),
+                "--gateway-metrics-port", str(free_port()),
             ],
             cwd=cwd, env=clean_env(), stdout=out, stderr=err,
         )  # fmt: skip

@@ -225,6 +225,16 @@ securityContext:
 {{- $_ := include "tidings.gateway.gracePeriod" . -}}
 {{- end -}}
 
+{{/* topologySpreadConstraints from a values list: each gets the component's labelSelector
+unless it brings its own. Usage: include "tidings.topologySpread" (list $ "gateway" $list) */}}
+{{- define "tidings.topologySpread" -}}
+{{- $root := index . 0 -}}
+{{- $selector := dict "matchLabels" (include "tidings.selectorLabels" (list $root (index . 1)) | fromYaml) -}}
+{{- range index . 2 }}
+- {{ toYaml (merge (deepCopy .) (dict "labelSelector" $selector)) | nindent 2 | trim }}
+{{- end }}
+{{- end -}}
+
 {{/* Egress every Tidings process needs: DNS, and NATS. */}}
 {{- define "tidings.networkPolicy.egress" -}}
 {{- $n := .Values.networkPolicy -}}
