@@ -72,6 +72,25 @@ VARIANTS: dict[str, dict[str, Any]] = {
         },
         "exampleProducer": {"enabled": True},
     },
+    # The inbox (issue 11) with everything that routes, scrapes or fences it.
+    "inbox": {
+        "images": {name: {"digest": DIGEST} for name in ("gateway", "publisher", "cli")},
+        "inbox": {
+            "enabled": True,
+            "database": {
+                "existingSecret": "tidings-inbox-db",
+                "peers": [{"namespaceSelector": {"matchLabels": {"name": "postgres"}}}],
+            },
+        },
+        "nats": {"credentials": {"inbox": {"method": "password", "password": "inbox-pw"}}},
+        "gateway": {
+            "ingress": {"enabled": True},
+            "httpRoute": {"enabled": True, "parentRefs": [{"name": "public"}]},
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+        },
+        "networkPolicy": {"enabled": True},
+    },
     "existing-secret": {
         "auth": {"method": "secret", "existingSecret": "tidings-jwt"},
         "nats": {

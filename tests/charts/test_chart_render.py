@@ -46,6 +46,7 @@ EXTERNAL = {
     "tidings-nats-admin": {"token": "admin-token"},
     "tidings-nats-publisher": {"password": "publisher-password"},
     "nats-client-tls": {"ca.crt": "CA", "tls.crt": "CERT", "tls.key": "KEY"},  # cert-manager's
+    "tidings-inbox-db": {"database-url": "postgresql://tidings:pw@postgres:5432/tidings"},
 }
 
 

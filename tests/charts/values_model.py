@@ -91,6 +91,7 @@ class Credentials(Strict):
     gateway: NatsCredentials = NatsCredentials(user="tidings-gateway")
     init: NatsCredentials = NatsCredentials(user="tidings-admin")
     publisher: NatsCredentials = NatsCredentials(user="tidings-publisher")
+    inbox: NatsCredentials = NatsCredentials(user="tidings-inbox")
 
 
 class Nats(Strict):
@@ -456,6 +457,70 @@ class ExampleProducer(Strict):
     resources: Resources = Resources(**_resources("10m", "48Mi", "100m", "96Mi"))
 
 
+class InboxDatabase(Strict):
+    existingSecret: str = Field(
+        default="", description="Your Secret with the PostgreSQL DSN (required with the inbox)."
+    )
+    key: str = Field(
+        default="database-url",
+        min_length=1,
+        description="Its key (`postgresql://user:pw@host/db`).",
+    )
+    port: int = Field(default=5432, ge=1, le=65535, description="Database port (NetworkPolicy).")
+    peers: list[Obj] = Field(
+        default=[], description="Where the database is (NetworkPolicy peers); empty: anywhere."
+    )
+
+
+class InboxPart(Strict):
+    replicas: int = Field(default=2, ge=0, description="Pods.")
+    resources: Resources = Resources(**_resources("100m", "128Mi", "1", "384Mi"))
+
+
+class InboxApiService(Strict):
+    port: int = Field(default=8085, ge=1, le=65535, description="Service port of the API (8085).")
+
+
+class InboxApi(InboxPart):
+    service: InboxApiService = InboxApiService()
+
+
+class InboxMigrate(Strict):
+    enabled: bool = Field(
+        default=True, description="Run `tidings inbox migrate` as a pre-install/upgrade hook."
+    )
+    backoffLimit: int = Field(default=3, ge=0, description="Retries of the hook Job.")
+    activeDeadlineSeconds: int = Field(default=600, ge=10, description="Longest it may run.")
+    resources: Resources = Resources(**_resources("50m", "96Mi", "500m", "256Mi"))
+
+
+class InboxPdb(Strict):
+    enabled: bool = Field(default=True, description="PodDisruptionBudgets for writer and API.")
+    maxUnavailable: int | str = Field(default=1, description="Pods a disruption may take at once.")
+
+
+class Inbox(Strict):
+    enabled: bool = Field(
+        default=False, description="The inbox writer and REST API (PostgreSQL you provide)."
+    )
+    database: InboxDatabase = InboxDatabase()
+    writer: InboxPart = InboxPart()
+    api: InboxApi = InboxApi()
+    migrate: InboxMigrate = InboxMigrate()
+    podDisruptionBudget: InboxPdb = InboxPdb()
+    topologySpreadConstraints: list[Obj] = Field(
+        default=[spread("kubernetes.io/hostname")],
+        description="Pod topologySpreadConstraints of writer and API pods.",
+    )
+    nodeSelector: dict[str, str] = Field(default={}, description="Node selector.")
+    tolerations: list[Obj] = Field(default=[], description="Tolerations.")
+    extraConfig: dict[EnvName, str | int | float | bool] = Field(
+        default={},
+        description="More `TIDINGS_*` settings of both (e.g. TIDINGS_INBOX_BATCH_SIZE).",
+        json_schema_extra={"additionalProperties": False},
+    )
+
+
 class Tests(Strict):
     enabled: bool = Field(
         default=True,
@@ -491,6 +556,7 @@ class Values(Strict):
     natsInit: NatsInit = NatsInit()
     publisher: Publisher = Publisher()
     exampleProducer: ExampleProducer = ExampleProducer()
+    inbox: Inbox = Inbox()
     podSecurityContext: Obj = Field(
         default={
             "runAsNonRoot": True,
