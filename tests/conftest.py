@@ -72,7 +72,13 @@ def gateway_settings(request: pytest.FixtureRequest, nats_settings: NatsSettings
     declaring a fixture of its own.
     """
     fields: dict[str, dict[str, Any]] = {
-        "gateway": {"host": "127.0.0.1", "port": 0, "api_port": 0, "drain_seconds": 1.0},
+        "gateway": {
+            "host": "127.0.0.1",
+            "port": 0,
+            "api_port": 0,
+            "metrics_port": 0,
+            "drain_seconds": 1.0,
+        },
         "auth": {"jwt_secret": JWT_SECRET},
     }
     for mark in reversed(list(request.node.iter_markers("settings"))):  # module first, test last

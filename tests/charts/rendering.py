@@ -49,16 +49,47 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 "tls": [{"secretName": "tidings-tls", "hosts": ["tidings.example.com"]}],
             },
             "autoscaling": {"enabled": True, "connections": {"enabled": True}},
-            "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+            "serviceMonitor": {
+                "enabled": True,
+                "labels": {"release": "prometheus"},
+                "namespace": "monitoring",
+                "relabelings": [{"targetLabel": "cluster", "replacement": "eu-1"}],
+            },
+            "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+            "httpRoute": {
+                "enabled": True,
+                "parentRefs": [{"name": "public", "namespace": "gateway-system"}],
+                "hostnames": ["tidings.example.com"],
+            },
         },
         "networkPolicy": {
             "enabled": True,
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
             "gatewayIngressFrom": [
                 {"namespaceSelector": {"matchLabels": {"name": "ingress-nginx"}}}
             ],
             "natsPeers": [{"namespaceSelector": {"matchLabels": {"name": "nats"}}}],
         },
         "exampleProducer": {"enabled": True},
+    },
+    # The inbox (issue 11) with everything that routes, scrapes or fences it.
+    "inbox": {
+        "images": {name: {"digest": DIGEST} for name in ("gateway", "publisher", "cli")},
+        "inbox": {
+            "enabled": True,
+            "database": {
+                "existingSecret": "tidings-inbox-db",
+                "peers": [{"namespaceSelector": {"matchLabels": {"name": "postgres"}}}],
+            },
+        },
+        "nats": {"credentials": {"inbox": {"method": "password", "password": "inbox-pw"}}},
+        "gateway": {
+            "ingress": {"enabled": True},
+            "httpRoute": {"enabled": True, "parentRefs": [{"name": "public"}]},
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+        },
+        "networkPolicy": {"enabled": True},
     },
     "existing-secret": {
         "auth": {"method": "secret", "existingSecret": "tidings-jwt"},
@@ -106,9 +137,9 @@ class Rendered:
         return found[0] if found else None
 
     def workloads(self) -> Iterator[dict[str, Any]]:
-        """Every object that carries a pod template (Deployment, Job) or is a Pod."""
+        """Every object that carries a pod template (Deployment, StatefulSet, Job) or is a Pod."""
         for obj in self.objects:
-            if obj["kind"] in ("Deployment", "Job", "Pod"):
+            if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "Pod"):
                 yield obj
 
     def data(self, kind: str, name: str) -> dict[str, str]:

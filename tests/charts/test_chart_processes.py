@@ -69,7 +69,7 @@ class GatewayPod:
 
     def __init__(self, rendered: Rendered, root: Path, **kw: Any) -> None:
         workload = rendered.get("Deployment", "gateway")
-        self.port, self.api_port = free_port(), free_port()
+        self.port, self.api_port, self.metrics_port = free_port(), free_port(), free_port()
         self.c = LocalContainer(
             rendered,
             workload,
@@ -79,6 +79,7 @@ class GatewayPod:
                 "TIDINGS_GATEWAY_HOST": "127.0.0.1",
                 "TIDINGS_GATEWAY_PORT": str(self.port),
                 "TIDINGS_GATEWAY_API_PORT": str(self.api_port),
+                "TIDINGS_GATEWAY_METRICS_PORT": str(self.metrics_port),
             },
             **kw,
         )
@@ -91,6 +92,11 @@ class GatewayPod:
     def api_url(self, path: str) -> str:
         assert self.c.port("api") == 8083  # the container port the chart exposes for the API
         return f"http://127.0.0.1:{self.api_port}{path}"
+
+    def local_url(self, container_port: int, path: str) -> str:
+        """A path on the local port standing in for one of the chart's container ports."""
+        local = {8080: self.port, 8083: self.api_port, 9464: self.metrics_port}
+        return f"http://127.0.0.1:{local[container_port]}{path}"
 
     def probe_url(self, probe: str) -> str:
         get = self.spec[probe]["httpGet"]
@@ -157,17 +163,26 @@ async def test_gateway_runs_its_image_command_answers_its_probes_and_drains_with
     pod = GatewayPod(rendered, tmp_path)
     assert pod.c.rendered_argv() == ["tidings", "gateway"]  # the gateway image's entrypoint
     secret = rendered.data("Secret", "tidings-auth")["jwt-secret"]
-    metrics_path = rendered.get("ServiceMonitor", "gateway")["spec"]["endpoints"][0]["path"]
+    (scrape,) = rendered.get("ServiceMonitor", "gateway")["spec"]["endpoints"]
+    monitored = rendered.get("Service", "gateway-metrics")
+    assert pod.c.port(scrape["port"]) == 9464 and monitored["spec"]["ports"][0]["name"] == "metrics"
 
     with running(pod.c):
         await pod.wait_ready()
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert await http_status(pod.probe_url(probe)) == 200, probe
         async with httpx.AsyncClient() as client:
-            metrics = await client.get(pod.url(metrics_path))
+            # Prometheus scrapes the port the ServiceMonitor names, through the metrics Service.
+            metrics = await client.get(pod.local_url(9464, scrape["path"]))
             assert metrics.status_code == 200
             assert "tidings_gateway_connections" in metrics.text
             assert (await client.get(pod.url("/no-such-route"))).status_code == 404
+            # Where the public Service sends a request for /metrics (any of its ports): 404.
+            for port in rendered.get("Service", "gateway")["spec"]["ports"]:
+                through = pod.local_url(pod.c.port(port["targetPort"]), scrape["path"])
+                refused = await client.get(through)
+                assert refused.status_code == 404, through
+                assert b"tidings_gateway" not in refused.content
 
         # `helm test`: the test pod's script, with the Service's DNS name and port resolved to
         # this gateway (what cluster DNS and the Service would do).

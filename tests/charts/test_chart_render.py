@@ -38,7 +38,7 @@ from tidings.settings import load_settings
 from tidings.variables import known_variables
 
 NEWEST_KUBERNETES = kubernetes_validate.utils.latest_version()
-CUSTOM_KINDS = {"ServiceMonitor"}  # CRDs: no schema in kubernetes-validate; checked below
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "HTTPRoute"}  # CRDs: checked below
 # The operator's Secrets in the existing-secret variant, with values a real one would hold.
 EXTERNAL = {
     "tidings-jwt": {"jwt-secret": "an-operator-managed-secret-0123456789"},
@@ -46,6 +46,7 @@ EXTERNAL = {
     "tidings-nats-admin": {"token": "admin-token"},
     "tidings-nats-publisher": {"password": "publisher-password"},
     "nats-client-tls": {"ca.crt": "CA", "tls.crt": "CERT", "tls.key": "KEY"},  # cert-manager's
+    "tidings-inbox-db": {"database-url": "postgresql://tidings:pw@postgres:5432/tidings"},
 }
 
 
@@ -158,10 +159,11 @@ def _gateway_container(rendered: Rendered) -> dict[str, Any]:
 def test_gateway_probes_use_its_routes_and_liveness_does_not_depend_on_nats(variant: str) -> None:
     container = _gateway_container(render_variant(variant))
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": 8080, "api": 8083}
+    assert ports == {"http": 8080, "api": 8083, "metrics": 9464}
     rendered = render_variant(variant)
     env = rendered.data("ConfigMap", container["envFrom"][0]["configMapRef"]["name"])
     assert (env["TIDINGS_GATEWAY_PORT"], env["TIDINGS_GATEWAY_API_PORT"]) == ("8080", "8083")
+    assert env["TIDINGS_GATEWAY_METRICS_PORT"] == "9464"
     probes = {name: container[name]["httpGet"] for name in ("startupProbe", "livenessProbe")}
     probes["readinessProbe"] = container["readinessProbe"]["httpGet"]
     # /readyz turns 503 without NATS or while draining; liveness must not, or a NATS outage
@@ -211,6 +213,8 @@ def test_rollout_keeps_capacity_and_spreads_gateways() -> None:
     }
     for constraint in spread:
         assert constraint["labelSelector"]["matchLabels"].items() <= labels.items()
+        # A rollout's new pods spread among themselves, not against the old ReplicaSet's.
+        assert constraint["matchLabelKeys"] == ["pod-template-hash"]
     assert spec["selector"]["matchLabels"].items() <= labels.items()
 
 
@@ -395,10 +399,28 @@ def test_pdb_service_and_service_monitor_select_the_gateway_pods() -> None:
     service = rendered.get("Service", "gateway")
     assert _selects(service["spec"]["selector"], labels)
     assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http", "api"]
+    assert [p["appProtocol"] for p in service["spec"]["ports"]] == ["kubernetes.io/ws", "http"]
+    metrics = rendered.get("Service", "gateway-metrics")
+    assert _selects(metrics["spec"]["selector"], labels)
+    assert metrics["spec"]["type"] == "ClusterIP"
+    assert metrics["spec"]["ports"] == [
+        {"name": "metrics", "port": 9464, "targetPort": "metrics", "protocol": "TCP",
+         "appProtocol": "http"}
+    ]  # fmt: skip
     monitor = rendered.get("ServiceMonitor", "gateway")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert _selects(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    # It selects the metrics Service, and only it.
+    assert _selects(monitor["spec"]["selector"]["matchLabels"], metrics["metadata"]["labels"])
+    assert not _selects(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+    assert monitor["metadata"]["namespace"] == "monitoring"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["tidings"]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == (
+        "metrics",
+        "/metrics",
+        "30s",
+    )
+    assert endpoint["relabelings"][0]["targetLabel"] == "cluster"
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
 
 
@@ -417,7 +439,9 @@ def test_network_policies_cover_every_pod_and_open_only_what_is_used() -> None:
         )
     gateway = rendered.get("NetworkPolicy", "gateway")["spec"]
     assert gateway["policyTypes"] == ["Ingress", "Egress"]
-    (ingress,) = gateway["ingress"]
+    scrape, ingress = gateway["ingress"]
+    assert scrape["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert scrape["from"] == [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]
     assert ingress["ports"] == [
         {"port": "http", "protocol": "TCP"},
         {"port": "api", "protocol": "TCP"},

@@ -236,27 +236,6 @@ def test_skaffold_deploys_the_chart_with_every_image_it_builds() -> None:
     assert forward["namespace"] == release["namespace"]
 
 
-def test_skaffold_profiles_patch_paths_that_exist() -> None:
-    """A JSON patch on a missing path fails only when skaffold runs: apply them here."""
-    config = skaffold_config()
-    for profile in config["profiles"]:
-        patched = copy.deepcopy(config)
-        for patch in profile.get("patches", []):
-            parts = [p for p in patch["path"].split("/") if p]
-            node = patched
-            for part in parts[:-1]:
-                node = node[int(part)] if isinstance(node, list) else node[part]
-            last = parts[-1]
-            if patch["op"] == "remove":
-                del node[int(last) if isinstance(node, list) else last]
-            else:
-                assert patch["op"] in ("add", "replace"), patch
-                node[last] = patch["value"]
-        jsonschema.Draft7Validator(_skaffold_schema()).validate(patched)
-        if profile["name"] == "ci":
-            assert [r["name"] for r in patched["deploy"]["helm"]["releases"]] == ["tidings"]
-
-
 def test_nats_values_files_parse_and_the_dev_overlay_removes_the_users() -> None:
     nats = skaffold_release("nats")
     layers = [yaml.safe_load((REPO / p).read_text()) for p in nats["valuesFiles"]]

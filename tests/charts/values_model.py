@@ -91,6 +91,7 @@ class Credentials(Strict):
     gateway: NatsCredentials = NatsCredentials(user="tidings-gateway")
     init: NatsCredentials = NatsCredentials(user="tidings-admin")
     publisher: NatsCredentials = NatsCredentials(user="tidings-publisher")
+    inbox: NatsCredentials = NatsCredentials(user="tidings-inbox")
 
 
 class Nats(Strict):
@@ -192,13 +193,19 @@ class Service(Strict):
         default=80,
         ge=1,
         le=65535,
-        description="Service port of the data port: WebSocket, probes, metrics (gateway 8080).",
+        description="Service port of the data port: WebSocket and probes (gateway 8080).",
     )
     apiPort: int = Field(
         default=8083,
         ge=1,
         le=65535,
         description="Service port of the status API (gateway 8083).",
+    )
+    metricsPort: int = Field(
+        default=9464,
+        ge=1,
+        le=65535,
+        description="Port of the internal `-gateway-metrics` Service (gateway 9464, `/metrics`).",
     )
     annotations: dict[str, str] = Field(default={}, description="Service annotations.")
 
@@ -284,6 +291,9 @@ class NetworkPolicy(Strict):
     gatewayExtraEgress: list[Obj] = Field(
         default=[], description="Extra egress rules of the gateways (JWKS, OTLP)."
     )
+    metricsFrom: list[Obj] = Field(
+        default=[], description="Who may scrape the gateways' metrics port (peers); empty: anyone."
+    )
 
 
 class ServiceMonitor(Strict):
@@ -292,9 +302,53 @@ class ServiceMonitor(Strict):
         description="A prometheus-operator ServiceMonitor for /metrics.",
     )
     interval: str = Field(default="30s", description="Scrape interval.")
+    scrapeTimeout: str = Field(default="", description="Scrape timeout; empty: Prometheus'.")
     labels: dict[str, str] = Field(
         default={},
-        description="Labels your Prometheus selects ServiceMonitors by.",
+        description="Labels your Prometheus' serviceMonitorSelector matches (e.g. release).",
+    )
+    namespace: str = Field(
+        default="",
+        description="Namespace of the ServiceMonitor (e.g. monitoring); empty: the release's.",
+    )
+    relabelings: list[Obj] = Field(default=[], description="Relabelings of the targets.")
+    metricRelabelings: list[Obj] = Field(default=[], description="Relabelings of the samples.")
+
+
+class PrometheusRule(Strict):
+    enabled: bool = Field(
+        default=False, description="A prometheus-operator PrometheusRule with Tidings' alerts."
+    )
+    namespace: str = Field(default="", description="Its namespace; empty: the release's.")
+    labels: dict[str, str] = Field(
+        default={}, description="Labels your Prometheus' ruleSelector matches."
+    )
+    natsDisconnectedFor: str = Field(
+        default="2m", description="How long a gateway may lack NATS before it alerts."
+    )
+    slowConsumerClosesPerSecond: float = Field(
+        default=0.1, ge=0, description="Slow-consumer closes per second (per pod) that alert."
+    )
+    deliveryLagSeconds: float = Field(
+        default=1.0, gt=0, description="p99 stream-to-client latency that alerts."
+    )
+    inboxPendingMessages: int = Field(
+        default=10000, ge=0, description="Inbox writer lag (pending notifications) that alerts."
+    )
+    extraRules: list[Obj] = Field(default=[], description="More rules for the same group.")
+
+
+class HttpRoute(Strict):
+    enabled: bool = Field(
+        default=False, description="A Gateway API HTTPRoute (beside or instead of the Ingress)."
+    )
+    parentRefs: list[Obj] = Field(
+        default=[], description="The Gateway(s) to attach to (`[{name, namespace, sectionName}]`)."
+    )
+    hostnames: list[str] = Field(default=[], description="Hostnames it serves.")
+    annotations: dict[str, str] = Field(default={}, description="HTTPRoute annotations.")
+    timeouts: Obj = Field(
+        default={}, description="Timeouts of the WebSocket rule (`{request: 0s}` if yours cuts)."
     )
 
 
@@ -307,15 +361,15 @@ class ServiceAccount(Strict):
     annotations: dict[str, str] = Field(default={}, description="ServiceAccount annotations.")
 
 
-class TopologySpread(Strict):
-    enabled: bool = Field(default=True, description="Spread gateways over nodes and zones.")
-    maxSkew: int = Field(
-        default=1, ge=1, description="Largest difference in gateways between two nodes (zones)."
-    )
-    whenUnsatisfiable: Literal["ScheduleAnyway", "DoNotSchedule"] = Field(
-        default="ScheduleAnyway",
-        description="ScheduleAnyway or DoNotSchedule.",
-    )
+def spread(key: str) -> Obj:
+    """One topologySpreadConstraint: new pods of a rollout are spread among themselves
+    (``matchLabelKeys``), not counted against the old ReplicaSet's pods."""
+    return {
+        "maxSkew": 1,
+        "topologyKey": key,
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "matchLabelKeys": ["pod-template-hash"],
+    }
 
 
 class Gateway(Strict):
@@ -339,7 +393,18 @@ class Gateway(Strict):
     podDisruptionBudget: PodDisruptionBudget = PodDisruptionBudget()
     serviceMonitor: ServiceMonitor = ServiceMonitor()
     serviceAccount: ServiceAccount = ServiceAccount()
-    topologySpread: TopologySpread = TopologySpread()
+    topologySpreadConstraints: list[Obj] = Field(
+        default=[spread("kubernetes.io/hostname"), spread("topology.kubernetes.io/zone")],
+        description="Pod topologySpreadConstraints; each gets the gateways' labelSelector.",
+    )
+    prometheusRule: PrometheusRule = PrometheusRule()
+    httpRoute: HttpRoute = HttpRoute()
+    extraEnv: list[Obj] = Field(default=[], description="More env entries (EnvVar list, tpl).")
+    envFrom: list[Obj] = Field(default=[], description="More envFrom sources (tpl).")
+    extraVolumes: list[Obj] = Field(default=[], description="More pod volumes (tpl).")
+    extraVolumeMounts: list[Obj] = Field(default=[], description="More mounts of the gateway.")
+    extraContainers: list[Obj] = Field(default=[], description="More containers in the pod.")
+    initContainers: list[Obj] = Field(default=[], description="Init containers of the pod.")
     podAnnotations: dict[str, str] = Field(default={}, description="Extra pod annotations.")
     podLabels: dict[str, str] = Field(default={}, description="Extra pod labels.")
     nodeSelector: dict[str, str] = Field(default={}, description="Node selector.")
@@ -392,6 +457,70 @@ class ExampleProducer(Strict):
     resources: Resources = Resources(**_resources("10m", "48Mi", "100m", "96Mi"))
 
 
+class InboxDatabase(Strict):
+    existingSecret: str = Field(
+        default="", description="Your Secret with the PostgreSQL DSN (required with the inbox)."
+    )
+    key: str = Field(
+        default="database-url",
+        min_length=1,
+        description="Its key (`postgresql://user:pw@host/db`).",
+    )
+    port: int = Field(default=5432, ge=1, le=65535, description="Database port (NetworkPolicy).")
+    peers: list[Obj] = Field(
+        default=[], description="Where the database is (NetworkPolicy peers); empty: anywhere."
+    )
+
+
+class InboxPart(Strict):
+    replicas: int = Field(default=2, ge=0, description="Pods.")
+    resources: Resources = Resources(**_resources("100m", "128Mi", "1", "384Mi"))
+
+
+class InboxApiService(Strict):
+    port: int = Field(default=8085, ge=1, le=65535, description="Service port of the API (8085).")
+
+
+class InboxApi(InboxPart):
+    service: InboxApiService = InboxApiService()
+
+
+class InboxMigrate(Strict):
+    enabled: bool = Field(
+        default=True, description="Run `tidings inbox migrate` as a pre-install/upgrade hook."
+    )
+    backoffLimit: int = Field(default=3, ge=0, description="Retries of the hook Job.")
+    activeDeadlineSeconds: int = Field(default=600, ge=10, description="Longest it may run.")
+    resources: Resources = Resources(**_resources("50m", "96Mi", "500m", "256Mi"))
+
+
+class InboxPdb(Strict):
+    enabled: bool = Field(default=True, description="PodDisruptionBudgets for writer and API.")
+    maxUnavailable: int | str = Field(default=1, description="Pods a disruption may take at once.")
+
+
+class Inbox(Strict):
+    enabled: bool = Field(
+        default=False, description="The inbox writer and REST API (PostgreSQL you provide)."
+    )
+    database: InboxDatabase = InboxDatabase()
+    writer: InboxPart = InboxPart()
+    api: InboxApi = InboxApi()
+    migrate: InboxMigrate = InboxMigrate()
+    podDisruptionBudget: InboxPdb = InboxPdb()
+    topologySpreadConstraints: list[Obj] = Field(
+        default=[spread("kubernetes.io/hostname")],
+        description="Pod topologySpreadConstraints of writer and API pods.",
+    )
+    nodeSelector: dict[str, str] = Field(default={}, description="Node selector.")
+    tolerations: list[Obj] = Field(default=[], description="Tolerations.")
+    extraConfig: dict[EnvName, str | int | float | bool] = Field(
+        default={},
+        description="More `TIDINGS_*` settings of both (e.g. TIDINGS_INBOX_BATCH_SIZE).",
+        json_schema_extra={"additionalProperties": False},
+    )
+
+
 class Tests(Strict):
     enabled: bool = Field(
         default=True,
@@ -427,6 +556,7 @@ class Values(Strict):
     natsInit: NatsInit = NatsInit()
     publisher: Publisher = Publisher()
     exampleProducer: ExampleProducer = ExampleProducer()
+    inbox: Inbox = Inbox()
     podSecurityContext: Obj = Field(
         default={
             "runAsNonRoot": True,
@@ -450,12 +580,16 @@ class Values(Strict):
         description="Container securityContext of every container.",
     )
     tests: Tests = Tests()
+    extraObjects: list[Obj | str] = Field(
+        default=[], description="More manifests rendered with the release (objects or tpl strings)."
+    )
 
 
 def schema() -> dict[str, Any]:
-    """The JSON schema Helm validates values against. No ``$schema``: the keywords used are
-    common to draft-07 (Helm 3's validator) and 2020-12 (Helm 4's)."""
-    body = Values.model_json_schema()
+    """The JSON schema Helm validates values against, declared draft-07: the keywords used are
+    common to draft-07 (Helm 3's validator) and 2020-12 (Helm 4's, which honours ``$schema``),
+    and editors find the schema by it."""
+    body = {"$schema": "http://json-schema.org/draft-07/schema#", **Values.model_json_schema()}
     # Helm passes `global` to a chart used as a subchart (the sidecar's way into other charts).
     body["properties"]["global"] = {
         "type": "object",

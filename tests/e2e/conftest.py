@@ -31,6 +31,7 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         "--gateway-port", str(free_port()), "--demo-port", str(free_port()),
         "--gateway-api-port", str(free_port()),  # not 8083: other stacks may run beside it
         "--inbox-port", str(free_port()), "--inbox-api-port", str(free_port()),
+        "--gateway-metrics-port", str(free_port()),  # nor 9464
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=base, env=env, stdout=out, stderr=subprocess.STDOUT)

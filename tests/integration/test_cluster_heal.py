@@ -109,7 +109,7 @@ async def test_leader_kill_the_gateway_on_it_heals_and_nobody_loses_anything(
             # Healed in place: no client had to reconnect, and no resume lost anything.
             assert [f.name for f in fl.followers if len(f.welcomed) != 1] == []
             assert gw1.records() and RETRIED in [r.get("message") for r in gw1.records()]
-            async with gw1.http() as http:
+            async with gw1.http(metrics=True) as http:
                 text = (await http.get("/metrics")).text
             assert metric(text, "tidings_gateway_nats_healed") == 1
             assert metric(text, "tidings_gateway_nats_connected") == 1

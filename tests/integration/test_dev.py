@@ -92,7 +92,7 @@ class Dev:
         return [int(p) for p in self.info.get("pids", {}).values()]
 
 
-def launch(cwd: Path, *, publisher_port: int | None = None) -> Dev:
+def launch(cwd: Path, *, publisher_port: int | None = None, metrics_port: int | None = None) -> Dev:
     cwd.mkdir(parents=True, exist_ok=True)
     dev = Dev(
         process=None,  # type: ignore[arg-type]
@@ -114,6 +114,7 @@ def launch(cwd: Path, *, publisher_port: int | None = None) -> Dev:
                 "--gateway-port", str(dev.gateway_port), "--demo-port", str(dev.demo_port),
                 "--gateway-api-port", str(dev.gateway_api_port),
                 "--inbox-port", str(dev.inbox_port), "--inbox-api-port", str(dev.inbox_api_port),
+                "--gateway-metrics-port", str(metrics_port or free_port()),
             ],
             cwd=cwd, env=clean_env(), stdout=out, stderr=err,
         )  # fmt: skip
@@ -351,18 +352,22 @@ def test_sigint_stops_every_process_and_frees_the_ports(tmp_path: Path) -> None:
     assert not (dev.dir / "dev.json").exists()
 
 
+@pytest.mark.parametrize("flag", ["--publisher-port", "--gateway-metrics-port"])
 def test_a_taken_port_is_named_with_its_flag_and_nothing_is_left_running(
-    tmp_path: Path,
+    tmp_path: Path, flag: str
 ) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        dev = launch(tmp_path, publisher_port=port)
+        if flag == "--publisher-port":
+            dev = launch(tmp_path, publisher_port=port)
+        else:
+            dev = launch(tmp_path, metrics_port=port)
         code = dev.process.wait(30)
     assert code == 2
     assert f"port {port}" in dev.stderr
-    assert "--publisher-port" in dev.stderr
+    assert flag in dev.stderr
     assert "Traceback" not in dev.stderr
     assert not port_in_use(dev.nats_port)
     assert not (dev.dir / "dev.json").exists()

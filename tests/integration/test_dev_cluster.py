@@ -53,7 +53,7 @@ async def connections(stack: ClusterStack) -> list[float]:
         if not gw.running:
             counts.append(0.0)
             continue
-        async with gw.http() as http:
+        async with gw.http(metrics=True) as http:
             text = (await http.get("/metrics")).text
         counts.append(metric(text, "tidings_gateway_connections"))
     return counts
@@ -160,6 +160,7 @@ def test_tidings_dev_runs_a_cluster_behind_nginx_and_stops_all_of_it(tmp_path: P
     gateway_port, api_port = free_base((0, 100, 200)), free_base((0, 100, 200))
     names = ("publisher", "demo", "ingress", "inbox", "inbox-api")
     others = {name: free_port() for name in names}
+    metrics_port = free_base((0, 100, 200))
     state = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
     with (tmp_path / "out").open("wb") as out, (tmp_path / "err").open("wb") as err:
@@ -168,7 +169,7 @@ def test_tidings_dev_runs_a_cluster_behind_nginx_and_stops_all_of_it(tmp_path: P
                 sys.executable, "-m", "tidings", "dev", "--dir", str(state),
                 "--nats-cluster", "3", "--gateways", "3",
                 "--nats-port", str(nats_port), "--gateway-port", str(gateway_port),
-                "--gateway-api-port", str(api_port),
+                "--gateway-api-port", str(api_port), "--gateway-metrics-port", str(metrics_port),
                 "--publisher-port", str(others["publisher"]), "--demo-port", str(others["demo"]),
                 "--ingress-port", str(others["ingress"]),
                 "--inbox-port", str(others["inbox"]),

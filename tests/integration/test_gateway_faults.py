@@ -138,6 +138,7 @@ async def heals_from_the_stream(gw: GatewayProcess) -> float:
     assert "NATS reconnected; healing connections" in said
     async with gw.http() as http:
         assert (await http.get("/readyz")).status_code == 200
+    async with gw.http(metrics=True) as http:
         text = (await http.get("/metrics")).text
     assert metric(text, "tidings_gateway_resumes_total", outcome="not_recovered") == 0
     return metric(text, "tidings_gateway_resumes_total", outcome="jetstream")
@@ -282,7 +283,7 @@ class RssWatch:
 
 
 async def slow_closes(gw: GatewayProcess) -> float:
-    async with gw.http() as http:
+    async with gw.http(metrics=True) as http:
         return metric(
             (await http.get("/metrics")).text, "tidings_gateway_slow_consumer_closes_total"
         )

@@ -69,6 +69,7 @@ async def test_the_process_exits_1_naming_the_part(
         TIDINGS_GATEWAY_HOST="127.0.0.1",
         TIDINGS_GATEWAY_PORT=str(free_port()),
         TIDINGS_GATEWAY_API_PORT=str(free_port()),
+        TIDINGS_GATEWAY_METRICS_PORT=str(free_port()),
         TIDINGS_LOG_FORMAT="json",
     )
     done = await asyncio.to_thread(

@@ -45,8 +45,10 @@ def http(gw: Gateway) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}", timeout=5)
 
 
-async def scrape(client: httpx.AsyncClient) -> str:
-    response = await client.get("/metrics")
+async def scrape(gw: Gateway) -> str:
+    """``/metrics`` from the gateway's metrics port (the data port answers 404 there)."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.metrics_port}") as client:
+        response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     return response.text
@@ -67,7 +69,7 @@ async def test_probes_and_metrics_after_traffic(
         ready = await client.get("/readyz")
         assert ready.status_code == 200
         assert ready.json() == {"nats": True, "healed": True, "draining": False, "connections": 0}
-        before = await scrape(client)
+        before = await scrape(gateway)
         assert metric(before, "tidings_gateway_connections") == 0
         assert metric(before, "tidings_gateway_nats_connected") == 1
 
@@ -112,10 +114,10 @@ async def test_probes_and_metrics_after_traffic(
                 assert welcome["recovered"] is False
 
             async def settled() -> bool:
-                return metric(await scrape(client), "tidings_gateway_connections") == 4
+                return metric(await scrape(gateway), "tidings_gateway_connections") == 4
 
             await wait_until(settled, timeout=5, what="closed connections to leave the gauge")
-            text = await scrape(client)
+            text = await scrape(gateway)
             assert (await client.get("/readyz")).json()["connections"] == 4
 
         assert metric(text, "tidings_gateway_tenants") == 2
@@ -170,9 +172,11 @@ async def slow_consumer_is_counted(
             await pub.to_tenant(
                 "acme", "incident.created", title=f"s{i}", message="m", data=padding
             )
-            if i % 2 and metric(await scrape(client), "tidings_gateway_slow_consumer_closes_total"):
+            if i % 2 and metric(
+                await scrape(gateway), "tidings_gateway_slow_consumer_closes_total"
+            ):
                 break
-        text = await scrape(client)
+        text = await scrape(gateway)
         assert metric(text, "tidings_gateway_slow_consumer_closes_total") == 1
         assert metric(text, "tidings_gateway_tenants") == 0  # it left the hub at once
     finally:
@@ -196,12 +200,12 @@ async def test_readyz_is_503_while_nats_is_down(
         body = (await client.get("/readyz")).json()
         assert body["nats"] is False
         assert (await client.get("/healthz")).status_code == 200  # alive, just not ready
-        assert metric(await scrape(client), "tidings_gateway_nats_connected") == 0
-        assert metric(await scrape(client), "tidings_gateway_nats_healed") == 0
+        assert metric(await scrape(gateway), "tidings_gateway_nats_connected") == 0
+        assert metric(await scrape(gateway), "tidings_gateway_nats_healed") == 0
         await asyncio.to_thread(nats_server.start)
         await wait_until(lambda: status(200), timeout=15, what="/readyz to recover")
-        assert metric(await scrape(client), "tidings_gateway_nats_connected") == 1
-        assert metric(await scrape(client), "tidings_gateway_nats_healed") == 1
+        assert metric(await scrape(gateway), "tidings_gateway_nats_connected") == 1
+        assert metric(await scrape(gateway), "tidings_gateway_nats_healed") == 1
 
 
 async def handshake_status(url: str) -> tuple[int, dict[str, Any]]:

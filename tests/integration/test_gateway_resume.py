@@ -126,7 +126,7 @@ async def read_until_synced(c: RawClient, *, timeout: float = 10.0) -> list[dict
 
 
 async def resumes(gw: Gateway, outcome: str) -> float:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}", timeout=5) as http:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.metrics_port}", timeout=5) as http:
         text = (await http.get("/metrics")).text
     return metric(text, "tidings_gateway_resumes_total", outcome=outcome)
 

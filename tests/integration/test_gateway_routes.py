@@ -12,7 +12,6 @@ import httpx
 import orjson
 import pytest
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
-from prometheus_client import CollectorRegistry
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin, Subprotocol
@@ -75,8 +74,8 @@ async def served() -> AsyncIterator[Served]:
         settings,
         Registry(),
         session=session,
-        metrics=CollectorRegistry(),
         api_port=lambda: 8083,
+        metrics_port=lambda: 9464,
         pages=pages,
     )
     server = await ws_create_server(routes, "127.0.0.1", 0)
@@ -172,7 +171,11 @@ async def test_unknown_paths_and_the_status_api_are_404s_that_say_why(served: Se
         moved = await http.get("/api/notifications/status")
         assert moved.status_code == 404
         assert "(8083)" in moved.json()["error"]["reason"]
-        assert (await http.get("/metrics")).status_code == 200
+        # Metrics are never on the public data port (the ingress routes it): only a pointer.
+        scrape = await http.get("/metrics")
+        assert (scrape.status_code, code(scrape.json())) == (404, "not_found")
+        assert "metrics port (9464)" in scrape.json()["error"]["reason"]
+        assert b"tidings_" not in scrape.content
 
 
 async def test_demo_paths_go_to_the_injected_pages_and_nothing_else_does(served: Served) -> None:

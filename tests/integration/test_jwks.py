@@ -285,7 +285,7 @@ async def test_a_token_without_kid_uses_the_only_fitting_key(
 @asynccontextmanager
 async def gateway_on(idp: IdentityProvider, nats: NatsSettings) -> AsyncIterator[Gateway]:
     auth = AuthSettings(jwks_url=idp.url, audience=AUDIENCE, issuer=ISSUER)
-    listen = GatewaySettings(host="127.0.0.1", port=0, api_port=0)
+    listen = GatewaySettings(host="127.0.0.1", port=0, api_port=0, metrics_port=0)
     gw = Gateway(Settings(nats=nats, auth=auth, gateway=listen))
     await gw.start()
     try:

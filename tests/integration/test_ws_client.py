@@ -390,6 +390,7 @@ async def test_tail_json_prints_notifications_and_resumes_across_a_gateway_resta
         "TIDINGS_GATEWAY_HOST": "127.0.0.1",
         "TIDINGS_GATEWAY_PORT": str(port),
         "TIDINGS_GATEWAY_API_PORT": str(free_port()),
+        "TIDINGS_GATEWAY_METRICS_PORT": str(free_port()),
         "TIDINGS_GATEWAY_DRAIN_SECONDS": "0.2",
         "TIDINGS_AUTH_JWT_SECRET": JWT_SECRET,
     }

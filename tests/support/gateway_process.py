@@ -49,6 +49,7 @@ class GatewayProcess:
         self.name = name
         self.port = port or free_port()
         self.api_port = free_port()
+        self.metrics_port = free_port()
         urls = [nats_urls] if isinstance(nats_urls, str) else list(nats_urls)
         base = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
         own = {
@@ -57,6 +58,7 @@ class GatewayProcess:
             "TIDINGS_GATEWAY_HOST": "127.0.0.1",
             "TIDINGS_GATEWAY_PORT": str(self.port),
             "TIDINGS_GATEWAY_API_PORT": str(self.api_port),
+            "TIDINGS_GATEWAY_METRICS_PORT": str(self.metrics_port),
             "TIDINGS_GATEWAY_ID": name,
             "TIDINGS_GATEWAY_DRAIN_SECONDS": "1",
             "TIDINGS_LOG_FORMAT": "json",
@@ -225,10 +227,14 @@ class GatewayProcess:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    def http(self, *, timeout: float = 5.0, api: bool = False) -> httpx.AsyncClient:
-        """A client for the data port's HTTP side, or with ``api`` the API port's (the caller
-        closes it, e.g. ``async with``)."""
-        base = f"http://127.0.0.1:{self.api_port}" if api else self.url
+    def http(
+        self, *, timeout: float = 5.0, api: bool = False, metrics: bool = False
+    ) -> httpx.AsyncClient:
+        """A client for the data port's HTTP side, or with ``api`` the API port's, or with
+        ``metrics`` the metrics port's (the caller closes it, e.g. ``async with``)."""
+        base = self.url
+        if api or metrics:
+            base = f"http://127.0.0.1:{self.api_port if api else self.metrics_port}"
         return httpx.AsyncClient(base_url=base, timeout=timeout)
 
 

@@ -225,6 +225,16 @@ securityContext:
 {{- $_ := include "tidings.gateway.gracePeriod" . -}}
 {{- end -}}
 
+{{/* topologySpreadConstraints from a values list: each gets the component's labelSelector
+unless it brings its own. Usage: include "tidings.topologySpread" (list $ "gateway" $list) */}}
+{{- define "tidings.topologySpread" -}}
+{{- $root := index . 0 -}}
+{{- $selector := dict "matchLabels" (include "tidings.selectorLabels" (list $root (index . 1)) | fromYaml) -}}
+{{- range index . 2 }}
+- {{ toYaml (merge (deepCopy .) (dict "labelSelector" $selector)) | nindent 2 | trim }}
+{{- end }}
+{{- end -}}
+
 {{/* Egress every Tidings process needs: DNS, and NATS. */}}
 {{- define "tidings.networkPolicy.egress" -}}
 {{- $n := .Values.networkPolicy -}}
@@ -242,4 +252,37 @@ securityContext:
     {{- else }}
     - podSelector: {}
     {{- end }}
+{{- end -}}
+
+{{/* Settings every service that verifies tokens shares (gateway, inbox): stream, auth, logs,
+traces. Rendered into each one's ConfigMap. */}}
+{{- define "tidings.config.common" -}}
+{{- $a := .Values.auth -}}
+TIDINGS_STREAM_NAME: {{ .Values.stream.name | quote }}
+{{- if eq $a.method "publicKey" }}
+TIDINGS_AUTH_JWT_PUBLIC_KEY_FILE: /etc/tidings/auth/public-key.pem
+{{- else if eq $a.method "jwks" }}
+TIDINGS_AUTH_JWKS_URL: {{ $a.jwksUrl | quote }}
+{{- end }}
+{{- with $a.algorithms }}
+TIDINGS_AUTH_ALGORITHMS: {{ join "," . | quote }}
+{{- end }}
+{{- with $a.audience }}
+TIDINGS_AUTH_AUDIENCE: {{ . | quote }}
+{{- end }}
+{{- with $a.issuer }}
+TIDINGS_AUTH_ISSUER: {{ . | quote }}
+{{- end }}
+TIDINGS_AUTH_LEEWAY: {{ $a.leeway | toString | quote }}
+TIDINGS_AUTH_USER_CLAIM: {{ $a.claims.user | quote }}
+TIDINGS_AUTH_TENANT_CLAIM: {{ $a.claims.tenant | quote }}
+TIDINGS_AUTH_ROLES_CLAIM: {{ $a.claims.roles | quote }}
+TIDINGS_AUTH_ROOMS_CLAIM: {{ $a.claims.rooms | quote }}
+TIDINGS_LOG_LEVEL: {{ .Values.log.level | quote }}
+TIDINGS_LOG_FORMAT: {{ .Values.log.format | quote }}
+TIDINGS_TELEMETRY_EXPORTER: {{ .Values.telemetry.exporter | quote }}
+TIDINGS_TELEMETRY_SAMPLE_RATIO: {{ .Values.telemetry.sampleRatio | toString | quote }}
+{{- with .Values.telemetry.otlpEndpoint }}
+TIDINGS_TELEMETRY_OTLP_ENDPOINT: {{ . | quote }}
+{{- end }}
 {{- end -}}

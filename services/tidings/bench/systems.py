@@ -168,6 +168,7 @@ class Tidings(System):
             "TIDINGS_GATEWAY_HOST": "127.0.0.1",
             "TIDINGS_GATEWAY_PORT": str(self.port),
             "TIDINGS_GATEWAY_API_PORT": str(free_port()),
+            "TIDINGS_GATEWAY_METRICS_PORT": str(free_port()),
             "TIDINGS_GATEWAY_ALLOWED_ORIGINS": "*",
             "TIDINGS_AUTH_JWT_SECRET": SECRET,
             "TIDINGS_LOG_LEVEL": "WARNING",

@@ -26,6 +26,7 @@ class DevOptions:
     publisher_port: int = 8081
     gateway_port: int = 8080
     gateway_api_port: int = 8083
+    gateway_metrics_port: int = 9464  # +100 for each next gateway, like the other two
     demo_port: int = 8082
     inbox_port: int = 8084  # the inbox writer's probes and /metrics
     inbox_api_port: int = 8085
@@ -206,6 +207,7 @@ def _gateway(options: DevOptions, i: int, port: int, api_port: int, *, secret: s
         "TIDINGS_GATEWAY_HOST": host,
         "TIDINGS_GATEWAY_PORT": str(port),
         "TIDINGS_GATEWAY_API_PORT": str(api_port),
+        "TIDINGS_GATEWAY_METRICS_PORT": str(options.gateway_metrics_port + 100 * i),
         SECRET_ENV: secret,  # the secret the dev token is signed with
         # Ctrl-C should not wait out a production-length drain.
         "TIDINGS_GATEWAY_DRAIN_SECONDS": os.environ.get("TIDINGS_GATEWAY_DRAIN_SECONDS", "1"),

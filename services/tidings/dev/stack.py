@@ -158,6 +158,14 @@ class DevStack:
             (f"{opts.gateway_name(i)} API", "--gateway-api-port", api)
             for i, (_, api) in enumerate(opts.gateway_ports)
         ]
+        wanted += [
+            (
+                f"{opts.gateway_name(i)} metrics",
+                "--gateway-metrics-port",
+                opts.gateway_metrics_port + 100 * i,
+            )
+            for i in range(opts.gateways)
+        ]
         if self.ingress is not None:
             wanted.append(("ingress", "--ingress-port", self.ingress.port))
         return wanted

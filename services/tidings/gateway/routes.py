@@ -1,10 +1,11 @@
 """The gateway's HTTP side.
 
 The data port (picows) answers every request in its handshake hook, synchronously: ``/ws``
-checks (then the upgrade), probes, metrics, and ``/demo`` when a page handler is injected
-(development only; production code never imports the demo). The one route that must wait on
-NATS, ``GET /api/notifications/status``, lives on the API port, a small Starlette app (picows
-cannot answer a request after its hook returns).
+checks (then the upgrade), probes, and ``/demo`` when a page handler is injected (development
+only; production code never imports the demo). The one route that must wait on NATS,
+``GET /api/notifications/status``, lives on the API port, a small Starlette app (picows cannot
+answer a request after its hook returns). ``/metrics`` has a port of its own, never routed by an
+ingress: what it tells (connection counts, error rates) is for the operator's scraper only.
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ def _error(code: ErrorCode, reason: str) -> WSUpgradeResponse:
 
 
 class Routes:
-    """The data port's handshake hook: ``/ws`` (checks, then a session), probes, metrics, and
-    ``/demo`` when ``pages`` is given."""
+    """The data port's handshake hook: ``/ws`` (checks, then a session), probes, and ``/demo``
+    when ``pages`` is given."""
 
     def __init__(
         self,
@@ -105,15 +106,15 @@ class Routes:
         registry: Registry,
         *,
         session: Callable[[], WSListener],
-        metrics: CollectorRegistry,
         api_port: Callable[[], int],
+        metrics_port: Callable[[], int],
         pages: Pages | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.session = session  # a new session for an accepted upgrade
-        self.metrics = metrics
         self.api_port = api_port
+        self.metrics_port = metrics_port
         self.pages = pages
 
     def __call__(self, request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
@@ -136,7 +137,8 @@ class Routes:
         if path == "/readyz":
             return self._ready()
         if path == "/metrics":
-            return _response(HTTPStatus.OK, generate_latest(self.metrics), CONTENT_TYPE_LATEST)
+            port = self.metrics_port()
+            return _error(ErrorCode.NOT_FOUND, f"metrics are on the metrics port ({port})")
         if path == "/api/notifications/status":
             port = self.api_port()
             return _error(ErrorCode.NOT_FOUND, f"the status API is on the API port ({port})")
@@ -232,17 +234,35 @@ def api_app(
     )
 
 
+def metrics_app(metrics: CollectorRegistry) -> Starlette:
+    """The metrics port: ``GET /metrics`` in Prometheus' text format, nothing else."""
+
+    async def scrape(request: Request) -> Response:
+        return Response(generate_latest(metrics), 200, _NO_STORE, CONTENT_TYPE_LATEST)
+
+    return Starlette(routes=[Route("/metrics", scrape)])
+
+
 class ApiServer:
-    """The API port as a supervised part: Starlette on uvicorn, in this event loop, with the
-    process's own signal handlers (uvicorn's ``serve()`` would replace them)."""
+    """A Starlette port as a supervised part (the API port, the metrics port): uvicorn in this
+    event loop, with the process's own signal handlers (uvicorn's ``serve()`` would replace
+    them); ``field`` is the setting named when the port cannot be bound."""
 
-    name = "api-server"
-
-    def __init__(self, app: Starlette, *, host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        *,
+        host: str,
+        port: int,
+        name: str = "api-server",
+        field: str = "TIDINGS_GATEWAY_API_PORT",
+    ) -> None:
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
         )
         config.load()
+        self.name = name
+        self.field = field
         self.host = host
         self.server = uvicorn.Server(config)
         self.server.lifespan = config.lifespan_class(config)
@@ -253,9 +273,7 @@ class ApiServer:
             await self.server.startup()
         except SystemExit:  # uvicorn logged why (e.g. the port is taken)
             port = self.server.config.port
-            raise Unavailable(
-                f"cannot listen on {self.host}:{port}", field="TIDINGS_GATEWAY_API_PORT"
-            ) from None
+            raise Unavailable(f"cannot listen on {self.host}:{port}", field=self.field) from None
 
     @property
     def port(self) -> int:

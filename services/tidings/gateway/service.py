@@ -38,7 +38,7 @@ from tidings.gateway.live import Live
 from tidings.gateway.metrics import GatewayMetrics
 from tidings.gateway.registry import Registry
 from tidings.gateway.resume import Resume
-from tidings.gateway.routes import ApiServer, Pages, Routes, api_app
+from tidings.gateway.routes import ApiServer, Pages, Routes, api_app, metrics_app
 from tidings.gateway.session import Session
 from tidings.gateway.status import ClusterStatus
 from tidings.gateway.upkeep import Expiry, Keepalive
@@ -77,6 +77,7 @@ class Gateway:
         self.epoch = ""
         self.server: asyncio.Server | None = None
         self.api: ApiServer | None = None
+        self.metrics_server: ApiServer | None = None
         self._bound: NATS | None = None  # the client the live side subscribed on
         self._stopped = asyncio.Event()
 
@@ -143,8 +144,8 @@ class Gateway:
             gs,
             self.registry,
             session=lambda: Session(deps),
-            metrics=self.metrics.registry,
             api_port=lambda: self.api_port,
+            metrics_port=lambda: self.metrics_port,
             pages=self.pages,
         )
         self.server = await ws_create_server(
@@ -170,20 +171,29 @@ class Gateway:
         )
 
     async def _start_api(self) -> None:
+        """The API port, then the metrics port (each its own uvicorn server)."""
         gs = self.settings.gateway
         app = api_app(self.verifier, self.metrics.auth_failures, self.cluster_status)
         api = ApiServer(app, host=gs.host, port=gs.api_port)
-        try:
-            await api.open()
-        except Unavailable:
-            await self.stop()  # the data port and NATS are up already: let go of them
-            raise
-        self.api = api
-        self.supervisor.start(api)
+        scrape = ApiServer(
+            metrics_app(self.metrics.registry),
+            host=gs.host,
+            port=gs.metrics_port,
+            name="metrics-server",
+            field="TIDINGS_GATEWAY_METRICS_PORT",
+        )
+        for server in (api, scrape):
+            try:
+                await server.open()
+            except Unavailable:
+                await self.stop()  # the data port and NATS are up already: let go of them
+                raise
+            self.supervisor.start(server)
+        self.api, self.metrics_server = api, scrape
 
     @property
     def port(self) -> int:
-        """The data port (``/ws``, probes, metrics), as bound."""
+        """The data port (``/ws``, probes), as bound."""
         assert self.server is not None
         sockets = self.server.sockets
         return int(sockets[0].getsockname()[1]) if sockets else self.settings.gateway.port
@@ -193,6 +203,12 @@ class Gateway:
         """The API port, as bound."""
         assert self.api is not None
         return self.api.port
+
+    @property
+    def metrics_port(self) -> int:
+        """The metrics port (``/metrics``), as bound."""
+        assert self.metrics_server is not None
+        return self.metrics_server.port
 
     async def stop(self) -> None:
         self.registry.stopping = True

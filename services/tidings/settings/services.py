@@ -57,13 +57,22 @@ class GatewaySettings(BaseSettings):
         default=8080,
         ge=0,
         le=65535,
-        description="Data port: the WebSocket `/ws`, probes, `/metrics` (and the demo page).",
+        description="Data port: the WebSocket `/ws`, probes (and the demo page).",
     )
     api_port: int = Field(
         default=8083,
         ge=0,
         le=65535,
         description="API port: `GET /api/notifications/status` (and `/healthz`).",
+    )
+    metrics_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description=(
+            "Metrics port: `GET /metrics` (Prometheus), kept off the public data and API ports;"
+            " expose it to the scraper only."
+        ),
     )
     id: str = Field(default="", description="Instance id in status answers; default host-pid.")
     allowed_origins: StrList = Field(
