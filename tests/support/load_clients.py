@@ -22,6 +22,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tidings.client import Backoff, Subscriber, SubscriberOptions
 from tidings.client.subscriber_events import Event, Reset, State, StateChanged
+from tidings.envelope import decode_wire
 from tidings.errors import Unavailable
 from tidings.publishing import TRANSIENT_ERRORS, PublishResult
 from tidings.subjects import parse_subject
@@ -40,6 +41,7 @@ class Stored:
     tenant: str | None  # None for a broadcast
     room: str  # as clients name it: tenant, user:u, role:r, room:n, broadcast
     at: float = 0.0  # when the stream stored it (POSIX seconds)
+    id: str = ""  # the notification's id (the publisher's idempotency key)
 
 
 async def read_stream(
@@ -68,6 +70,7 @@ async def read_stream(
                             route.tenant,
                             route.audience.room,
                             meta.timestamp.timestamp(),
+                            decode_wire(msg.data).id,
                         )
                     )
                     pending = meta.num_pending
@@ -104,6 +107,7 @@ class Follower:
     urls: Sequence[str]
     seqs: list[int] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)  # publish (data.sent) to yield, s
+    # (0.0 for a notification without data.sent)
     received_at: list[float] = field(default_factory=list)  # wall time of each yield
     events: list[Event] = field(default_factory=list)
     welcomed: list[str] = field(default_factory=list)  # URL of every welcome, in order
@@ -163,8 +167,7 @@ class Follower:
                 self.seqs.append(n.seq)
                 self.received_at.append(time.time())
                 sent = n.data.get("sent")
-                if isinstance(sent, float):
-                    self.latencies.append(time.time() - sent)
+                self.latencies.append(time.time() - sent if isinstance(sent, float) else 0.0)
                 self._progress.set()
         except Exception as exc:  # kept for the report: the iterator must not end by itself
             self.error = exc
@@ -177,6 +180,14 @@ class Follower:
                     self._progress.clear()
                     await self._progress.wait()
         return bool(self.seqs and self.seqs[-1] >= seq)
+
+    def longest_latency(self, *, since: float) -> float:
+        """The longest publish-to-yield time (``data.sent``) of what it yielded after the wall
+        time ``since``: what its user waited, the publisher's retries included."""
+        return max(
+            (lat for lat, at in zip(self.latencies, self.received_at, strict=True) if at > since),
+            default=0.0,
+        )
 
     def wait_after_stored(self, stored: Sequence[Stored], *, after: int) -> float:
         """The longest time from the stream storing a notification (seq > ``after``) to this
