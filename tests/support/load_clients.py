@@ -110,6 +110,7 @@ class Follower:
     # (0.0 for a notification without data.sent)
     received_at: list[float] = field(default_factory=list)  # wall time of each yield
     events: list[Event] = field(default_factory=list)
+    event_times: list[float] = field(default_factory=list)  # monotonic, one per event
     welcomed: list[str] = field(default_factory=list)  # URL of every welcome, in order
     sub: Subscriber | None = None
     task: asyncio.Task[None] | None = None
@@ -135,6 +136,7 @@ class Follower:
 
     def _on_event(self, event: Event) -> None:
         self.events.append(event)
+        self.event_times.append(time.monotonic())
         if isinstance(event, StateChanged) and event.state is State.CONNECTED:
             self.welcomed.append(event.url)
 
@@ -180,6 +182,20 @@ class Follower:
                     self._progress.clear()
                     await self._progress.wait()
         return bool(self.seqs and self.seqs[-1] >= seq)
+
+    def outages(self) -> list[float]:
+        """Seconds from each lost connection to live again (synced on the next gateway)."""
+        out: list[float] = []
+        down: float | None = None
+        for event, at in zip(self.events, self.event_times, strict=True):
+            if not isinstance(event, StateChanged):
+                continue
+            if event.state is State.DISCONNECTED and down is None:
+                down = at
+            elif event.state is State.LIVE and down is not None:
+                out.append(at - down)
+                down = None
+        return out
 
     def longest_latency(self, *, since: float) -> float:
         """The longest publish-to-yield time (``data.sent``) of what it yielded after the wall

@@ -75,11 +75,12 @@ def render_config(directory: Path, *, host: str, port: int, upstreams: Sequence[
     if not upstreams:
         raise StartFailed("the ingress needs at least one gateway")
     d = directory
-    # max_fails=1 fail_timeout=5s: a gateway refusing connections (killed) is skipped for 5 s
-    # after one failure, and a new connection is tried on the next one (proxy_next_upstream).
-    data = "\n".join(
-        f"    server {u.host}:{u.port} max_fails=1 fail_timeout=5s;" for u in upstreams
-    )
+    # max_fails=0 on the WebSocket side: nginx keeps no "failed" state, every new connection
+    # tries the next gateway at once when one refuses (killed) or answers 503 (draining;
+    # proxy_next_upstream). With max_fails=1 fail_timeout=5s a rolling upgrade marked the drained
+    # gateways failed one after another, and nginx then answered "no live upstreams" (502) to
+    # every reconnect for 36 s though two gateways were up (found by test_cluster_rolling).
+    data = "\n".join(f"    server {u.host}:{u.port} max_fails=0;" for u in upstreams)
     api = "\n".join(
         f"    server {u.host}:{u.api_port} max_fails=1 fail_timeout=5s;" for u in upstreams
     )
