@@ -462,6 +462,7 @@ async def test_a_reconnect_storm_on_a_cold_gateway_is_exact_with_a_shared_backfi
         assert await resumes(gw, "not_recovered") == 0
         assert await resumes(gw, "memory") + await resumes(gw, "jetstream") == STORM
     await nc.flush()
-    # Shared: a handful of range reads (each new lowest `since` extends the window once),
-    # far from one per client.
-    assert 1 <= len(creates) <= STORM // 5, creates
+    # Shared: a handful of range reads, far from one per client. Whoever asks for an older
+    # point while a read runs waits for it, and the next read reaches back for all of them
+    # (measured: 5 reads for the tenant and the broadcast room; 8 before reads were merged).
+    assert 1 <= len(creates) <= 6, creates
