@@ -57,6 +57,7 @@ class StormResult:
     calls: dict[str, int] = field(default_factory=dict)  # JetStream API requests by verb
     backfills: int = 0
     most_backfills: int = 0  # per gateway and tenant
+    top_backfills: list[str] = field(default_factory=list)  # the three largest pairs
     peak_rss_mb: list[float] = field(default_factory=list)  # gw2, gw3
     left: list[int] = field(default_factory=list)  # processes still running afterwards
 
@@ -76,6 +77,7 @@ class StormResult:
             "jetstream_calls": self.calls,
             "backfills": self.backfills,
             "most_backfills_per_gateway_tenant": self.most_backfills,
+            "top_backfills": self.top_backfills,
             "peak_rss_mb": [round(m) for m in self.peak_rss_mb],
             "deliveries": self.deliveries,
         }
@@ -150,6 +152,9 @@ async def run_storm(
             result.calls = dict(reads.calls)
             result.backfills = reads.backfill_reads
             result.most_backfills = reads.most_per_tenant_and_gateway()
+            result.top_backfills = [
+                f"{tenant or 'broadcast'}: {n}" for (_, tenant), n in reads.backfills.most_common(3)
+            ]
             result.peak_rss_mb = [peak_rss_mb(g.pid) for g in (gw2, gw3) if g.pid is not None]
         finally:
             if pub is not None:

@@ -248,6 +248,11 @@ class Live:
             if self.windows.get(tenant) is not window or not window.armed:
                 return False
             running = self._backfills.get(tenant)
+            if running is not None and running[1].done():
+                # Finished, its clean-up callback not run yet: awaiting it would return without
+                # yielding, and this loop would spin forever (seen in a 10,000-client storm).
+                del self._backfills[tenant]
+                running = None
             if running is None:
                 wanted = self._wanted.pop(tenant, since + 1)
                 start = min(wanted, since + 1) if wanted > too_far else since + 1
