@@ -57,6 +57,8 @@ class StormResult:
     calls: dict[str, int] = field(default_factory=dict)  # JetStream API requests by verb
     backfills: int = 0
     most_backfills: int = 0  # per gateway and tenant
+    most_tenant_backfills: int = 0  # per gateway, for one tenant's room
+    most_broadcast_backfills: int = 0  # per gateway, for the broadcast room
     top_backfills: list[str] = field(default_factory=list)  # the three largest pairs
     peak_rss_mb: list[float] = field(default_factory=list)  # gw2, gw3
     left: list[int] = field(default_factory=list)  # processes still running afterwards
@@ -152,8 +154,14 @@ async def run_storm(
             result.calls = dict(reads.calls)
             result.backfills = reads.backfill_reads
             result.most_backfills = reads.most_per_tenant_and_gateway()
+            result.most_broadcast_backfills = max(
+                (n for (_, t), n in reads.backfills.items() if t == "broadcast"), default=0
+            )
+            result.most_tenant_backfills = max(
+                (n for (_, t), n in reads.backfills.items() if t != "broadcast"), default=0
+            )
             result.top_backfills = [
-                f"{tenant or 'broadcast'}: {n}" for (_, tenant), n in reads.backfills.most_common(3)
+                f"{tenant}: {n}" for (_, tenant), n in reads.backfills.most_common(3)
             ]
             result.peak_rss_mb = [peak_rss_mb(g.pid) for g in (gw2, gw3) if g.pid is not None]
         finally:
