@@ -22,9 +22,14 @@ import httpx
 import nats
 import pytest
 
-from tests.support.cluster_stack import ClusterStack, SidecarPublisher, cluster_stack
+from tests.support.cluster_stack import (
+    ClusterStack,
+    SidecarPublisher,
+    alive,
+    cluster_stack,
+    connections,
+)
 from tests.support.load_clients import SteadyPublisher, fleet, read_stream
-from tests.support.publisher_process import metric
 from tests.support.waiting import until, wait_until
 from tests.support.wsclient import RawClient
 from tidings.client import Backoff
@@ -36,27 +41,6 @@ Mint = Callable[..., str]
 BACKOFF = Backoff(base=0.2, max=1.0)
 TENANTS = ("acme", "globex", "initech", "umbrella")
 CLIENTS = 60
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-async def connections(stack: ClusterStack) -> list[float]:
-    """Open WebSockets per running gateway (its own /metrics, not through nginx)."""
-    counts = []
-    for gw in stack.gateways:
-        if not gw.running:
-            counts.append(0.0)
-            continue
-        async with gw.http(metrics=True) as http:
-            text = (await http.get("/metrics")).text
-        counts.append(metric(text, "tidings_gateway_connections"))
-    return counts
 
 
 @pytest.mark.slow

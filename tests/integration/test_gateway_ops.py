@@ -312,3 +312,20 @@ async def test_status_sums_two_gateway_processes_and_drain_turns_readyz_503(
         finally:
             for c in clients:
                 await c.__aexit__(None, None, None)
+
+
+def listen_backlog(port: int) -> int:
+    """The accept queue's size of the socket listening on ``port`` (``ss``: Send-Q)."""
+    import subprocess
+
+    out = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout
+    return int(out.split()[2])
+
+
+@pytest.mark.settings(gateway={"backlog": 1234})
+async def test_the_data_port_listens_with_the_configured_backlog(gateway: Gateway) -> None:
+    """asyncio's default (100) overflows when a gateway's clients all land on another at once:
+    ``TIDINGS_GATEWAY_BACKLOG`` reaches the socket."""
+    assert listen_backlog(gateway.port) == 1234

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from tests.support.gateway_process import GatewayProcess, gateway_processes
-from tests.support.publisher_process import PublisherProcess
+from tests.support.publisher_process import PublisherProcess, metric
 from tidings.dev.cluster import NatsCluster
 from tidings.dev.ingress import Nginx, Upstream
 from tidings.nats import provision
@@ -39,6 +39,28 @@ class ClusterStack:
         if self.publisher.process is not None:
             found.append(self.publisher.process.pid)
         return found + self.ingress.pids()
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+async def connections(stack: ClusterStack) -> list[float]:
+    """Open WebSockets per gateway (its own /metrics, not through nginx; 0 when stopped)."""
+    counts = []
+    for gw in stack.gateways:
+        if not gw.running:
+            counts.append(0.0)
+            continue
+        async with gw.http(metrics=True) as http:
+            text = (await http.get("/metrics")).text
+        counts.append(metric(text, "tidings_gateway_connections"))
+    return counts
 
 
 class SidecarPublisher:
@@ -73,10 +95,23 @@ class SidecarPublisher:
 
 @asynccontextmanager
 async def cluster_stack(
-    directory: Path, *, nodes: int = 3, gateways: int = 3, env: dict[str, str] | None = None
+    directory: Path,
+    *,
+    nodes: int = 3,
+    gateways: int = 3,
+    env: dict[str, str] | None = None,
+    cluster: NatsCluster | None = None,
+    pinned: bool = False,
 ) -> AsyncIterator[ClusterStack]:
-    """Start everything, yield it, and stop everything by PID (the test checks none is left)."""
-    cluster = NatsCluster(directory / "nats", size=nodes)
+    """Start everything, yield it, and stop everything by PID (the test checks none is left).
+
+    ``cluster``: a cluster built by the caller (e.g. its nodes in network namespaces,
+    tests/support/partition.py), started and stopped here. ``pinned``: gateway i is given only
+    node i's URL (it connects there first, and learns the others from the server), so a fault
+    of one node hits a known gateway.
+    """
+    cluster = cluster if cluster is not None else NatsCluster(directory / "nats", size=nodes)
+    nodes = len(cluster.nodes)
     publisher = PublisherProcess(
         {
             "TIDINGS_NATS_URLS": cluster.url,
@@ -92,7 +127,10 @@ async def cluster_stack(
         await cluster.wait_ready()
         await provision(NatsSettings(urls=cluster.urls), StreamSettings(replicas=min(nodes, 3)))
         publisher.start()
-        async with gateway_processes(gateways, cluster.urls, directory, env=env) as gws:
+        pins = [cluster.urls[i % nodes] for i in range(gateways)] if pinned else None
+        async with gateway_processes(
+            gateways, cluster.urls, directory, env=env, pinned=pins
+        ) as gws:
             ingress = Nginx(
                 directory / "ingress", [Upstream(g.port, g.api_port) for g in gws]
             ).start()

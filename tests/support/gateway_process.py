@@ -247,15 +247,19 @@ async def gateway_processes(
     env: Mapping[str, str] | None = None,
     secret: str | None = DEFAULT_SECRET,
     timeout: float = 20.0,
+    pinned: Sequence[str] | None = None,
 ) -> AsyncIterator[list[GatewayProcess]]:
     """``count`` gateways started together and ready; all stopped (SIGTERM) on exit.
+
+    ``pinned``: gateway i is given only ``pinned[i]`` instead of ``nats_urls`` (one node of a
+    cluster: it connects there first and learns the others from the server).
 
     The stream must already be provisioned (the ``js`` fixture does it). On exit a gateway that
     does not stop in time is killed by its PID, and the test fails.
     """
     gateways = [
         GatewayProcess(
-            nats_urls,
+            pinned[i] if pinned is not None else nats_urls,
             log_file=directory / f"gw{i + 1}.log",
             env=env,
             name=f"gw{i + 1}",

@@ -22,6 +22,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tidings.client import Backoff, Subscriber, SubscriberOptions
 from tidings.client.subscriber_events import Event, Reset, State, StateChanged
+from tidings.envelope import decode_wire
 from tidings.errors import Unavailable
 from tidings.publishing import TRANSIENT_ERRORS, PublishResult
 from tidings.subjects import parse_subject
@@ -40,6 +41,7 @@ class Stored:
     tenant: str | None  # None for a broadcast
     room: str  # as clients name it: tenant, user:u, role:r, room:n, broadcast
     at: float = 0.0  # when the stream stored it (POSIX seconds)
+    id: str = ""  # the notification's id (the publisher's idempotency key)
 
 
 async def read_stream(
@@ -68,6 +70,7 @@ async def read_stream(
                             route.tenant,
                             route.audience.room,
                             meta.timestamp.timestamp(),
+                            decode_wire(msg.data).id,
                         )
                     )
                     pending = meta.num_pending
@@ -104,8 +107,10 @@ class Follower:
     urls: Sequence[str]
     seqs: list[int] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)  # publish (data.sent) to yield, s
+    # (0.0 for a notification without data.sent)
     received_at: list[float] = field(default_factory=list)  # wall time of each yield
     events: list[Event] = field(default_factory=list)
+    event_times: list[float] = field(default_factory=list)  # monotonic, one per event
     welcomed: list[str] = field(default_factory=list)  # URL of every welcome, in order
     sub: Subscriber | None = None
     task: asyncio.Task[None] | None = None
@@ -131,6 +136,7 @@ class Follower:
 
     def _on_event(self, event: Event) -> None:
         self.events.append(event)
+        self.event_times.append(time.monotonic())
         if isinstance(event, StateChanged) and event.state is State.CONNECTED:
             self.welcomed.append(event.url)
 
@@ -163,8 +169,7 @@ class Follower:
                 self.seqs.append(n.seq)
                 self.received_at.append(time.time())
                 sent = n.data.get("sent")
-                if isinstance(sent, float):
-                    self.latencies.append(time.time() - sent)
+                self.latencies.append(time.time() - sent if isinstance(sent, float) else 0.0)
                 self._progress.set()
         except Exception as exc:  # kept for the report: the iterator must not end by itself
             self.error = exc
@@ -177,6 +182,28 @@ class Follower:
                     self._progress.clear()
                     await self._progress.wait()
         return bool(self.seqs and self.seqs[-1] >= seq)
+
+    def outages(self) -> list[float]:
+        """Seconds from each lost connection to live again (synced on the next gateway)."""
+        out: list[float] = []
+        down: float | None = None
+        for event, at in zip(self.events, self.event_times, strict=True):
+            if not isinstance(event, StateChanged):
+                continue
+            if event.state is State.DISCONNECTED and down is None:
+                down = at
+            elif event.state is State.LIVE and down is not None:
+                out.append(at - down)
+                down = None
+        return out
+
+    def longest_latency(self, *, since: float) -> float:
+        """The longest publish-to-yield time (``data.sent``) of what it yielded after the wall
+        time ``since``: what its user waited, the publisher's retries included."""
+        return max(
+            (lat for lat, at in zip(self.latencies, self.received_at, strict=True) if at > since),
+            default=0.0,
+        )
 
     def wait_after_stored(self, stored: Sequence[Stored], *, after: int) -> float:
         """The longest time from the stream storing a notification (seq > ``after``) to this

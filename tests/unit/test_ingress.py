@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import resource
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,34 @@ def test_websocket_settings_match_the_chart_annotations(tmp_path: Path) -> None:
             "proxy_request_buffering off;",
         ):
             assert line in body, (path, line)
+    # What the chart's Ingress asks ingress-nginx for, the dev ingress does too.
+    directives = {
+        "proxy-read-timeout": "proxy_read_timeout {}s;",
+        "proxy-send-timeout": "proxy_send_timeout {}s;",
+        "proxy-buffering": "proxy_buffering {};",
+        "proxy-request-buffering": "proxy_request_buffering {};",
+        "proxy-http-version": "proxy_http_version {};",
+        "proxy-connect-timeout": "proxy_connect_timeout {}s;",
+        "proxy-next-upstream": "proxy_next_upstream {};",
+    }
+    annotations = dict(re.findall(r'nginx\.ingress\.kubernetes\.io/([\w-]+): "([^"]+)"', template))
+    assert set(annotations) == set(directives)
+    for path, body in locations(conf(tmp_path)).items():
+        for name, value in annotations.items():
+            assert directives[name].format(value) in body, (path, name)
+
+
+def test_sized_for_a_reconnect_storm(tmp_path: Path) -> None:
+    """10,000 WebSockets (20,000 proxied connections) fit: descriptors are limited per process
+    (nginx cannot raise the hard limit), so two workers or more, each accepting on its own
+    queue, and accept queues far beyond nginx's default of 511."""
+    text = conf(tmp_path)
+    workers = int(re.search(r"^worker_processes (\d+);", text, re.M).group(1))  # type: ignore[union-attr]
+    nofile = int(re.search(r"^worker_rlimit_nofile (\d+);", text, re.M).group(1))  # type: ignore[union-attr]
+    connections = int(re.search(r"worker_connections (\d+);", text).group(1))  # type: ignore[union-attr]
+    assert connections < nofile <= resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert workers >= 2 and workers * connections >= 2 * 10_000
+    assert "reuseport backlog=4096;" in text and "multi_accept on;" in text
 
 
 def test_every_file_nginx_writes_is_under_its_directory(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -31,31 +31,56 @@ class NatsCluster:
         size: int = 3,
         host: str = "127.0.0.1",
         ports: Sequence[int] | None = None,
+        hosts: Sequence[str] | None = None,
+        route_ports: Sequence[int] | None = None,
+        enter: Sequence[Callable[[], None]] | None = None,
     ) -> None:
+        """``hosts`` gives each node its own address (nodes in network namespaces,
+        :class:`tidings.dev.netns.NetLab`), with ``enter`` the ``preexec_fn`` that puts node i
+        in its namespace; there free ports cannot be probed from here, so ``ports`` and
+        ``route_ports`` must be given (e.g. 4222 and 6222 on every node)."""
         if size < 1:
             raise StartFailed("a cluster has at least one node")
-        if ports is not None and len(ports) != size:
-            raise StartFailed(f"{len(ports)} client ports for {size} nodes")
+        for what, given in (
+            ("client ports", ports),
+            ("hosts", hosts),
+            ("route ports", route_ports),
+            ("namespace entries", enter),
+        ):
+            if given is not None and len(given) != size:
+                raise StartFailed(f"{len(given)} {what} for {size} nodes")
+        if hosts is not None and (ports is None or route_ports is None):
+            raise StartFailed("nodes on their own hosts need their client and route ports given")
         self.base_dir = base_dir
         self.host = host
-        self.route_ports = [free_port(host) for _ in range(size)]
+        self.hosts = list(hosts) if hosts is not None else [host] * size
+        self.route_ports = (
+            list(route_ports) if route_ports is not None else [free_port(host) for _ in range(size)]
+        )
         self.nodes: list[EmbeddedNats] = []
         for i in range(size):
             store = base_dir / f"n{i}"
             store.mkdir(parents=True, exist_ok=True)
             config = store / "node.conf"
             port = ports[i] if ports is not None else None
-            node = EmbeddedNats(store, port=port, host=host, config=config, name=f"n{i}")
+            node = EmbeddedNats(
+                store,
+                port=port,
+                host=self.hosts[i],
+                config=config,
+                name=f"n{i}",
+                preexec=enter[i] if enter is not None else None,
+            )
             config.write_text(self._config(i))
             self.nodes.append(node)
 
     def _config(self, i: int) -> str:
         routes = ", ".join(
-            f'"nats-route://{self.host}:{p}"' for j, p in enumerate(self.route_ports) if j != i
+            f'"nats-route://{self.hosts[j]}:{p}"' for j, p in enumerate(self.route_ports) if j != i
         )
         return (
             f"cluster {{\n  name: {CLUSTER_NAME}\n"
-            f"  listen: {self.host}:{self.route_ports[i]}\n"
+            f"  listen: {self.hosts[i]}:{self.route_ports[i]}\n"
             f"  routes: [{routes}]\n}}\n"
         )
 

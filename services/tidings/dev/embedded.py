@@ -15,6 +15,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -58,8 +59,10 @@ class EmbeddedNats:
         log_file: Path | None = None,
         config: Path | None = None,
         name: str | None = None,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.store_dir = store_dir
+        self.preexec = preexec  # runs in the child before exec (e.g. enter a network namespace)
         self.config = config  # a nats-server config file (auth, TLS, websocket), if any
         self.host = host
         self.port = port if port is not None else free_port(host)
@@ -78,7 +81,9 @@ class EmbeddedNats:
     def start(self, *, timeout: float = 10.0) -> EmbeddedNats:
         if self.running:
             return self
-        if port_in_use(self.port, self.host):
+        # A node in a namespace of its own (preexec) has its address only there: nothing to
+        # probe from here, and nothing else runs in that namespace.
+        if self.preexec is None and port_in_use(self.port, self.host):
             raise StartFailed(f"port {self.port} is already in use; choose another NATS port")
         self.store_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
@@ -99,7 +104,11 @@ class EmbeddedNats:
             # Own session: a terminal's Ctrl-C reaches the owner (`tidings dev`), which stops
             # the server after its clients.
             self.process = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=self.preexec,
             )
         try:
             wait_for_port(self.port, host=self.host, timeout=timeout)

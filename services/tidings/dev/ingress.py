@@ -33,15 +33,23 @@ from tidings.ports import free_port, port_in_use
 # and is idle between the gateway's pings (25 s by default), so this must stay far above them.
 TIMEOUT_SECONDS = 3600
 API_PATH = "/api/notifications"
-MAX_WORKER_CONNECTIONS = 16384  # two per proxied WebSocket (client side and upstream side)
+MAX_DESCRIPTORS = 65536
+BACKLOG = 4096  # nginx's default on Linux is 511: a reconnect storm overflows it
 
 
 def _descriptors() -> tuple[int, int]:
-    """(worker_rlimit_nofile, worker_connections) within this process's hard limit, which an
-    unprivileged nginx cannot raise."""
+    """(worker_rlimit_nofile, worker_connections) within this process's hard limit, which
+    nginx cannot raise without CAP_SYS_RESOURCE (here even root cannot: 20,000). A proxied
+    WebSocket holds two connections (client side and upstream side)."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    nofile = min(hard if hard != resource.RLIM_INFINITY else 65536, 65536)
-    return nofile, max(512, min(MAX_WORKER_CONNECTIONS, nofile - 64))
+    nofile = min(hard if hard != resource.RLIM_INFINITY else MAX_DESCRIPTORS, MAX_DESCRIPTORS)
+    return nofile, max(512, nofile - 64)
+
+
+def _workers() -> int:
+    """At least two workers: the descriptor limit is per process, so two workers carry twice
+    the WebSockets (20,000 descriptors each here: ~19,900 connections, ~9,950 WebSockets)."""
+    return max(2, os.cpu_count() or 1)
 
 
 def nginx_binary() -> Path:
@@ -67,11 +75,12 @@ def render_config(directory: Path, *, host: str, port: int, upstreams: Sequence[
     if not upstreams:
         raise StartFailed("the ingress needs at least one gateway")
     d = directory
-    # max_fails=1 fail_timeout=5s: a gateway refusing connections (killed) is skipped for 5 s
-    # after one failure, and a new connection is tried on the next one (proxy_next_upstream).
-    data = "\n".join(
-        f"    server {u.host}:{u.port} max_fails=1 fail_timeout=5s;" for u in upstreams
-    )
+    # max_fails=0 on the WebSocket side: nginx keeps no "failed" state, every new connection
+    # tries the next gateway at once when one refuses (killed) or answers 503 (draining;
+    # proxy_next_upstream). With max_fails=1 fail_timeout=5s a rolling upgrade marked the drained
+    # gateways failed one after another, and nginx then answered "no live upstreams" (502) to
+    # every reconnect for 36 s though two gateways were up (found by test_cluster_rolling).
+    data = "\n".join(f"    server {u.host}:{u.port} max_fails=0;" for u in upstreams)
     api = "\n".join(
         f"    server {u.host}:{u.api_port} max_fails=1 fail_timeout=5s;" for u in upstreams
     )
@@ -92,13 +101,14 @@ def render_config(directory: Path, *, host: str, port: int, upstreams: Sequence[
       proxy_next_upstream error timeout http_502 http_503;
       proxy_next_upstream_tries 0;"""
     return f"""# Written by tidings (tidings.dev.ingress); rewritten at every start.
-worker_processes 1;
+worker_processes {_workers()};
 pid {d / "nginx.pid"};
 error_log {d / "error.log"} warn;
 worker_rlimit_nofile {nofile};
 
 events {{
   worker_connections {connections};
+  multi_accept on;  # a reconnect storm: take every queued connection at each wakeup
 }}
 
 http {{
@@ -123,7 +133,9 @@ http {{
   }}
 
   server {{
-    listen {host}:{port};
+    # reuseport: one accept queue per worker, so the kernel spreads connections evenly and no
+    # worker runs out of descriptors while the other has room.
+    listen {host}:{port} reuseport backlog={BACKLOG};
     location / {{
       proxy_pass http://tidings_data;{proxy}
     }}

@@ -74,6 +74,7 @@ class Live:
         self._ready: dict[str, asyncio.Future[None]] = {}
         self._lingering: dict[str, asyncio.TimerHandle] = {}
         self._backfills: dict[str, tuple[int, asyncio.Task[None]]] = {}
+        self._wanted: dict[str, int] = {}  # earliest start asked while a backfill ran
         self._replays = asyncio.Semaphore(replay_concurrency)
         self.window_count = window_count
         self.window_age = window_age
@@ -171,6 +172,7 @@ class Live:
         ready = self._ready.pop(tenant, None)
         sub = self.subs.pop(tenant, None)
         self.windows.pop(tenant, None)
+        self._wanted.pop(tenant, None)
         if ready is not None and not ready.done():
             ready.cancel()
         if sub is not None:
@@ -245,16 +247,31 @@ class Live:
         read per tenant, not one per client); beyond the count or age bound it answers False.
         """
         window = await self.ensure(tenant)
+        too_far = 0  # a shared read from here back was beyond the bound: read for itself
         while not window.covers(since):
             if self.windows.get(tenant) is not window or not window.armed:
                 return False
             running = self._backfills.get(tenant)
+            if running is not None and running[1].done():
+                # Finished, its clean-up callback not run yet: awaiting it would return without
+                # yielding, and this loop would spin forever (seen in a 10,000-client storm).
+                del self._backfills[tenant]
+                running = None
             if running is None:
-                running = self._start_backfill(tenant, window, since + 1)
+                wanted = self._wanted.pop(tenant, since + 1)
+                start = min(wanted, since + 1) if wanted > too_far else since + 1
+                running = self._start_backfill(tenant, window, start)
+            elif running[0] > since + 1:
+                # A read from a later point is under way: the next one reaches back here for
+                # everyone who asked meanwhile (one more read per wave, not one per client).
+                self._wanted[tenant] = min(self._wanted.get(tenant, since + 1), since + 1)
             try:
                 await asyncio.shield(running[1])
             except ReplayTooLarge:
-                return False  # transient errors were retried already: others go to the caller
+                if running[0] >= since + 1:
+                    return False  # transient errors were retried already: others go to the caller
+                too_far = running[0]  # another asker's point was too old: not this one's
+                continue
             if running[0] <= since + 1 and not window.covers(since):
                 return False  # read as far back as asked, and it still does not fit
         return True

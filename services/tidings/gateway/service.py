@@ -153,6 +153,7 @@ class Gateway:
             gs.host,
             gs.port,
             websocket_handshake_timeout=gs.hello_timeout,
+            backlog=gs.backlog,  # asyncio's default, 100, overflows in a reconnect storm
             # Frames up to 4x the limit reach the session, which refuses them with a
             # `too_large` error frame; bigger ones are cut off by picows itself (1009).
             max_frame_size=4 * gs.max_frame_bytes,

@@ -79,6 +79,15 @@ class GatewaySettings(BaseSettings):
         default=[],
         description="Origins allowed to open /ws; empty: same-origin or no Origin only; `*`: any.",
     )
+    backlog: int = Field(
+        default=4096,
+        ge=1,
+        le=65535,
+        description="Listen backlog of the data port: connections the kernel queues before the"
+        " gateway accepts them. A reconnect storm (a gateway's clients all landing on the others"
+        " at once) needs thousands; the kernel caps it at `net.core.somaxconn` (4096 on"
+        " Linux >= 5.4).",
+    )
     hello_timeout: Seconds = Field(default=5.0, gt=0, description="Time allowed for `hello`.")
     batch_window: Seconds = Field(
         default=0.002, description="Coalescing window of the fan-out; 0 sends at once."

@@ -1,0 +1,177 @@
+"""The reconnect storm, as one function the test suite (reduced) and benchmarks/faults (10,000
+connections) both run.
+
+Every client (in child processes: :mod:`tests.support.storm_clients`) connects through nginx
+while only gw1 runs; then gw2 and gw3 start, and gw1 is killed (SIGKILL: no drain, no close
+frames). Every client reconnects through nginx at once to the two others and resumes there:
+those gateways never held these tenants, so each resume needs what was stored while the client
+was away, read from JetStream. :class:`StormResult` holds what a user and an operator check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+
+from tests.support.cluster_stack import SidecarPublisher, alive, cluster_stack, connections
+from tests.support.jetstream_reads import JetStreamReads
+from tests.support.load_clients import SteadyPublisher
+from tests.support.storm_clients import StormProcess
+from tests.support.waiting import until
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass(slots=True)
+class StormResult:
+    clients: int
+    tenants: int
+    rate: float
+    filled: float = 0.0  # seconds to connect every client to gw1
+    back: float = 0.0  # kill to every client counted by gw2 + gw3
+    outages: list[float] = field(default_factory=list)  # per client: disconnected to live
+    problems: list[str] = field(default_factory=list)  # lost, duplicated, reordered, resets
+    problem_count: int = 0
+    moved: int = 0
+    published: int = 0
+    stored_once: bool = False
+    deliveries: int = 0
+    calls: dict[str, int] = field(default_factory=dict)  # JetStream API requests by verb
+    backfills: int = 0
+    most_backfills: int = 0  # per gateway and tenant
+    most_tenant_backfills: int = 0  # per gateway, for one tenant's room
+    most_broadcast_backfills: int = 0  # per gateway, for the broadcast room
+    top_backfills: list[str] = field(default_factory=list)  # the three largest pairs
+    peak_rss_mb: list[float] = field(default_factory=list)  # gw2, gw3
+    left: list[int] = field(default_factory=list)  # processes still running afterwards
+
+    def row(self) -> dict[str, Any]:
+        o = self.outages
+        return {
+            "scenario": "storm",
+            "clients": self.clients,
+            "tenants": self.tenants,
+            "rate": self.rate,
+            "lost_or_duplicated": self.problem_count,
+            "stored_once": self.stored_once,
+            "recovery_p50": round(quantile(o, 0.5), 2),
+            "recovery_p99": round(quantile(o, 0.99), 2),
+            "recovery_max": round(max(o, default=0.0), 2),
+            "all_back_s": round(self.back, 2),
+            "jetstream_calls": self.calls,
+            "backfills": self.backfills,
+            "most_backfills_per_gateway_tenant": self.most_backfills,
+            "top_backfills": self.top_backfills,
+            "peak_rss_mb": [round(m) for m in self.peak_rss_mb],
+            "deliveries": self.deliveries,
+        }
+
+
+async def run_storm(
+    directory: Path,
+    *,
+    processes: int,
+    per_process: int,
+    tenants: tuple[str, ...],
+    rate: float,
+    fill_timeout: float = 180.0,
+) -> StormResult:
+    total = processes * per_process
+    result = StormResult(total, len(tenants), rate)
+    async with cluster_stack(directory, gateways=3) as stack:
+        started = stack.pids()
+        gw1, gw2, gw3 = stack.gateways
+        await asyncio.gather(gw2.stop(), gw3.stop())  # every client lands on gw1
+        nc = await nats.connect(stack.cluster.urls)
+        js = nc.jetstream(timeout=5)
+        reads = await JetStreamReads().start(stack.cluster.urls)
+        sidecar = SidecarPublisher(stack.publisher.url)
+        storms = [
+            StormProcess(
+                f"p{i}",
+                url=stack.ingress.ws_url,
+                nats_urls=stack.cluster.urls,
+                count=per_process,
+                tenants=tenants,
+                log=directory / f"storm{i}.log",
+                timeout=fill_timeout,
+            )
+            for i in range(processes)
+        ]
+        pub: SteadyPublisher | None = None
+        try:
+            filled = await asyncio.gather(*(s.ready(timeout=fill_timeout) for s in storms))
+            result.filled = max(filled)
+            counted = (await connections(stack))[0]
+            assert counted == total, f"gw1 holds {counted} of {total}"
+            start = int((await js.stream_info("TIDINGS")).state.last_seq)
+            pub = SteadyPublisher(sidecar, rate=rate, run="st", tenants=tenants).start()
+            await pub.until(int(rate), timeout=20)
+            await asyncio.gather(gw2.started(), gw3.started())
+            started += stack.pids()
+            reads.reset()
+            killed = time.monotonic()
+            await gw1.kill()
+
+            async def everyone_back() -> bool:
+                try:
+                    return sum(await connections(stack)) == total
+                except httpx.TransportError:  # a gateway busy with the storm: ask again
+                    return False
+
+            await until(everyone_back, timeout=fill_timeout, interval=0.2, what="all back")
+            result.back = time.monotonic() - killed
+            await pub.until(len(pub.results) + int(2 * rate), timeout=30)
+            published = await pub.stop()
+            result.published = len(published)
+            result.stored_once = len({r.seq for r in published}) == len(published)
+            for s in storms:
+                s.check(start)
+            reports = await asyncio.gather(*(s.report(timeout=fill_timeout) for s in storms))
+            result.problems = [p for r in reports for p in (*r["late"], *r["problems"])]
+            result.problem_count = sum(r["late_count"] + r["problem_count"] for r in reports)
+            result.outages = [o for r in reports for o in r["outages"]]
+            result.moved = sum(r["moved"] for r in reports)
+            result.deliveries = sum(r["deliveries"] for r in reports)
+            result.calls = dict(reads.calls)
+            result.backfills = reads.backfill_reads
+            result.most_backfills = reads.most_per_tenant_and_gateway()
+            result.most_broadcast_backfills = max(
+                (n for (_, t), n in reads.backfills.items() if t == "broadcast"), default=0
+            )
+            result.most_tenant_backfills = max(
+                (n for (_, t), n in reads.backfills.items() if t != "broadcast"), default=0
+            )
+            result.top_backfills = [
+                f"{tenant}: {n}" for (_, tenant), n in reads.backfills.most_common(3)
+            ]
+            result.peak_rss_mb = [peak_rss_mb(g.pid) for g in (gw2, gw3) if g.pid is not None]
+        finally:
+            if pub is not None:
+                with contextlib.suppress(Exception):
+                    await pub.stop()
+            for s in storms:
+                s.stop()
+            await sidecar.close()
+            await reads.close()
+            await nc.close()
+    result.left = [pid for pid in started if alive(pid)]
+    return result
