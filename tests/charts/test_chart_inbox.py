@@ -124,6 +124,7 @@ def test_routes_scrapes_budgets_and_policies_reach_the_inbox_pods() -> None:
 
 # --- run for real ------------------------------------------------------------------------------
 
+
 def test_every_setting_the_inbox_pods_get_is_one_tidings_reads() -> None:
     from tidings.variables import known_variables
 
