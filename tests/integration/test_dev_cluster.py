@@ -34,7 +34,7 @@ from tests.support.waiting import until, wait_until
 from tests.support.wsclient import RawClient
 from tidings.client import Backoff
 from tidings.client.subscriber_events import Recovered
-from tidings.dev.ingress import children_of
+from tidings.dev.ingress import children_of, worker_count
 from tidings.ports import free_port, port_in_use
 
 Mint = Callable[..., str]
@@ -193,9 +193,11 @@ def test_tidings_dev_runs_a_cluster_behind_nginx_and_stops_all_of_it(tmp_path: P
         assert demo["ws"] == f"ws://{ingress}/ws"  # the demo page connects through nginx
         asyncio.run(_round_trip_through_the_ingress(info))
         pids = [int(p) for p in info["pids"].values()]
-        pids += children_of(info["pids"]["ingress"])  # nginx's worker
-        # supervisor, nats x3, sidecar, gw x3, inbox writer and API, demo, nginx master and worker
-        assert len(pids) == 1 + 3 + 1 + 3 + 2 + 1 + 2
+        workers = children_of(info["pids"]["ingress"])
+        assert len(workers) == worker_count()  # nginx's workers, all started
+        pids += workers
+        # supervisor, nats x3, sidecar, gw x3, inbox writer and API, demo, nginx master
+        assert len(pids) == 1 + 3 + 1 + 3 + 2 + 1 + 1 + worker_count()
         assert all(alive(p) for p in pids)
     finally:
         if proc.poll() is None:

@@ -19,7 +19,7 @@ Mint = Callable[..., str]
 
 
 async def refused(gw: Gateway, scope: str) -> float:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}", timeout=5) as http:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.metrics_port}", timeout=5) as http:
         text = (await http.get("/metrics")).text
     return metric(text, "tidings_gateway_connects_refused_total", scope=scope)
 

@@ -90,7 +90,7 @@ async def inbox_frames(c: RawClient, seconds: float = 0.3) -> list[dict[str, Any
 
 
 async def gauge(gw: GatewayProcess, name: str, **labels: str) -> float:
-    async with gw.http() as http:
+    async with gw.http(metrics=True) as http:
         return metric((await http.get("/metrics")).text, name, **labels)
 
 

@@ -84,7 +84,7 @@ async def store_mixed(js: JetStreamContext, run: str) -> list[str]:
 
 
 async def dropped(gw: Gateway) -> dict[str, float]:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}", timeout=5) as http:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.metrics_port}", timeout=5) as http:
         text = (await http.get("/metrics")).text
     return {
         r: metric(text, "tidings_gateway_dropped_messages_total", reason=r)

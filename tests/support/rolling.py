@@ -85,7 +85,7 @@ async def run_rolling(
             problems += [f"{f.name} never moved" for f in fl.followers if not f.moved_on_request()]
             not_recovered = 0.0
             for gw in stack.gateways:
-                async with gw.http() as http:
+                async with gw.http(metrics=True) as http:
                     text = (await http.get("/metrics")).text
                 not_recovered += metric(
                     text, "tidings_gateway_resumes_total", outcome="not_recovered"

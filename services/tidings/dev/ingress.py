@@ -46,7 +46,7 @@ def _descriptors() -> tuple[int, int]:
     return nofile, max(512, nofile - 64)
 
 
-def _workers() -> int:
+def worker_count() -> int:
     """At least two workers: the descriptor limit is per process, so two workers carry twice
     the WebSockets (20,000 descriptors each here: ~19,900 connections, ~9,950 WebSockets)."""
     return max(2, os.cpu_count() or 1)
@@ -101,7 +101,7 @@ def render_config(directory: Path, *, host: str, port: int, upstreams: Sequence[
       proxy_next_upstream error timeout http_502 http_503;
       proxy_next_upstream_tries 0;"""
     return f"""# Written by tidings (tidings.dev.ingress); rewritten at every start.
-worker_processes {_workers()};
+worker_processes {worker_count()};
 pid {d / "nginx.pid"};
 error_log {d / "error.log"} warn;
 worker_rlimit_nofile {nofile};
