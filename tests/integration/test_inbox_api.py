@@ -160,6 +160,7 @@ async def test_marks_change_state_and_counts(api: Any) -> None:
         "unread": 3,
         "unseen": 3,
         "unread_by_severity": {"info": 1, "success": 0, "warning": 1, "error": 0, "critical": 1},
+        "seq": 3,
     }
     answer = await client.post(
         "/v1/inbox/state", json={"ids": [warning, critical], "read": True}, headers=ALICE
@@ -189,6 +190,24 @@ async def test_marks_change_state_and_counts(api: Any) -> None:
     assert await ids_listed(client, ALICE, status="archived") == [info]
     # Bob's bell is his own.
     assert (await counts(client, BOB))["unread"] == 3
+
+
+async def test_counts_say_up_to_which_stream_sequence_they_include(api: Any) -> None:
+    """A client adds to the counts what it received live above their ``seq`` (the writer may
+    not have stored it yet): ``seq`` is the highest stored in the stream's newest epoch, over
+    every tenant, so nothing is counted twice and nothing stored is left out."""
+    client, seed = api
+    assert (await counts(client))["seq"] == 0  # nothing stored yet
+    await seed.add()
+    await seed.add(tenant="globex")  # another tenant's row moves the mark too: seq 2
+    after = await counts(client)
+    assert (after["unread"], after["seq"]) == (1, 2)
+    seed.epoch, seed.seq = "recreated", 0  # the stream was recreated: sequences restart
+    await seed.add()
+    again = await counts(client)
+    assert (again["unread"], again["seq"]) == (2, 1)
+    marked = await client.post("/v1/inbox/mark-all", json={"read": True}, headers=ALICE)
+    assert marked.json()["counts"]["seq"] == 1  # every answer that carries counts says it
 
 
 async def test_a_mark_naming_an_invisible_id_changes_nothing(api: Any) -> None:
@@ -230,6 +249,7 @@ async def test_mark_all_moves_the_mark_and_filters_select(api: Any) -> None:
         "unread": 1,
         "unseen": 2,
         "unread_by_severity": {"info": 1, "success": 0, "warning": 0, "error": 0, "critical": 0},
+        "seq": 3,
     }
     assert (await counts(client, BOB))["unread"] == 3  # bob's marks did not move
 

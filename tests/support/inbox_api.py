@@ -60,6 +60,7 @@ class Seeder:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.epoch = "test"  # the stream's epoch: a new one restarts the sequence
         self.seq = 0
 
     async def add(
@@ -85,7 +86,7 @@ class Seeder:
             message=message,
             severity=Severity(severity),
         )
-        row = notification_row(StreamMessage("test", self.seq, route.subject, n.to_bytes()))
+        row = notification_row(StreamMessage(self.epoch, self.seq, route.subject, n.to_bytes()))
         assert (await self.store.write([row])).stored == 1
         return n.id
 

@@ -73,7 +73,7 @@ function reducer(current, action) {
 
 // -- the inbox's state (with `inbox` on the provider) ---------------------------------------------
 
-const inboxInitial = {
+export const inboxInitial = {
   items: [], // newest first, one per id: the API's pages and live arrivals
   counts: null, // the server's counts, plus live arrivals since
   countedUpTo: 0, // the highest seq the counts are known to include
@@ -88,7 +88,24 @@ function topSeq(items, floor) {
   return items.reduce((top, item) => Math.max(top, item.seq ?? 0), floor);
 }
 
-function inboxReducer(current, action) {
+/**
+ * The server's `counts` taken as the badge's: they include everything stored up to their `seq`
+ * (one snapshot), so what this client holds above it (received live before the inbox's writer
+ * stored it) is added, once. Counts without `seq` (an older API) cover up to `fallback`.
+ */
+function takeCounts(current, counts, items, fallback) {
+  if (counts == null) return { counts: current.counts, countedUpTo: current.countedUpTo };
+  const known = Number.isSafeInteger(counts.seq);
+  const upto = known ? counts.seq : fallback;
+  const { seq: _seq, ...plain } = counts;
+  return {
+    counts: countArrivals(plain, items, { after: upto }),
+    countedUpTo: known || Number.isFinite(fallback) ? upto : current.countedUpTo,
+  };
+}
+
+/** The inbox state's reducer (exported for its tests; not part of the public API). */
+export function inboxReducer(current, action) {
   switch (action.type) {
     case "loading":
       return { ...current, loading: true };
@@ -97,11 +114,11 @@ function inboxReducer(current, action) {
       const shown = new Set(action.page.items.map((item) => item.id));
       const kept = current.items.filter((item) => current.pending.has(item.id) && !shown.has(item.id));
       const pending = new Set(kept.map((item) => item.id));
+      const items = mergeInbox(kept, action.page.items).items;
       return {
         ...current,
-        items: mergeInbox(kept, action.page.items).items,
-        counts: countArrivals(action.counts, kept, { after: topSeq(action.page.items, 0) }),
-        countedUpTo: topSeq(action.page.items, 0),
+        items,
+        ...takeCounts(current, action.counts, items, topSeq(action.page.items, 0)),
         cursor: action.page.next_cursor ?? null,
         loading: false,
         error: null,
@@ -134,14 +151,17 @@ function inboxReducer(current, action) {
       };
     }
     case "welcome":
-      // The gateway counted at hello: what it replays next (seq ≤ welcome.seq) is included.
-      return { ...current, counts: action.counts, countedUpTo: Math.max(current.countedUpTo, action.seq ?? 0) };
-    case "change":
+      // The gateway counted at hello (an older API without `seq`: what it replays next, seq ≤
+      // welcome.seq, is taken as included).
       return {
         ...current,
-        items: applyInboxChange(current.items, action.change),
-        counts: action.change.counts ?? current.counts,
+        ...takeCounts(current, action.counts, current.items, Math.max(current.countedUpTo, action.seq ?? 0)),
       };
+    case "change": {
+      const items = applyInboxChange(current.items, action.change);
+      // Without `seq` the counts are taken as they come (nothing held is added to them).
+      return { ...current, items, ...takeCounts(current, action.change.counts, items, Infinity) };
+    }
     case "error":
       return { ...current, error: action.error, loading: false, loadingMore: false };
     default:

@@ -21,7 +21,7 @@ import {
   TidingsError,
   tokenExpiry,
 } from "../src/tidings.js";
-import { useInbox } from "../src/tidings-react.js";
+import { inboxInitial, inboxReducer, useInbox } from "../src/tidings-react.js";
 
 const live = (seq, extra = {}) => ({
   type: "notification", seq, id: `n${seq}`, event: "incident.created", room: "tenant",
@@ -161,4 +161,32 @@ test("useInbox without a provider's inbox fails loudly", () => {
     return null;
   }
   assert.throws(() => renderToStaticMarkup(React.createElement(Lost)), /inbox=/);
+});
+
+test("the badge adds what arrived live above the server's counted seq, once", () => {
+  // Four arrived live; the inbox's writer had stored three when the answer to a mark came.
+  let state = { ...inboxInitial, loading: false, counts: { ...emptyCounts() } };
+  state = inboxReducer(state, { type: "live", notifications: [1, 2, 3, 4].map((seq) => live(seq)) });
+  assert.equal(state.counts.unread, 4);
+  const server = { ...emptyCounts(), total: 3, unread: 2, unseen: 3, seq: 3 };
+  server.unread_by_severity = { ...server.unread_by_severity, info: 2 };
+  const marked = inboxReducer(state, {
+    type: "change", change: { ids: ["n3"], set: { read: true }, counts: server },
+  });
+  assert.equal(marked.counts.unread, 3); // n1, n2 (the server's) and n4 (not stored yet)
+  assert.equal(marked.counts.total, 4);
+  assert.equal(marked.counts.seq, undefined); // the mark is the client's business, not the badge's
+  // n4 comes again (a replay after a reconnect): counted once.
+  const replayed = inboxReducer(marked, { type: "live", notifications: [live(4)] });
+  assert.equal(replayed.counts.unread, 3);
+  // A newer arrival counts on top.
+  assert.equal(inboxReducer(marked, { type: "live", notifications: [live(5)] }).counts.unread, 4);
+  // Counts from an API without `seq` are taken as they come.
+  const { seq: _seq, ...older } = server;
+  const plain = inboxReducer(state, { type: "change", change: { ids: ["n3"], set: { read: true }, counts: older } });
+  assert.equal(plain.counts.unread, 2);
+  assert.equal(inboxReducer(plain, { type: "live", notifications: [live(5)] }).counts.unread, 3);
+  // A welcome's counts with `seq`: held items above it are added, not those below.
+  const welcomed = inboxReducer(state, { type: "welcome", counts: { ...server, unread: 3 }, seq: 4 });
+  assert.equal(welcomed.counts.unread, 4);
 });

@@ -38,6 +38,7 @@ class Counts:
     unread: int
     unseen: int
     unread_by_severity: Mapping[str, int]
+    seq: int | None = None  # the highest stream sequence stored when they were taken
 
     @classmethod
     def from_json(cls, data: Any) -> Counts:
@@ -48,15 +49,19 @@ class Counts:
             unread=_get(data, "unread", int),
             unseen=_get(data, "unseen", int),
             unread_by_severity={s: int(by_severity.get(s, 0)) for s in SEVERITIES},
+            seq=_get(data, "seq", int) if "seq" in data else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "total": self.total,
             "unread": self.unread,
             "unseen": self.unseen,
             "unread_by_severity": dict(self.unread_by_severity),
         }
+        if self.seq is not None:
+            out["seq"] = self.seq
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,12 +111,15 @@ def read_counts(value: object) -> dict[str, Any]:
     by_severity = value.get("unread_by_severity")
     if not isinstance(by_severity, dict):
         raise ValueError("counts.unread_by_severity must be an object")
-    return {
+    counts = {
         "total": _count(value.get("total")),
         "unread": _count(value.get("unread")),
         "unseen": _count(value.get("unseen")),
         "unread_by_severity": {s: _count(by_severity.get(s)) for s in SEVERITIES},
     }
+    if "seq" in value:  # the stored high-water mark (an API older than it sends none)
+        counts["seq"] = _count(value["seq"])
+    return counts
 
 
 def read_muted(value: object) -> frozenset[str]:

@@ -257,6 +257,11 @@ def _schemas() -> dict[str, Any]:
                     "type": "object",
                     "properties": {s: count for s in _SEVERITIES},
                 },
+                "seq": {
+                    **count,
+                    "description": "The highest stream sequence stored when these counts were"
+                    " taken: add what you hold with a higher seq, nothing else.",
+                },
             },
         },
         "CountsAnswer": {"type": "object", "properties": {"counts": _ref("Counts")}},

@@ -45,6 +45,7 @@ n = notifications.c
 s = inbox_state.c
 m = inbox_marks.c
 SEVERITIES = tuple(sev.value for sev in Severity)
+_UPTO = "~seq"  # the row of counts() that carries the stored high-water mark, not a severity
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,12 +257,17 @@ def _sum(condition: ColumnElement[bool]) -> ColumnElement[int]:
 
 
 async def counts(conn: AsyncConnection, claims: Claims, muted: frozenset[str]) -> dict[str, Any]:
-    """``{"total", "unread", "unseen", "unread_by_severity": {all five}}``, exact: one
-    aggregate per severity (a few small expressions to build, five rows back)."""
+    """``{"total", "unread", "unseen", "unread_by_severity": {all five}, "seq"}``, exact: one
+    aggregate per severity (a few small expressions to build, five rows back).
+
+    ``seq`` is the highest stream sequence stored when the counts were taken, read in the same
+    statement (one snapshot): a client adds to them what it holds with a higher ``seq``, and
+    never what they include. The writer may still be storing what a client already received
+    live; without ``seq`` a badge set from these counts would miss those for good."""
     view = view_of(conn, claims)
-    query = (
+    grouped = (
         select(
-            n.severity,
+            n.severity.label("severity"),
             func.count().label("total"),
             _sum(not_(view.read)).label("unread"),
             _sum(not_(view.seen)).label("unseen"),
@@ -270,9 +276,19 @@ async def counts(conn: AsyncConnection, claims: Claims, muted: frozenset[str]) -
         .where(view.visible, unmuted(muted), not_(view.archived))
         .group_by(n.severity)
     )
+    newest_epoch = select(n.epoch).order_by(n.pk.desc()).limit(1).scalar_subquery()
+    stored_upto = select(
+        literal(_UPTO).label("severity"),
+        func.coalesce(func.max(n.seq), 0).label("total"),
+        literal(0).label("unread"),
+        literal(0).label("unseen"),
+    ).where(n.epoch == newest_epoch)
     by_severity = dict.fromkeys(SEVERITIES, 0)
-    total = unread = unseen = 0
-    for row in (await conn.execute(query)).all():
+    total = unread = unseen = upto = 0
+    for row in (await conn.execute(union_all(grouped, stored_upto))).all():
+        if row.severity == _UPTO:
+            upto = int(row.total)
+            continue
         total += int(row.total)
         unread += int(row.unread)
         unseen += int(row.unseen)
@@ -283,6 +299,7 @@ async def counts(conn: AsyncConnection, claims: Claims, muted: frozenset[str]) -
         "unread": unread,
         "unseen": unseen,
         "unread_by_severity": by_severity,
+        "seq": upto,
     }
 
 
