@@ -41,6 +41,7 @@ def summarize(sweeps: list[dict[str, Any]], cfg: BenchConfig) -> dict[str, Any]:
                 "publishers_cpu_pct",
                 "broker_cpu_pct",
                 "generator_cpu_pct",
+                "server_us_per_n",
                 "publishers_us_per_n",
                 "broker_us_per_n",
                 "loadavg_1m",
@@ -49,6 +50,10 @@ def summarize(sweeps: list[dict[str, Any]], cfg: BenchConfig) -> dict[str, Any]:
             for key in (f"core{cfg.server_core}_busy_pct", f"core{cfg.gen_core}_busy_pct"):
                 if all(key in r for r in rows):
                     agg[key] = round(med(key), 1)
+            per_read = [r["deliveries_per_read"] for r in rows if r.get("deliveries_per_read")]
+            agg["deliveries_per_read"] = (
+                round(float(statistics.median(per_read)), 2) if per_read else None
+            )
             agg["lost"] = sum(r["lost"] for r in rows)
             agg["duplicated"] = sum(r["duplicated"] for r in rows)
             agg["out_of_order"] = sum(r["out_of_order"] for r in rows)
@@ -72,6 +77,7 @@ def summarize(sweeps: list[dict[str, Any]], cfg: BenchConfig) -> dict[str, Any]:
         kb = [s["kb_per_conn"] for s in mine if "kb_per_conn" in s]
         out[name] = {
             "publisher": next((s["publisher"] for s in mine if "publisher" in s), None),
+            "receiver": next((s["receiver"] for s in mine if "receiver" in s), None),
             "rates": per_rate,
             "max_rate": best,
             "max_deliveries_per_s": next(
