@@ -75,6 +75,12 @@ def _fmt(x: float | None, spec: str = ",.0f") -> str:
     return "—" if x is None else format(x, spec)
 
 
+def _below(s: dict[str, Any]) -> str:
+    """The failing rates under the highest passing one, if any."""
+    failed = s.get("failed_below") or []
+    return f" (failed below it: {', '.join(f'{r:g}/s' for r in failed)})" if failed else ""
+
+
 def tables(result: dict[str, Any], console: Console) -> None:
     cfg = result["config"]
     bound = cfg["p99_bound_ms"]
@@ -87,6 +93,7 @@ def tables(result: dict[str, Any], console: Console) -> None:
             f"{name} — {cfg['clients']:,} clients / {cfg['rooms']} rooms — max rate with no loss "
             f"and p99 ≤ {bound:g} ms: "
             + (f"{best:g}/s = {s['max_deliveries_per_s']:,.0f} deliveries/s" if best else "none")
+            + _below(s)
             + (f" — publisher: {s['publisher']}" if s.get("publisher") else "")
         )
         t = Table(title=title, title_justify="left")
@@ -263,6 +270,7 @@ def markdown(result: dict[str, Any]) -> str:
                 if best
                 else "**none**"
             )
+            + _below(s)
             + (f" — publisher: {s['publisher']}" if s.get("publisher") else "")
             + (f" — receiver: {s['receiver']}" if s.get("receiver") else "")
             + (
