@@ -50,7 +50,11 @@ def test_bench_smoke_accounts_for_every_delivery(tmp_path: Path) -> None:
     assert result["config"]["clients"] == 20
     cpus = result["machine"]["cpus"]
     assert cpus == os.cpu_count()
-    publishers = {"tidings@c": "C jspub", "tidings": "Python publish_many", "nats": "Python"}
+    publishers = {
+        "tidings@c": "C jspub (HPUB",
+        "tidings": "Python publish_many",
+        "nats": "C jspub (core NATS",
+    }
     for name, publisher in publishers.items():
         (sweep,) = [s for s in result["sweeps"] if s["system"] == name]
         assert "error" not in sweep, sweep.get("error")

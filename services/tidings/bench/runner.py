@@ -86,7 +86,7 @@ class Runner:
             if self._jspub is None:
                 self._jspub = build(source=JSPUB_SOURCE)
             targets = system.workdir / f"pub{w}-targets.txt"
-            write_targets(targets, self.cfg.layout, w, opts["workers"])
+            write_targets(targets, self.cfg.layout, w, opts["workers"], system.backend)
             argv = c_argv(self._jspub, opts, targets)
         else:
             argv = [sys.executable, "-m", "tidings.bench.publish", json.dumps(opts)]

@@ -6,7 +6,8 @@
   ``publish_many`` (``python``); ``tidings@c`` / ``tidings@python`` name one explicitly, so
   both can run side by side in one run.
 * ``nats`` — nats-server's own WebSocket listener; clients speak the NATS protocol (the native
-  ceiling: no envelope, no auth, no stream; core NATS publish).
+  ceiling: no envelope, no auth, no stream; core NATS publish from ``jspub`` in its core mode,
+  or with ``nats@python`` from nats-py as before issue 12).
 * ``socketio-node`` — Socket.IO 4 on Node with ``@socket.io/redis-adapter`` and a local
   redis-server; publishers ``PUBLISH`` to Redis (the stack Tidings replaces).
 * ``socketio-py`` — python-socketio on uvicorn (one process), fed the same way.
@@ -48,6 +49,10 @@ RECEIVERS = {
 PUBLISHERS = {
     "c": "C jspub (HPUB pipelined, PubAcks counted)",
     "python": "Python publish_many (nats-py)",
+}
+NATS_PUBLISHERS = {
+    "c": "C jspub (core NATS PUB, pipelined, PING/PONG per step)",
+    "python": "Python nats-py (core NATS)",
 }
 
 
@@ -212,7 +217,13 @@ class Tidings(System):
 
 class NatsNative(System):
     name, proto, backend = "nats", "nats", "nats"
-    publisher_label = "Python nats-py (core NATS)"
+
+    def __init__(self, *args: Any, publisher: str = "c", **kw: Any):
+        super().__init__(*args, **kw)
+        if publisher not in NATS_PUBLISHERS:
+            raise BenchFailed(f"unknown publisher {publisher!r}; choose from c, python")
+        self.publisher = publisher
+        self.publisher_label = NATS_PUBLISHERS[publisher]
 
     def start(self, layout: Layout) -> None:
         self.client_port, self.port = free_port(), free_port()
@@ -309,6 +320,9 @@ def make(name: str, workdir: Path, **kw: Any) -> System:
             kw["publisher"] = publisher
         return Tidings(workdir, name=name, **kw)
     extra = {k: v for k, v in kw.items() if k not in ("storage", "window", "publisher")}
+    if base == "nats" and publisher:  # nats@python: the nats-py publisher (default: jspub)
+        extra["publisher"] = publisher
+        name = base
     classes: dict[str, type[System]] = {
         "nats": NatsNative,
         "socketio-node": SocketIONode,
@@ -317,6 +331,7 @@ def make(name: str, workdir: Path, **kw: Any) -> System:
     if name not in classes:
         raise BenchFailed(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
     system = classes[name](workdir, **extra)
+    system.name = full
     if receiver:
-        system.name, system.receiver = full, receiver
+        system.receiver = receiver
     return system
