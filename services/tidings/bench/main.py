@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -44,8 +45,16 @@ SCENARIOS: dict[str, Preset] = {
 __all__ = ["SCENARIOS", "BenchConfig", "BenchFailed", "Preset", "run_bench"]
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_bench(cfg: BenchConfig, *, progress: Progress, console: Any) -> dict[str, Any]:
-    """Run ``cfg``; write ``<out>/bench-<scenario>-<time>.json`` and ``.png``; print tables."""
+    """Run ``cfg``; write ``<out>/bench-<scenario>-<time>.json`` and ``.png``; print tables.
+
+    SIGTERM ends the run like Ctrl-C: the runner's ``finally`` blocks stop every server, broker,
+    publisher and load client it started (by default SIGTERM would leave them running)."""
+    signal.signal(signal.SIGTERM, _terminated)
     info = machine()
     result: dict[str, Any] = {
         "machine": info,
