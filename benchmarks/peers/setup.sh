@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the peers `tidings bench --peers ...` runs beside Tidings, from the package registries
-# only: Debian's redis-server, npm's socket.io + @socket.io/redis-adapter + redis + ws (into
+# Install the peers `tidings bench --systems ...` runs beside Tidings, from the package registries
+# only: Debian's redis-server, npm's socket.io + @socket.io/redis-adapter + redis + ws and the
+# cross-check clients @nats-io/nats-core + socket.io-client (recv.js; into
 # benchmarks/peers/node_modules), PyPI's python-socketio (with the bench extra: psutil,
 # matplotlib). nats-server comes with the `embedded` extra; its WebSocket listener needs only a
 # config file, which the benchmark writes itself.

@@ -6,6 +6,9 @@
 // PUBLISH {"r": room, "d": data} on the Redis channel `bench`; each message becomes one
 // io.to(room).emit("n", data) — through the Redis adapter, as several app servers would.
 // Prints {"event":"ready"} on stdout once it listens; GET /healthz answers 200.
+// Configured as Socket.IO's performance-tuning guide says: websocket transport only, no
+// per-message deflate, and the `ws` native add-ons bufferutil + utf-8-validate installed
+// (package.json); not under `nice` unless the whole run is (the same for every server).
 "use strict";
 const { createServer } = require("http");
 const { Server } = require("socket.io");

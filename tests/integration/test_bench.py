@@ -50,7 +50,11 @@ def test_bench_smoke_accounts_for_every_delivery(tmp_path: Path) -> None:
     assert result["config"]["clients"] == 20
     cpus = result["machine"]["cpus"]
     assert cpus == os.cpu_count()
-    publishers = {"tidings@c": "C jspub", "tidings": "Python publish_many", "nats": "Python"}
+    publishers = {
+        "tidings@c": "C jspub (HPUB",
+        "tidings": "Python publish_many",
+        "nats": "C jspub (core NATS",
+    }
     for name, publisher in publishers.items():
         (sweep,) = [s for s in result["sweeps"] if s["system"] == name]
         assert "error" not in sweep, sweep.get("error")
@@ -162,3 +166,37 @@ def test_jspub_without_a_stream_reports_no_responders(
         pub.stop('{"cmd":"quit"}')
     assert (done["sent"], done["acked"], done["failed"]) == (20, 0, 20)
     assert "no responders" in done["error"]
+
+
+def test_bench_users_scenario_owes_one_delivery_per_notification(tmp_path: Path) -> None:
+    # the single-user scenario, small: 20 users over 2 tenants, every notification to one user
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "tidings", "bench", "--scenario", "users-smoke",
+            "--systems", "tidings,nats", "--seconds", "1", "--nice", "0",
+            "--max-minutes", "2", "--out", str(tmp_path),
+        ],
+        cwd=ROOT, env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (result_file,) = tmp_path.glob("bench-users-smoke-*.json")
+    result = orjson.loads(result_file.read_bytes())
+    assert (result["config"]["clients"], result["config"]["rooms"]) == (20, 2)
+    assert result["config"]["user_share"] == 1.0
+    for name in ("tidings", "nats"):
+        (sweep,) = [s for s in result["sweeps"] if s["system"] == name]
+        assert "error" not in sweep, sweep.get("error")
+        assert sweep["receiver"].startswith("C wsload")
+        for row in sweep["steps"]:
+            assert row["published"] == row["expected"] == row["received"] == row["rate"], row
+            assert (row["lost"], row["duplicated"], row["out_of_order"]) == (0, 0, 0)
+            # the server's CPU per notification (psutil's 10 ms ticks: may round to 0 here)
+            cost = row["server_cpu_pct"] * 1e4 / max(row["publish_rate"], 1.0)
+            assert row["server_us_per_n"] == round(cost, 1) >= 0
+            assert row["deliveries_per_read"] is not None and row["deliveries_per_read"] > 0
+        summary = result["summary"][name]
+        assert summary["max_rate"] == 100 and summary["failed_below"] == []
+    md = result_file.with_suffix(".md").read_text()
+    assert "receiver: C wsload" in md and "server µs/n" in md

@@ -128,3 +128,33 @@ def test_pacing_order_and_indexes_match_the_python_publisher(jspub: Path, tmp_pa
         got.append((slot, number, orjson.loads(Notification.from_bytes(m.payload).data)["i"]))
     assert got == expected
     assert {s for s, _, _ in got} == {TENANT_SLOT, USER_SLOT}
+
+
+def test_core_mode_publishes_the_python_publishers_payload_to_the_peers_subjects(
+    jspub: Path, tmp_path: Path
+) -> None:
+    """jspub's core NATS mode (the ``nats`` peer): ``PUB`` of the padded data object to
+    ``bench.t.N`` / ``bench.u.N``, in the Python publisher's order, with its indexes."""
+    layout = Layout(clients=30, rooms=6, user_share=0.3)
+    targets = write_targets(tmp_path / "targets.txt", layout, 0, 2, backend="nats")
+    argv = [str(jspub), "--dump", "200", repr(layout.user_share), str(targets), "250"]
+    before = time.monotonic_ns()
+    raw = subprocess.run(argv, capture_output=True, check=True, timeout=30).stdout
+    after = time.monotonic_ns()
+    pacer = Pacer(layout, 0, 2, pad=250)
+    pos = 0
+    for _ in range(200):
+        (slot, number), want = pacer.next(0)
+        eol = raw.index(b"\r\n", pos)
+        op, subject, size = raw[pos:eol].decode().split(" ")
+        payload = raw[eol + 2 : eol + 2 + int(size)]
+        pos = eol + 2 + int(size)
+        assert raw[pos : pos + 2] == b"\r\n"
+        pos += 2
+        assert op == "PUB"
+        assert subject == (f"bench.t.{number}" if slot == TENANT_SLOT else f"bench.u.{number}")
+        data, expected = orjson.loads(payload), orjson.loads(want)
+        assert before < data.pop("t") < after
+        expected.pop("t")
+        assert data == expected and len(expected["p"]) == 250  # same padding as Python's
+    assert pos == len(raw)

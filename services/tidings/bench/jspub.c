@@ -2,8 +2,14 @@
  * jspub: the JetStream publisher of `tidings bench` — the Python publisher's pacing and
  * envelopes at a few microseconds of CPU per notification instead of 100-300.
  *
- *   jspub PORT STREAM USER_SHARE MAX_INFLIGHT TARGETS_FILE     (JSON lines on stdin/stdout)
- *   jspub --dump N USER_SHARE TARGETS_FILE                     (the first N HPUBs of step 0)
+ *   jspub PORT STREAM USER_SHARE MAX_INFLIGHT TARGETS_FILE [PAD] (JSON lines on stdin/stdout)
+ *   jspub --dump N USER_SHARE TARGETS_FILE [PAD]               (the first N operations of step 0)
+ *
+ * STREAM `-` is core NATS (the `nats` peer: nats-server's own WebSocket, no stream): each
+ * message is `PUB <subject> <n>` of the data object alone, padded with ,"p":"xx..." to PAD
+ * bytes more (the peers carry a Tidings line's size); no PubAcks, so a message counts as sent
+ * once written, and a step ends with PING/PONG (the server has read everything) — what
+ * nats-py's publish + flush does, at a few microseconds per message instead of Python's.
  *
  * TARGETS_FILE, one line per room this process owns: `SLOT N SUBJECT ENVELOPE_HEX`, tenant
  * rooms (SLOT 0) first, then users (SLOT 1), each in the Python pacer's order. ENVELOPE is the
@@ -71,6 +77,8 @@ static int ntargets, *rooms, nrooms, *users, nusers;
 static double user_share, credit;
 static uint64_t room_i, user_i;
 static const char *stream = "TIDINGS";
+static int core_mode; /* STREAM "-": core NATS PUB, no acks */
+static size_t pad;
 
 static flight_t *flights;
 static uint64_t cap_inflight = 1000, inflight, next_seq;
@@ -206,6 +214,37 @@ static void build(int ti, int step, uint64_t seq) {
     put(&out, hdr, (size_t)hn);
     put(&out, t->env, t->env_len);
     put(&out, tail, tn);
+    put(&out, "\r\n", 2);
+}
+
+/* Core NATS: `PUB <subject> <n>` of the data object, padded to PAD more bytes. */
+static void build_core(int ti, int step) {
+    target_t *t = &targets[ti];
+    char line[640];
+    unsigned char data[128];
+    size_t dn = 0;
+    memcpy(data, "{\"k\":", 5), dn = 5;
+    dn += put_u64((char *)data + dn, (uint64_t)step);
+    memcpy(data + dn, ",\"s\":", 5), dn += 5;
+    dn += put_u64((char *)data + dn, (uint64_t)t->slot);
+    memcpy(data + dn, ",\"i\":", 5), dn += 5;
+    dn += put_u64((char *)data + dn, t->index++);
+    memcpy(data + dn, ",\"t\":", 5), dn += 5;
+    dn += put_u64((char *)data + dn, now_ns());
+    size_t total = dn + (pad ? 6 + pad + 2 : 1); /* ,"p":"xx.."} or } */
+    int ln = snprintf(line, sizeof line, "PUB %s %zu\r\n", t->subject, total);
+    reserve(&out, (size_t)ln + total + 2);
+    put(&out, line, (size_t)ln);
+    put(&out, data, dn);
+    if (pad) {
+        put(&out, ",\"p\":\"", 6);
+        reserve(&out, pad);
+        memset(out.p + out.len, 'x', pad);
+        out.len += pad;
+        put(&out, "\"}", 2);
+    } else {
+        put(&out, "}", 1);
+    }
     put(&out, "\r\n", 2);
 }
 
@@ -485,7 +524,66 @@ static void print_done(int step, uint64_t sent, uint64_t elapsed_ns, double cpu,
     fflush(stdout);
 }
 
+/* Core NATS: the same pacing; a message is owed once written, the step ends on PING/PONG. */
+static void run_step_core(int step, double rate, double seconds) {
+    s_acked = s_failed = s_dups = s_unacked = s_user = 0;
+    s_error[0] = 0;
+    for (int i = 0; i < ntargets; i++) targets[i].acked = 0;
+    uint64_t total = rate > 0 && seconds > 0 ? (uint64_t)(rate * seconds) : 0;
+    uint64_t sent = 0, batches = 0, max_batch = 0;
+    double cpu0 = cpu_s();
+    uint64_t start = now_ns(), next_batch = start;
+    while (sent < total && !fatal[0]) {
+        uint64_t now = now_ns();
+        uint64_t due = (uint64_t)(rate * (double)(now - start) / 1e9) + 1;
+        due = (due > total ? total : due) - sent;
+        if ((int64_t)due > 0 && (now >= next_batch || due >= total - sent)) {
+            for (uint64_t k = 0; k < due; k++) {
+                int ti = next_target();
+                build_core(ti, step);
+                targets[ti].acked++;
+                s_acked++;
+                if (targets[ti].slot == USER_SLOT) s_user++;
+            }
+            next_batch = now + TICK_NS;
+            sent += due;
+            batches++;
+            if (due > max_batch) max_batch = due;
+            if (flush_out() < 0) break;
+            continue;
+        }
+        /* the next message is due when floor(rate * t) reaches `sent` */
+        uint64_t due_at = start + (uint64_t)((double)sent / rate * 1e9) + 1000;
+        if (due_at < next_batch && total - sent > 1) due_at = next_batch;
+        now = now_ns();
+        if (wait_io(due_at > now ? due_at - now : 0, 0, 1) < 0) break;
+    }
+    got_pong = 0;
+    put(&out, "PING\r\n", 6);
+    uint64_t deadline = now_ns() + ACK_TIMEOUT_NS;
+    while (!fatal[0] && !got_pong) {
+        uint64_t now = now_ns();
+        if (now > deadline) {
+            snprintf(s_error, sizeof s_error, "no PONG within 10 s after the step");
+            break;
+        }
+        if (wait_io(deadline - now, 0, 0) < 0) break;
+    }
+    uint64_t end = now_ns();
+    if (fatal[0]) {
+        printf("{\"event\":\"error\",\"step\":%d,\"publisher\":\"c\",\"error\":\"%s\"}\n", step,
+               fatal);
+        fflush(stdout);
+        exit(1);
+    }
+    print_done(step, sent, end - start, cpu_s() - cpu0, batches, max_batch, 0);
+}
+
 static void run_step(int step, double rate, double seconds) {
+    if (core_mode) {
+        run_step_core(step, rate, seconds);
+        return;
+    }
     s_acked = s_failed = s_dups = s_unacked = s_user = 0;
     s_error[0] = 0;
     for (int i = 0; i < ntargets; i++) targets[i].acked = 0;
@@ -584,21 +682,31 @@ static void serve(void) {
 int main(int argc, char **argv) {
     setvbuf(stdin, NULL, _IONBF, 0); /* poll() on fd 0 must see every line stdio has not */
     seed_ids();
-    if (argc == 5 && !strcmp(argv[1], "--dump")) {
+    if ((argc == 5 || argc == 6) && !strcmp(argv[1], "--dump")) {
         long n = atol(argv[2]);
         user_share = atof(argv[3]);
         load_targets(argv[4]);
         cap_inflight = 1;
-        for (long i = 0; i < n; i++) build(next_target(), 0, (uint64_t)i);
+        if (argc == 6) { /* a PAD argument: the core NATS operations */
+            core_mode = 1;
+            pad = (size_t)atol(argv[5]);
+        }
+        for (long i = 0; i < n; i++) {
+            if (core_mode) build_core(next_target(), 0);
+            else build(next_target(), 0, (uint64_t)i);
+        }
         fwrite(out.p, 1, out.len, stdout);
         return 0;
     }
-    if (argc != 6) {
-        fprintf(stderr, "usage: jspub PORT STREAM USER_SHARE MAX_INFLIGHT TARGETS_FILE\n"
-                        "       jspub --dump N USER_SHARE TARGETS_FILE\n");
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: jspub PORT STREAM|- USER_SHARE MAX_INFLIGHT TARGETS_FILE [PAD]\n"
+                        "       jspub --dump N USER_SHARE TARGETS_FILE [PAD]\n");
         return 2;
     }
     stream = argv[2];
+    core_mode = !strcmp(stream, "-");
+    pad = argc == 7 ? (size_t)atol(argv[6]) : 0;
+    if (pad > 4096) die("PAD is at most 4096");
     user_share = atof(argv[3]);
     cap_inflight = (uint64_t)atol(argv[4]);
     if (cap_inflight < 1) die("MAX_INFLIGHT must be at least 1");

@@ -44,11 +44,15 @@ def build(cache: Path | None = None, source: Path = SOURCE) -> Path:
 
 
 class Fleet:
-    """All load-client processes of one sweep; counters and histograms summed over them."""
+    """All load-client processes of one sweep; counters and histograms summed over them.
+
+    ``command`` starts one process (``wsload``, or ``node recv.js``, the cross-check receiver
+    built on the peers' official clients); both take ``PROTO PORT SPECFILE TIMEOUT`` and
+    answer the same JSON lines."""
 
     def __init__(
         self,
-        binary: Path,
+        command: Sequence[str],
         proto: str,
         port: int,
         specs: Sequence[str],
@@ -67,7 +71,7 @@ class Fleet:
             part = self.specs[i * size : (i + 1) * size]
             spec_file = workdir / f"{proto}-clients-{i}.txt"
             spec_file.write_text("\n".join(part) + "\n")
-            argv = [str(binary), proto, str(port), str(spec_file), str(connect_timeout)]
+            argv = [*command, proto, str(port), str(spec_file), str(connect_timeout)]
             self.procs.append(Child(argv, core=core, nice=nice, log=workdir / f"wsload-{i}.log"))
         self.connect_timeout = connect_timeout
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from tidings.bench.config import BenchConfig, config_dict
@@ -13,21 +15,46 @@ from tidings.bench.report import machine, markdown, plot, tables, write_json
 from tidings.bench.runner import Progress, Runner
 from tidings.errors import BenchFailed
 
-# The issue's scenarios: (clients, rooms, rates in notifications/s);
-# deliveries/s = rate x clients/rooms
-SCENARIOS: dict[str, tuple[int, int, list[float]]] = {
-    "one-room": (1000, 1, [20, 50, 100, 200, 500, 1000, 1500, 2000]),
-    "hundred-rooms": (1000, 100, [500, 1000, 2000, 5000, 10000, 15000, 20000]),
-    "big-room": (5000, 1, [4, 10, 20, 50, 100, 200, 400]),
-    "idle": (19000, 100, []),
-    "smoke": (20, 2, [50, 100]),
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    """One scenario: clients, tenant rooms, rates (notifications/s per step), share to users.
+
+    Deliveries/s = rate x clients/rooms for tenant publishes, = rate for user publishes."""
+
+    clients: int
+    rooms: int
+    rates: list[float]
+    user_share: float = 0.0
+
+
+USER_RATES = [1000.0, 2000, 5000, 10000, 20000, 30000, 40000]
+SCENARIOS: dict[str, Preset] = {
+    "one-room": Preset(1000, 1, [20, 50, 100, 200, 500, 1000, 1500, 2000]),
+    "hundred-rooms": Preset(1000, 100, [500, 1000, 2000, 5000, 10000, 15000, 20000]),
+    "big-room": Preset(5000, 1, [4, 10, 20, 50, 100, 200, 400]),
+    "idle": Preset(19000, 100, []),
+    "smoke": Preset(20, 2, [50, 100]),
+    # single users: every notification to ONE of 10,000 connected users
+    "users": Preset(10000, 100, USER_RATES, user_share=1.0),
+    "users-1000": Preset(10000, 1000, USER_RATES, user_share=1.0),
+    "users-each": Preset(10000, 10000, USER_RATES, user_share=1.0),  # a tenant per user
+    "users-smoke": Preset(20, 2, [50, 100], user_share=1.0),
 }
 
-__all__ = ["SCENARIOS", "BenchConfig", "BenchFailed", "run_bench"]
+__all__ = ["SCENARIOS", "BenchConfig", "BenchFailed", "Preset", "run_bench"]
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def run_bench(cfg: BenchConfig, *, progress: Progress, console: Any) -> dict[str, Any]:
-    """Run ``cfg``; write ``<out>/bench-<scenario>-<time>.json`` and ``.png``; print tables."""
+    """Run ``cfg``; write ``<out>/bench-<scenario>-<time>.json`` and ``.png``; print tables.
+
+    SIGTERM ends the run like Ctrl-C: the runner's ``finally`` blocks stop every server, broker,
+    publisher and load client it started (by default SIGTERM would leave them running)."""
+    signal.signal(signal.SIGTERM, _terminated)
     info = machine()
     result: dict[str, Any] = {
         "machine": info,

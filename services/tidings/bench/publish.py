@@ -102,13 +102,9 @@ async def nats_backend(opts: dict[str, Any]) -> tuple[SendBatch, Callable[[], Aw
 
     nc = await nats.connect(opts["url"], pending_size=64 << 20)
 
-    def subject(target: Target) -> str:
-        slot, n = target
-        return f"bench.t.{n}" if slot == TENANT_SLOT else f"bench.u.{n}"
-
     async def send(batch: list[tuple[Target, bytes]]) -> None:
         for target, data in batch:
-            await nc.publish(subject(target), data)
+            await nc.publish(nats_subject(target), data)
         await nc.flush(10)
 
     return send, nc.close
@@ -138,16 +134,28 @@ async def redis_backend(opts: dict[str, Any]) -> tuple[SendBatch, Callable[[], A
     return send, close
 
 
-def write_targets(path: Path, layout: Layout, worker: int, workers: int) -> Path:
+def nats_subject(target: Target) -> str:
+    """The core NATS subject of a target (the ``nats`` peer: one subject per room / user)."""
+    slot, n = target
+    return f"bench.t.{n}" if slot == TENANT_SLOT else f"bench.u.{n}"
+
+
+def write_targets(
+    path: Path, layout: Layout, worker: int, workers: int, backend: str = "jetstream"
+) -> Path:
     """jspub's input: one line per target this worker owns, ``SLOT N SUBJECT ENVELOPE_HEX``,
     tenant rooms then users in the Pacer's order; the envelope has no id and no data (proto3
-    omits them), so jspub appends both per message and the later fields win."""
+    omits them), so jspub appends both per message and the later fields win. For the
+    ``nats`` backend (core NATS) the subject is the peer's and the envelope empty."""
     from tidings.envelope import Notification
 
     rooms, users = layout.owned(worker, workers)
     lines = []
     for slot, owned in ((TENANT_SLOT, rooms), (USER_SLOT, users if layout.user_share else [])):
         for n in owned:
+            if backend == "nats":
+                lines.append(f"{slot} {n} {nats_subject((slot, n))} \n")
+                continue
             msg = envelope((slot, n), layout.rooms)
             bare = dataclasses.replace(Notification.from_bytes(msg.payload), id="", data=b"")
             subject = msg.subject
@@ -159,11 +167,15 @@ def write_targets(path: Path, layout: Layout, worker: int, workers: int) -> Path
 def c_argv(
     binary: Path, opts: dict[str, Any], targets: Path, *, inflight: int = MAX_INFLIGHT
 ) -> list[str]:
-    """The command line of one jspub process (``opts`` as for the Python jetstream backend)."""
+    """The command line of one jspub process (``opts`` as for the Python backends): JetStream,
+    or core NATS (stream ``-``) with the peers' padding for the ``nats`` backend."""
     port = urlsplit(opts["url"]).port
     if port is None:
         raise ValueError(f"no port in {opts['url']}")
     share = repr(float(opts.get("user_share", 0.0)))
+    if opts.get("backend") == "nats":
+        pad = str(int(opts.get("pad", 0)))
+        return [str(binary), str(port), "-", share, str(inflight), str(targets), pad]
     stream = opts.get("stream", STREAM)
     return [str(binary), str(port), stream, share, str(inflight), str(targets)]
 

@@ -75,6 +75,12 @@ def _fmt(x: float | None, spec: str = ",.0f") -> str:
     return "—" if x is None else format(x, spec)
 
 
+def _below(s: dict[str, Any]) -> str:
+    """The failing rates under the highest passing one, if any."""
+    failed = s.get("failed_below") or []
+    return f" (failed below it: {', '.join(f'{r:g}/s' for r in failed)})" if failed else ""
+
+
 def tables(result: dict[str, Any], console: Console) -> None:
     cfg = result["config"]
     bound = cfg["p99_bound_ms"]
@@ -87,6 +93,7 @@ def tables(result: dict[str, Any], console: Console) -> None:
             f"{name} — {cfg['clients']:,} clients / {cfg['rooms']} rooms — max rate with no loss "
             f"and p99 ≤ {bound:g} ms: "
             + (f"{best:g}/s = {s['max_deliveries_per_s']:,.0f} deliveries/s" if best else "none")
+            + _below(s)
             + (f" — publisher: {s['publisher']}" if s.get("publisher") else "")
         )
         t = Table(title=title, title_justify="left")
@@ -263,18 +270,25 @@ def markdown(result: dict[str, Any]) -> str:
                 if best
                 else "**none**"
             )
+            + _below(s)
             + (f" — publisher: {s['publisher']}" if s.get("publisher") else "")
+            + (f" — receiver: {s['receiver']}" if s.get("receiver") else "")
+            + (
+                f" — idle RSS {s['kb_per_conn_in_sweep']:.2f} KB/connection"
+                if s.get("kb_per_conn_in_sweep")
+                else ""
+            )
         )
         lines.append("")
         lines.append(
             "| R/s | offered/s | delivered/s | lost | dup | p50 ms | p95 ms | p99 ms (per round) "
-            "| max ms | server CPU % | server RSS MB | generator CPU % | gen. core busy % "
-            "| publishers µs/n | broker µs/n | load |"
+            "| max ms | server CPU % | server µs/n | server RSS MB | deliveries/read "
+            "| generator CPU % | gen. core busy % | publishers µs/n | broker µs/n | load |"
         )
-        lines.append("|---:" * 16 + "|")
+        lines.append("|---:" * 18 + "|")
         for r in s["rates"]:
             if not r.get("runs"):
-                lines.append(f"| {r['rate']:g} | skipped |" + " |" * 14)
+                lines.append(f"| {r['rate']:g} | skipped |" + " |" * 16)
                 continue
             runs = "/".join(f"{x:.0f}" for x in r["p99_ms_runs"])
             flag = "" if r["pass"] else " ✗"
@@ -284,7 +298,8 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {r['rate']:g} | {r['offered_per_s']:,.0f} | {r['delivered_per_s']:,.0f} | "
                 f"{r['lost']:,} | {r['duplicated']:,} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
                 f"**{r['p99_ms']:.1f}** ({runs}){flag} | {r['max_ms']:.0f} | "
-                f"{r['server_cpu_pct']:.0f} | {r['server_rss_mb']:.0f} | "
+                f"{r['server_cpu_pct']:.0f} | {_fmt(r.get('server_us_per_n'), '.1f')} | "
+                f"{r['server_rss_mb']:.0f} | {_fmt(r.get('deliveries_per_read'), '.2f')} | "
                 f"{r['generator_cpu_pct']:.0f} | {r.get(gen, 0):.0f} | "
                 f"{_fmt(r.get('publishers_us_per_n'), '.1f')} | "
                 f"{_fmt(r.get('broker_us_per_n'), '.1f')} | {r['loadavg_1m']:.1f} |"

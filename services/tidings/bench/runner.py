@@ -28,7 +28,7 @@ from tidings.bench.procs import Child, pin, rss_bytes
 from tidings.bench.publish import c_argv, data_bytes, write_targets
 from tidings.bench.step import measure_step
 from tidings.bench.summary import summarize
-from tidings.bench.systems import System, make
+from tidings.bench.systems import RECEIVERS, System, make, receiver_argv
 from tidings.errors import BenchFailed
 
 HOPELESS = 5.0  # a step with loss or p99 past 5x the bound ends that sweep
@@ -86,7 +86,7 @@ class Runner:
             if self._jspub is None:
                 self._jspub = build(source=JSPUB_SOURCE)
             targets = system.workdir / f"pub{w}-targets.txt"
-            write_targets(targets, self.cfg.layout, w, opts["workers"])
+            write_targets(targets, self.cfg.layout, w, opts["workers"], system.backend)
             argv = c_argv(self._jspub, opts, targets)
         else:
             argv = [sys.executable, "-m", "tidings.bench.publish", json.dumps(opts)]
@@ -98,7 +98,7 @@ class Runner:
         workdir = system.workdir / tag
         workdir.mkdir(exist_ok=True)
         return Fleet(
-            self.binary,
+            receiver_argv(system, self.binary),
             system.proto,
             system.port,
             specs,
@@ -119,6 +119,7 @@ class Runner:
         rows: list[dict[str, Any]] = []
         info: dict[str, Any] = {"system": name, "round": rnd}
         info["publisher"] = system.publisher_label
+        info["receiver"] = RECEIVERS[system.receiver]
         try:
             self.progress(f"{name} r{rnd}: starting", False)
             system.start(layout)

@@ -40,6 +40,7 @@ def measure_step(
         raw = cfg.out / f"profile-{cfg.scenario}-R{rate:g}-{time.strftime('%H%M%S')}.txt"
         cfg.out.mkdir(parents=True, exist_ok=True)
         spy = profile.start(system.server_pids[0], cfg.seconds, raw, core=cfg.gen_core)
+    before = fleet.report()
     s0 = sample(groups, time.monotonic())
     share = rate / len(pubs)
     for pub in pubs:
@@ -107,12 +108,15 @@ def measure_step(
         "closed": report.get("closed", 0),
         "publish_errors": errors,
     }
+    # how much one server write carried: deliveries per client read (wsload counts reads)
+    reads = report.get("reads", 0) - before.get("reads", 0)
+    row["deliveries_per_read"] = round(unique / reads, 2) if reads > 0 else None
     if spy is not None:
         spy.p.wait(cfg.seconds + 30)
         if raw.exists():
             row["profile"] = {"raw": str(raw), **profile.summarize(raw)}
-    # CPU per notification of what makes the publishes: the publishers and the broker
-    for g in ("publishers", "broker"):
+    # CPU per notification: the server under test's, and what makes the publishes
+    for g in ("server", "publishers", "broker"):
         row[f"{g}_us_per_n"] = round(usage[f"{g}_cpu_pct"] * 1e4 / max(publish_rate, 1.0), 1)
     row["generator_cpu_pct"] = round(generator, 1)
     row["generator_saturated"] = generator >= SATURATED_PCT

@@ -6,10 +6,15 @@
   ``publish_many`` (``python``); ``tidings@c`` / ``tidings@python`` name one explicitly, so
   both can run side by side in one run.
 * ``nats`` — nats-server's own WebSocket listener; clients speak the NATS protocol (the native
-  ceiling: no envelope, no auth, no stream; core NATS publish).
+  ceiling: no envelope, no auth, no stream; core NATS publish from ``jspub`` in its core mode,
+  or with ``nats@python`` from nats-py as before issue 12).
 * ``socketio-node`` — Socket.IO 4 on Node with ``@socket.io/redis-adapter`` and a local
   redis-server; publishers ``PUBLISH`` to Redis (the stack Tidings replaces).
 * ``socketio-py`` — python-socketio on uvicorn (one process), fed the same way.
+
+A ``:node`` suffix (``nats:node``, ``socketio-node:node``) receives with the cross-check client
+instead of ``wsload``: the peer's own official client in Node (``benchmarks/peers/recv.js``:
+``@nats-io/nats-core`` over WebSocket, ``socket.io-client``), checking deliveries the same way.
 
 The server under test runs on the server core; brokers (nats-server for Tidings, redis-server)
 run with the generator, as they would on other machines.
@@ -37,9 +42,17 @@ from tidings.ports import free_port
 
 SECRET = "tidings-bench-secret-0123456789abcdef-xyz"  # noqa: S105 - signs bench tokens only
 SYSTEMS = ("tidings", "nats", "socketio-node", "socketio-py")
+RECEIVERS = {
+    "c": "C wsload (epoll)",
+    "node": "Node recv.js (the peer's official client)",
+}
 PUBLISHERS = {
     "c": "C jspub (HPUB pipelined, PubAcks counted)",
     "python": "Python publish_many (nats-py)",
+}
+NATS_PUBLISHERS = {
+    "c": "C jspub (core NATS PUB, pipelined, PING/PONG per step)",
+    "python": "Python nats-py (core NATS)",
 }
 
 
@@ -70,6 +83,7 @@ class System:
     backend = ""  # publisher backend
     publisher = "python"  # which publisher program: "python" (tidings.bench.publish) or "c"
     publisher_label = "Python"
+    receiver = "c"  # load clients: "c" (wsload) or "node" (recv.js, peers only)
 
     def __init__(self, workdir: Path, *, server_core: int | None, gen_core: int | None, nice: int):
         self.workdir = workdir
@@ -204,7 +218,13 @@ class Tidings(System):
 
 class NatsNative(System):
     name, proto, backend = "nats", "nats", "nats"
-    publisher_label = "Python nats-py (core NATS)"
+
+    def __init__(self, *args: Any, publisher: str = "c", **kw: Any):
+        super().__init__(*args, **kw)
+        if publisher not in NATS_PUBLISHERS:
+            raise BenchFailed(f"unknown publisher {publisher!r}; choose from c, python")
+        self.publisher = publisher
+        self.publisher_label = NATS_PUBLISHERS[publisher]
 
     def start(self, layout: Layout) -> None:
         self.client_port, self.port = free_port(), free_port()
@@ -275,14 +295,35 @@ class SocketIOPy(SocketIO):
         return [sys.executable, str(peers_dir() / "sio_py.py"), str(port), str(redis_port)]
 
 
+def receiver_argv(system: System, wsload: Path) -> list[str]:
+    """How to start one load-client process of ``system`` (its protocol and port follow)."""
+    if system.receiver == "c":
+        return [str(wsload)]
+    script = peers_dir() / "recv.js"
+    module = "@nats-io/nats-core" if system.proto == "nats" else "socket.io-client"
+    if not (script.parent / "node_modules" / module).is_dir():
+        raise BenchFailed(f"{module} is not installed: run benchmarks/peers/setup.sh")
+    return ["node", str(script)]
+
+
 def make(name: str, workdir: Path, **kw: Any) -> System:
-    """A system by name; ``tidings@c`` / ``tidings@python`` override the ``publisher`` option."""
+    """A system by name; ``tidings@c`` / ``tidings@python`` override the ``publisher`` option,
+    a ``:node`` suffix on a peer receives with its official Node client."""
+    full = name
+    name, _, receiver = name.partition(":")
+    if receiver not in ("", *RECEIVERS):
+        raise BenchFailed(f"unknown receiver {receiver!r} in {full!r}; choose from node")
     base, _, publisher = name.partition("@")
     if base == "tidings":
+        if receiver == "node":
+            raise BenchFailed("the Node cross-check receiver speaks the peers' protocols only")
         if publisher:
             kw["publisher"] = publisher
         return Tidings(workdir, name=name, **kw)
     extra = {k: v for k, v in kw.items() if k not in ("storage", "window", "publisher")}
+    if base == "nats" and publisher:  # nats@python: the nats-py publisher (default: jspub)
+        extra["publisher"] = publisher
+        name = base
     classes: dict[str, type[System]] = {
         "nats": NatsNative,
         "socketio-node": SocketIONode,
@@ -290,4 +331,8 @@ def make(name: str, workdir: Path, **kw: Any) -> System:
     }
     if name not in classes:
         raise BenchFailed(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
-    return classes[name](workdir, **extra)
+    system = classes[name](workdir, **extra)
+    system.name = full
+    if receiver:
+        system.receiver = receiver
+    return system

@@ -22,7 +22,9 @@
  * and out-of-order arrivals (a 64-deep window tells the last two apart); per step it histograms
  * latency at 20 us resolution.
  *
- * stdin, one command a line: `report` -> one JSON line of per-step counters; `hist K` -> the
+ * stdin, one command a line: `report` -> one JSON line of counters (connections; frames, bytes
+ * and reads since start: deliveries per read shows how much the server put in one write) and
+ * per-step counters; `hist K` -> the
  * sparse latency histogram of step K ([[bucket, count], ...], bucket = 20 us); `quit`.
  * On start it prints {"event":"connected",...} once every connection is ready (or failed, or
  * the connect timeout passed). Sockets close with RST (SO_LINGER 0): a sweep opens and closes
@@ -75,7 +77,7 @@ static conn_t *conns;
 static int nconns, port, epfd;
 static step_t steps[MAX_STEPS];
 static uint64_t n_open, n_ready, n_failed, n_closed, n_errors, frames, bytes_in, pings,
-    malformed;
+    malformed, reads;
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -432,6 +434,7 @@ static void on_readable(conn_t *c) {
             return;
         }
         bytes_in += (uint64_t)r;
+        reads++;
         int filled = (uint32_t)r == c->cap - c->len;
         c->len += (uint32_t)r;
         uint64_t t = now_ns();
@@ -464,12 +467,12 @@ static void on_readable(conn_t *c) {
 static void report(void) {
     printf("{\"event\":\"report\",\"conns\":%d,\"open\":%llu,\"ready\":%llu,\"failed\":%llu,"
            "\"closed\":%llu,\"errors\":%llu,\"frames\":%llu,\"bytes\":%llu,\"pings\":%llu,"
-           "\"malformed\":%llu,\"steps\":[",
+           "\"malformed\":%llu,\"reads\":%llu,\"steps\":[",
            nconns, (unsigned long long)n_open, (unsigned long long)n_ready,
            (unsigned long long)n_failed, (unsigned long long)n_closed,
            (unsigned long long)n_errors, (unsigned long long)frames,
            (unsigned long long)bytes_in, (unsigned long long)pings,
-           (unsigned long long)malformed);
+           (unsigned long long)malformed, (unsigned long long)reads);
     int first = 1;
     for (int k = 0; k < MAX_STEPS; k++) {
         step_t *s = &steps[k];

@@ -17,13 +17,18 @@ from tidings.units import split_list
 
 def bench(
     scenario: Annotated[
-        str, typer.Option(help="one-room, hundred-rooms, big-room, idle or smoke (presets).")
+        str,
+        typer.Option(
+            help="one-room, hundred-rooms, big-room, idle, smoke, users, users-1000,"
+            " users-each or users-smoke (presets)."
+        ),
     ] = "one-room",
     systems: Annotated[
         str,
         typer.Option(
             help="Comma-separated: tidings, nats, socketio-node, socketio-py"
-            " (tidings@c / tidings@python pick its publisher)."
+            " (tidings@c / tidings@python pick its publisher; nats:node /"
+            " socketio-node:node receive with the peer's own Node client)."
         ),
     ] = "tidings,nats,socketio-node",
     clients: Annotated[int | None, typer.Option(help="WebSocket clients (preset).")] = None,
@@ -34,7 +39,9 @@ def bench(
     seconds: Annotated[float, typer.Option(help="Length of one step.")] = 5.0,
     rounds: Annotated[int, typer.Option(help="Interleaved sweeps per system (medians).")] = 1,
     p99_bound: Annotated[float, typer.Option(help="p99 bound (ms) of a passing step.")] = 50.0,
-    user_share: Annotated[float, typer.Option(help="Share of publishes to user rooms.")] = 0.0,
+    user_share: Annotated[
+        float | None, typer.Option(help="Share of publishes to user rooms (preset).")
+    ] = None,
     publishers: Annotated[int, typer.Option(help="Publisher processes (at most rooms).")] = 2,
     publisher: Annotated[
         str, typer.Option(help="Tidings' publishers: c (jspub) or python (the SDK's path).")
@@ -67,9 +74,10 @@ def bench(
         fail(InvalidField(f"choose one of {', '.join(SCENARIOS)}", field="scenario"))
     if publisher not in ("c", "python"):
         fail(InvalidField("choose c or python", field="publisher"))
-    n, m, preset = SCENARIOS[scenario]
+    preset = SCENARIOS[scenario]
+    n, m = preset.clients, preset.rooms
     try:
-        steps = [float(r) for r in split_list(rates)] if rates else preset
+        steps = [float(r) for r in split_list(rates)] if rates else preset.rates
     except ValueError:
         fail(InvalidField("is not a comma-separated list of numbers", field="rates"))
     idle = idle_clients if idle_clients is not None else (n if scenario == "idle" else 0)
@@ -82,7 +90,7 @@ def bench(
         systems=split_list(systems),
         rounds=rounds,
         p99_bound_ms=p99_bound,
-        user_share=user_share,
+        user_share=preset.user_share if user_share is None else user_share,
         publishers=publishers,
         publisher=publisher,
         per_process=per_process,
