@@ -25,6 +25,7 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     base = tmp_path_factory.mktemp("e2e-dev")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
     log = base / "tidings-dev.log"
+    page_port = free_port()  # a page of "your own app" (test_browser_origin.py) may connect
     command = [
         sys.executable, "-m", "tidings", "dev", "--dir", str(base / "state"),
         "--nats-port", str(free_port()), "--publisher-port", str(free_port()),
@@ -32,10 +33,11 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         "--gateway-api-port", str(free_port()),  # not 8083: other stacks may run beside it
         "--inbox-port", str(free_port()), "--inbox-api-port", str(free_port()),
         "--gateway-metrics-port", str(free_port()),  # nor 9464
+        "--allow-origin", f"http://127.0.0.1:{page_port}",
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=base, env=env, stdout=out, stderr=subprocess.STDOUT)
-    stack = DevStack(process, base / "state", log)
+    stack = DevStack(process, base / "state", log, page_port)
 
     def up() -> bool:
         if process.poll() is not None:
