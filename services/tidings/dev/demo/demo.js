@@ -123,7 +123,7 @@ function Header({ session }) {
       h(StatePill),
       h(
         "span",
-        { className: "whoami", "data-testid": "whoami" },
+        { className: "whoami", "data-testid": "whoami", title: `${who.user ?? "?"} @ ${who.tenant ?? "?"}` },
         h("strong", null, who.user ?? "?"),
         h("span", { className: "muted" }, ` @ ${who.tenant ?? "?"}`),
       ),
