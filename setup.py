@@ -1,8 +1,9 @@
 """One build step on top of pyproject.toml: the wheel carries the browser SDK for the demo page.
 
 ``clients/js/src`` is the one source of the SDK (``tidings.js``, ``tidings-inbox.js``,
-``tidings-react.js``); a checkout's demo serves them from there, and an installed package finds
-the copies this step puts under ``tidings/dev/demo/sdk/`` (see ``tidings.dev.demo.sdk_file``).
+``tidings-react.js``, ``tidings-toast.js``); a checkout's demo serves them from there, and an
+installed package finds the copies this step puts under ``tidings/dev/demo/sdk/`` (see
+``tidings.dev.demo.sdk_file``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 SDK_SOURCE = Path(__file__).parent / "clients" / "js" / "src"
-SDK_FILES = ("tidings.js", "tidings-inbox.js", "tidings-react.js")
+SDK_FILES = ("tidings.js", "tidings-inbox.js", "tidings-react.js", "tidings-toast.js")
 SDK_TARGET = ("tidings", "dev", "demo", "sdk")
 
 

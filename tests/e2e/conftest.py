@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,10 +15,18 @@ import pytest
 
 from tests.e2e.harness import CHROMIUM, CHROMIUM_ARGS, DemoPage, DevStack, stop_stack
 from tests.support.waiting import wait_until
-from tidings.ports import free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
+
+
+def distinct_free_ports(count: int) -> list[int]:
+    """``count`` ports nothing listens on, all different: held open together while chosen."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 @pytest.fixture(scope="session")
@@ -25,17 +35,22 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     base = tmp_path_factory.mktemp("e2e-dev")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
     log = base / "tidings-dev.log"
+    # Distinct free ports (one free_port() at a time may hand out the same port twice).
+    (nats, publisher, gateway, demo, gateway_api, inbox, inbox_api, metrics, page_port) = (
+        distinct_free_ports(9)
+    )  # page_port: a page of "your own app" (test_browser_origin.py)
     command = [
         sys.executable, "-m", "tidings", "dev", "--dir", str(base / "state"),
-        "--nats-port", str(free_port()), "--publisher-port", str(free_port()),
-        "--gateway-port", str(free_port()), "--demo-port", str(free_port()),
-        "--gateway-api-port", str(free_port()),  # not 8083: other stacks may run beside it
-        "--inbox-port", str(free_port()), "--inbox-api-port", str(free_port()),
-        "--gateway-metrics-port", str(free_port()),  # nor 9464
+        "--nats-port", str(nats), "--publisher-port", str(publisher),
+        "--gateway-port", str(gateway), "--demo-port", str(demo),
+        "--gateway-api-port", str(gateway_api),  # not 8083: other stacks may run beside it
+        "--inbox-port", str(inbox), "--inbox-api-port", str(inbox_api),
+        "--gateway-metrics-port", str(metrics),  # nor 9464
+        "--allow-origin", f"http://127.0.0.1:{page_port}",
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=base, env=env, stdout=out, stderr=subprocess.STDOUT)
-    stack = DevStack(process, base / "state", log)
+    stack = DevStack(process, base / "state", log, page_port)
 
     def up() -> bool:
         if process.poll() is not None:

@@ -8,12 +8,16 @@ or npm package fails the tests with the command that installs it — never a sil
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
 import signal
 import subprocess
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +50,7 @@ class DevStack:
     process: subprocess.Popen[bytes]
     dir: Path
     log: Path
+    page_port: int = 0  # `tidings dev --allow-origin http://127.0.0.1:<page_port>`
 
     def info(self) -> dict[str, Any]:
         """dev.json as it is now (pids change when `tidings dev` restarts a child)."""
@@ -142,3 +147,32 @@ def node_command() -> str:
     if not (JS_DIR / "node_modules" / "ws").is_dir():
         pytest.fail(f"npm packages are missing: run `npm ci` in {JS_DIR} (as .ci/run does)")
     return node
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    extensions_map = {
+        ".html": "text/html; charset=utf-8",
+        ".js": "text/javascript; charset=utf-8",
+        ".css": "text/css; charset=utf-8",
+        ".svg": "image/svg+xml",
+        "": "application/octet-stream",
+    }
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def static_site(root: Path, port: int) -> Iterator[str]:
+    """``root`` served on 127.0.0.1:``port`` (an app's own origin), as any static server does;
+    yields its origin."""
+    handler = functools.partial(_Quiet, directory=str(root))
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, name=f"static-{port}", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -87,7 +87,7 @@ async def test_the_flagged_gateway_serves_the_page_and_mints_tokens_it_accepts(
         sdk = await http.get("/demo/tidings.js")
         assert sdk.headers["content-type"].startswith("text/javascript")
         assert sdk.content == SDK["tidings.js"].read_bytes()
-        for name in ("tidings-inbox.js", "tidings-react.js"):
+        for name in ("tidings-inbox.js", "tidings-react.js", "tidings-toast.js"):
             assert (await http.get(f"/demo/{name}")).content == SDK[name].read_bytes()
 
         config = (await http.get("/demo/config.json")).json()

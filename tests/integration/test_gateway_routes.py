@@ -193,3 +193,29 @@ async def test_demo_paths_go_to_the_injected_pages_and_nothing_else_does(served:
         ("/demo", ""),
         ("/demo/missing", ""),
     ]
+
+
+async def test_a_pages_plain_get_of_ws_reads_the_origin_refusal_and_the_log_names_the_setting(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The JS client's probe after a socket closed before it opened (docs/decisions.md): the
+    refusal is readable cross-origin, and the operator's log names the origin once."""
+    caplog.set_level("WARNING", logger="tidings.gateway.origins")
+    async with served.http as http:
+        for _ in range(3):
+            answer = await http.get("/ws", headers={"Origin": "http://localhost:5173"})
+            assert answer.status_code == 403
+            assert answer.headers["access-control-allow-origin"] == "*"
+            assert code(answer.json()) == "origin_forbidden"
+            assert "TIDINGS_GATEWAY_ALLOWED_ORIGINS" in answer.json()["error"]["reason"]
+        allowed = await http.get("/ws", headers={"Origin": "https://app.example"})
+        assert (allowed.status_code, code(allowed.json())) == (400, "subprotocol_required")
+        assert allowed.headers["access-control-allow-origin"] == "*"
+    status, _ = await refused(served.ws, subprotocols=SUB, origin=Origin("http://localhost:5173"))
+    assert status == 403
+    lines = [r.getMessage() for r in caplog.records if "refused a WebSocket" in r.getMessage()]
+    assert len(lines) == 1, lines  # five refusals of one origin within a minute: one line
+    assert "'http://localhost:5173'" in lines[0]
+    assert "TIDINGS_GATEWAY_ALLOWED_ORIGINS" in lines[0]
+    assert "--allow-origin http://localhost:5173" in lines[0]
+    assert served.routes.origin_log.refused == 4

@@ -19,6 +19,26 @@ import type {
 
 export declare const SEVERITIES: readonly Severity[];
 export declare const BELL_CSS: string;
+/** The toasts' default stylesheet (`enableToast={{ styles: false }}`: bring your own). */
+export declare const TOAST_CSS: string;
+
+export interface ToastOptions {
+  /** Milliseconds before a toast goes by itself (default 6000; 0: until dismissed). Paused while
+   * the pointer is over the toasts or focus is inside them. */
+  duration?: number;
+  /** At most this many toasts at once, newest on top (default 3). */
+  max?: number;
+  /** The toasts' live region's accessible name (default "New notifications"). */
+  label?: string;
+  /** The dismiss button's label (default "Dismiss"). */
+  dismissLabel?: string;
+  /** Inject the default stylesheet (default true). */
+  styles?: boolean;
+  /** Toast only the notifications this returns true for. */
+  filter?: (notification: Notification) => boolean;
+  /** Called when a toast is clicked. */
+  onSelect?: (notification: Notification) => void;
+}
 
 /** A notification in the provider's list, with its local read flag. */
 export type NotificationItem = Notification & { read: boolean };
@@ -51,6 +71,8 @@ export interface NotificationProviderProps {
   pageSize?: number;
   /** What the inbox list shows (default: everything not archived). */
   inboxFilter?: InboxFilter;
+  /** Show a toast for every notification delivered from now on (true: the defaults). */
+  enableToast?: boolean | ToastOptions;
   children?: ReactNode;
 }
 
@@ -97,6 +119,9 @@ export interface InboxValue {
 export declare function NotificationProvider(props: NotificationProviderProps): ReactElement;
 
 export declare function useNotifications(): NotificationsValue;
+
+/** The toasts of `enableToast`, placed yourself inside the provider (don't use both). */
+export declare function NotificationToasts(props: ToastOptions): ReactElement;
 
 /** The server-kept inbox; throws without `<NotificationProvider inbox={…}>`. */
 export declare function useInbox(): InboxValue;

@@ -18,6 +18,9 @@ import {
   mergeInbox,
   State,
 } from "./tidings.js";
+import { Toasts } from "./tidings-toast.js";
+
+export { TOAST_CSS } from "./tidings-toast.js";
 
 const h = React.createElement;
 const Context = React.createContext(null);
@@ -309,6 +312,9 @@ function useInboxClient(given, tokenOf) {
  * (`useInbox()`; the bell then shows the server's counts and history): `pageSize` items per page
  * (default 20), `inboxFilter` (the list's filter, e.g. `{severity: ["error", "critical"]}`).
  * With a base URL the inbox client asks for tokens as the connection does (`token`/`getToken`).
+ *
+ * `enableToast` (true, or `{duration, max, label, dismissLabel, styles, filter, onSelect}`) shows
+ * a toast for every notification delivered from now on (see tidings-toast.js).
  */
 export function NotificationProvider(props) {
   const { client: given, url, token, rooms, storage, storageKey, max = 100, children } = props;
@@ -403,7 +409,23 @@ export function NotificationProvider(props) {
     };
   }, [client, store, max, inbox.value]);
 
-  return h(Context.Provider, { value }, children);
+  const toast = props.enableToast;
+  return h(
+    Context.Provider,
+    { value },
+    children,
+    toast ? h(Toasts, { ...(typeof toast === "object" ? toast : {}), client }) : null,
+  );
+}
+
+/**
+ * The toasts of `enableToast`, placed yourself (inside the provider; don't use both):
+ * props `duration` (ms, default 6000, 0: until dismissed), `max` (default 3), `label`,
+ * `dismissLabel`, `styles`, `filter(n)`, `onSelect(n)`.
+ */
+export function NotificationToasts(props) {
+  const { client } = useNotifications();
+  return h(Toasts, { ...props, client });
 }
 
 /** The provider's notifications, unread count, connection state and actions. */

@@ -158,6 +158,18 @@ export interface ConnectOptions {
   WebSocket?: new (url: string, protocols?: string | string[]) => WebSocketLike;
   /** Random source in [0, 1) for the jitter (tests). */
   random?: () => number;
+  /**
+   * When a socket closes before it opened, GET the gateway's `/ws` over HTTP to learn whether it
+   * refuses this page's origin (the browser hides the upgrade's 403); on `origin_forbidden` the
+   * client stops (state `closed`) instead of retrying. Default: on in a page (where `location`
+   * and `fetch` exist).
+   */
+  probeOrigin?: boolean;
+  /** The `fetch` of the origin probe (default `globalThis.fetch`). */
+  fetch?: (url: string, init?: { credentials?: string; cache?: string; signal?: unknown }) => Promise<{
+    status: number;
+    json(): Promise<unknown>;
+  }>;
 }
 
 export interface WebSocketLike {
@@ -176,7 +188,8 @@ export declare class TidingsError extends Error {
     message: string,
     details?: { closeCode?: number; status?: number; number?: number; field?: string; id?: number },
   );
-  /** The gateway's stable error code (`forbidden`, `token_expired`…) or the client's own
+  /** The gateway's stable error code (`forbidden`, `token_expired`, `origin_forbidden`: the
+   * gateway refuses the page's origin — allow it with TIDINGS_GATEWAY_ALLOWED_ORIGINS…) or the client's own
    * (`connection_lost`, `closed`, `timeout`, `unreachable`, `token_unavailable`, `bad_room`,
    * `invalid_option`). */
   readonly code: string;

@@ -191,6 +191,13 @@ export class TidingsClient {
     this._pingInterval = o.pingInterval ?? 25000;
     this._pingTimeout = o.pingTimeout ?? 10000;
     this._storage = resolveStorage(o.storage);
+    // After a socket closed before it opened, ask the gateway over HTTP whether it refuses this
+    // page's origin (a browser hides the 403): by default where there is a page and fetch.
+    const pageFetch = globalThis.fetch; // called unbound: a browser's fetch needs its window
+    this._fetch = o.fetch ?? (typeof pageFetch === "function" ? (url, init) => pageFetch(url, init) : null);
+    this._probeOrigin =
+      (o.probeOrigin ?? globalThis.location != null) && typeof this._fetch === "function";
+    this._probed = false; // the gateway answered a probe since the last welcome
     this._storageKey = o.storageKey ?? `tidings:${this.url}`;
 
     /** @type {string} */
@@ -355,7 +362,11 @@ export class TidingsClient {
     this._reconnectAsked = false;
     this._welcomedAt = null;
     this._sentSince = null;
-    ws.onopen = () => this._sendHello(ws, token);
+    this._opened = false;
+    ws.onopen = () => {
+      this._opened = true;
+      this._sendHello(ws, token);
+    };
     ws.onmessage = (event) => this._onMessage(ws, event.data);
     ws.onerror = () => {}; // a close event follows and says what to do
     ws.onclose = (event) => this._onClose(ws, event.code, event.reason);
@@ -537,6 +548,7 @@ export class TidingsClient {
     this._lastReceived = Date.now();
     this._failures = 0;
     this._authRetried = false;
+    this._probed = false;
     this._expectReset = this._sentSince != null && !welcome.recovered;
     this.stats.connects += 1;
     this._setState(State.CONNECTED, { welcome, recovered: welcome.recovered });
@@ -649,6 +661,45 @@ export class TidingsClient {
       this._emit("error", refused);
       return this._retry({ closeCode: code, reason: why, delay: 0 });
     }
+    if (!this._opened && code === ABNORMAL && this._probeOrigin && !this._probed) {
+      // Refused before it opened: the origin? Only an HTTP answer can say (docs/decisions.md).
+      this._probe().then((forbidden) => {
+        if (this._closing || this._ws != null) return;
+        if (forbidden) return this._finish(forbidden);
+        this._retryAfterClose(code, why);
+      });
+      return;
+    }
+    return this._retryAfterClose(code, why);
+  }
+
+  /**
+   * GET the gateway's `/ws` over HTTP: it answers a page's plain GET with its refusal, readable
+   * cross-origin (403 `origin_forbidden` when it refuses the origin the browser sends). Resolves
+   * with that error, or null: another answer (not an origin problem) or none (unreachable).
+   */
+  async _probe() {
+    const url = new URL(this.url);
+    url.protocol = url.protocol === "wss:" ? "https:" : "http:";
+    let answer;
+    try {
+      const signal = globalThis.AbortSignal?.timeout?.(this._openTimeout);
+      answer = await this._fetch(url.href, { credentials: "omit", cache: "no-store", signal });
+    } catch {
+      return null; // no answer, or one the page may not read: try the socket again
+    }
+    this._probed = true; // the gateway answered: no more probes until the next welcome
+    let body = null;
+    try {
+      body = await answer.json();
+    } catch {
+      // not the gateway's JSON: not an origin problem it can name
+    }
+    const error = gatewayError({ status: answer.status, body });
+    return error.code === "origin_forbidden" ? error : null;
+  }
+
+  _retryAfterClose(code, why) {
     if (this._failures >= this._maxAttempts) {
       return this._finish(
         new TidingsError("unreachable", `gave up after ${this._failures} attempts: ${why}`, {

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tidings.cli.common import DirOption, err, fail, log, out, settings_of, ttl_seconds
-from tidings.dev.options import DevOptions
+from tidings.dev.options import DevOptions, check_origin
 from tidings.errors import TidingsError
 
 if TYPE_CHECKING:  # the stack loads nats-py and httpx: only `tidings dev` needs them
@@ -57,12 +57,24 @@ def dev(
         ),
     ] = None,
     ingress_port: Annotated[int, typer.Option(help="nginx (ingress) port.")] = 8090,
+    allow_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Origin of your own app allowed to open /ws and call the status and inbox APIs"
+            " (e.g. http://localhost:5173 for Vite); repeat for more, `*` for any.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run NATS, the stream and the services on loopback until Ctrl-C."""
     from tidings.dev.stack import run
 
     settings = settings_of(ctx)
     seconds = ttl_seconds(ttl)
+    try:
+        origins = tuple(check_origin(origin) for origin in allow_origin or ())
+    except TidingsError as exc:
+        fail(exc)
     options = DevOptions(
         dir=dev_dir,
         nats_port=nats_port,
@@ -82,6 +94,7 @@ def dev(
         gateways=gateways,
         ingress=ingress,
         ingress_port=ingress_port,
+        allow_origins=origins,
     )
     try:
         run(options, settings, log=log, ready=_announce)

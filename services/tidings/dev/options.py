@@ -11,8 +11,10 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tidings.dev.info import SECRET_ENV
+from tidings.errors import InvalidField
 from tidings.units import split_list
 
 
@@ -41,6 +43,7 @@ class DevOptions:
     gateways: int = 1
     ingress: bool | None = None  # nginx in front of the gateways; None: when gateways > 1
     ingress_port: int = 8090
+    allow_origins: tuple[str, ...] = ()  # --allow-origin: more pages allowed to open /ws
 
     @property
     def nats_ports(self) -> list[int]:
@@ -101,11 +104,38 @@ class ServiceSpec:
         return f"http://{self.host}:{self.port}"
 
 
+def check_origin(value: str) -> str:
+    """An origin as browsers send it (``http://localhost:5173``: scheme, host, port; no path),
+    or ``*``; :class:`InvalidField` naming ``--allow-origin`` otherwise."""
+    if value == "*":
+        return value
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+    ):
+        raise InvalidField(
+            f"{value!r} is not an origin: give scheme://host[:port], e.g. http://localhost:5173",
+            field="--allow-origin",
+        )
+    return f"{parts.scheme}://{parts.netloc.lower()}"  # what a browser sends: no trailing /
+
+
 def _gateway_origins(options: DevOptions) -> str:
-    """The gateway's Origin allow-list: the demo page's origins plus whatever the user set."""
+    """The gateway's Origin allow-list: the demo page's origins, ``--allow-origin``, and
+    whatever TIDINGS_GATEWAY_ALLOWED_ORIGINS already says."""
     configured = os.environ.get("TIDINGS_GATEWAY_ALLOWED_ORIGINS", "")
-    if "*" in split_list(configured):
-        return configured
+    if "*" in split_list(configured) or "*" in options.allow_origins:
+        return "*"
     hosts = (
         {options.host, "127.0.0.1", "localhost"}
         if options.host.startswith("127.")
@@ -116,7 +146,8 @@ def _gateway_origins(options: DevOptions) -> str:
     own = [f"http://{options.host}:{port}" for port, _ in options.gateway_ports]
     if options.with_ingress:
         own.append(options.ingress_url)
-    return ",".join(item for item in [configured, *demo, *own] if item)
+    given = [*options.allow_origins]
+    return ",".join(item for item in [configured, *given, *demo, *own] if item)
 
 
 def services(options: DevOptions, *, secret: str) -> list[ServiceSpec]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, Protocol
 from urllib.parse import unquote_plus, urlsplit
@@ -22,6 +22,8 @@ import uvicorn
 from picows import WSListener, WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -30,6 +32,7 @@ from tidings import protocol as p
 from tidings.auth import Verifier
 from tidings.codes import ErrorCode
 from tidings.errors import AuthError, TidingsError, Unavailable, error_body
+from tidings.gateway.origins import PROBE_HEADERS, OriginLog
 from tidings.gateway.registry import Registry
 from tidings.settings import GatewaySettings
 
@@ -92,8 +95,10 @@ def _json(status: HTTPStatus, body: Any) -> WSUpgradeResponse:
     return _response(status, orjson.dumps(body), "application/json")
 
 
-def _error(code: ErrorCode, reason: str) -> WSUpgradeResponse:
-    return _response(code.http_status, error_body(code, reason), "application/json")
+def _error(
+    code: ErrorCode, reason: str, headers: Mapping[str, str] | None = None
+) -> WSUpgradeResponse:
+    return _response(code.http_status, error_body(code, reason), "application/json", headers)
 
 
 class Routes:
@@ -116,6 +121,7 @@ class Routes:
         self.api_port = api_port
         self.metrics_port = metrics_port
         self.pages = pages
+        self.origin_log = OriginLog(settings.allowed_origins)
 
     def __call__(self, request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
         """picows calls this for every request, before it validates an upgrade."""
@@ -168,12 +174,16 @@ class Routes:
         headers = request.headers
         origin = headers.get("Origin")
         if not self.origin_allowed(origin, headers.get("Host")):
-            return _error(ErrorCode.ORIGIN_FORBIDDEN, f"origin {origin!r} is not allowed")
+            self.origin_log.refused_origin(str(origin))
+            # Readable by the page (PROBE_HEADERS): the JS client's probe after a refused upgrade.
+            reason = f"origin {origin!r} is not allowed (TIDINGS_GATEWAY_ALLOWED_ORIGINS)"
+            return _error(ErrorCode.ORIGIN_FORBIDDEN, reason, PROBE_HEADERS)
         offered = ",".join(headers.getall("Sec-WebSocket-Protocol", []))
         if p.SUBPROTOCOL not in {s.strip() for s in offered.split(",")}:
             return _error(
                 ErrorCode.SUBPROTOCOL_REQUIRED,
                 f"offer the WebSocket subprotocol {p.SUBPROTOCOL}",
+                PROBE_HEADERS,  # the probe's answer for an allowed origin: not an origin problem
             )
         if credential_in_query(query):
             return _error(
@@ -198,9 +208,12 @@ def api_app(
     verifier: Verifier,
     auth_failures: Counter,
     cluster_status: Callable[[str, str], Awaitable[dict[str, Any]]],
+    *,
+    allowed_origins: Sequence[str] = (),
 ) -> Starlette:
     """The API port: ``GET /api/notifications/status`` (it scatters a request over NATS) and
-    the probes, so the port can be checked on its own."""
+    the probes, so the port can be checked on its own. A page on an allowed origin may call it:
+    CORS preflights for ``GET`` with ``Authorization`` are answered for those origins."""
 
     def err(error: TidingsError | ErrorCode, reason: str = "", **headers: str) -> Response:
         code = error if isinstance(error, ErrorCode) else error.code
@@ -226,11 +239,19 @@ def api_app(
     async def healthz(request: Request) -> Response:
         return Response(b"ok\n", 200, _NO_STORE, "text/plain")
 
+    cors = Middleware(
+        CORSMiddleware,
+        allow_origins=list(allowed_origins),
+        allow_methods=["GET"],
+        allow_headers=["Authorization"],
+        max_age=600,
+    )
     return Starlette(
         routes=[
             Route("/api/notifications/status", status),
             Route("/healthz", healthz),
-        ]
+        ],
+        middleware=[cors] if allowed_origins else [],
     )
 
 

@@ -174,7 +174,12 @@ class Gateway:
     async def _start_api(self) -> None:
         """The API port, then the metrics port (each its own uvicorn server)."""
         gs = self.settings.gateway
-        app = api_app(self.verifier, self.metrics.auth_failures, self.cluster_status)
+        app = api_app(
+            self.verifier,
+            self.metrics.auth_failures,
+            self.cluster_status,
+            allowed_origins=gs.allowed_origins,
+        )
         api = ApiServer(app, host=gs.host, port=gs.api_port)
         scrape = ApiServer(
             metrics_app(self.metrics.registry),

@@ -18,6 +18,7 @@ import {
 import {
   NotificationBell,
   NotificationProvider,
+  NotificationToasts,
   useInbox,
   useNotifications,
   type NotificationItem,
@@ -118,3 +119,15 @@ createElement(
   createElement(Bell),
 );
 createElement(NotificationProvider, { url: "/ws", token: "jwt", inbox }, createElement(NotificationBell));
+
+// -- toasts ---------------------------------------------------------------------------------------
+
+createElement(NotificationProvider, { url: "/ws", token: "jwt", enableToast: true }, createElement(NotificationBell));
+createElement(NotificationProvider, {
+  url: "/ws",
+  token: "jwt",
+  enableToast: { duration: 8000, max: 5, filter: (n: Notification) => n.severity !== "info", onSelect: (n) => console.log(n.id) },
+});
+createElement(NotificationToasts, { duration: 0, dismissLabel: "Close" });
+// @ts-expect-error max is a number
+createElement(NotificationProvider, { url: "/ws", token: "jwt", enableToast: { max: "3" } });

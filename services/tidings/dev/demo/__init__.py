@@ -10,8 +10,8 @@ any tenant and user, so it must never be reachable in a real deployment:
   The gateway knows nothing of the demo: the command line injects :func:`gateway_pages`.
 
 The page loads the browser SDK from ``clients/js/src`` itself (no copy here): a built wheel
-carries ``tidings.js``, ``tidings-inbox.js`` and ``tidings-react.js`` under ``sdk/``
-(``setup.py`` copies them at build time), and a checkout serves them straight from
+carries ``tidings.js``, ``tidings-inbox.js``, ``tidings-react.js`` and ``tidings-toast.js``
+under ``sdk/`` (``setup.py`` copies them at build time), and a checkout serves them straight from
 ``clients/js/src``. React's UMD builds are
 vendored here from the npm packages (``npm run vendor`` in clients/js; a test keeps them equal),
 so the page needs no build step and no network.
@@ -45,7 +45,7 @@ from tidings.units import parse_duration, split_list
 PREFIX = "/demo"
 HERE = Path(__file__).parent
 # clients/js/src, the one source of the SDK
-SDK_FILES = ("tidings.js", "tidings-inbox.js", "tidings-react.js")
+SDK_FILES = ("tidings.js", "tidings-inbox.js", "tidings-react.js", "tidings-toast.js")
 CHECKOUT_SDK = HERE.parents[3] / "clients" / "js" / "src"  # services/tidings/dev/demo -> repo
 ASSET_TYPES = {
     ".html": "text/html; charset=utf-8",

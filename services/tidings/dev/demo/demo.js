@@ -6,6 +6,8 @@
 // (a dev token minted by the demo server); no parameters use the dev token `tidings dev` minted.
 // With the inbox API (`tidings dev` runs it; config.json's `inbox`), the bell and the inbox card
 // show what the server keeps: history after a reload, marks shared by every device.
+// Toasts (`enableToast`) show every new notification; ?toast=<ms> sets how long one stays
+// (0: until dismissed), ?toast=off turns them off.
 
 import React from "react";
 import { createRoot } from "react-dom/client";
@@ -27,6 +29,13 @@ async function getJson(url, init) {
     throw new Error(`${where}${error.reason ?? response.statusText} (${response.status})`);
   }
   return body;
+}
+
+function toastFromUrl() {
+  const given = new URLSearchParams(location.search).get("toast");
+  if (given === "off") return false;
+  const ms = Number(given);
+  return given !== null && given !== "" && Number.isFinite(ms) && ms >= 0 ? { duration: ms } : true;
 }
 
 function identityFromUrl() {
@@ -114,7 +123,7 @@ function Header({ session }) {
       h(StatePill),
       h(
         "span",
-        { className: "whoami", "data-testid": "whoami" },
+        { className: "whoami", "data-testid": "whoami", title: `${who.user ?? "?"} @ ${who.tenant ?? "?"}` },
         h("strong", null, who.user ?? "?"),
         h("span", { className: "muted" }, ` @ ${who.tenant ?? "?"}`),
       ),
@@ -521,6 +530,7 @@ function App() {
       storageKey: `tidings-demo:${claims.tenant ?? "?"}:${claims.user ?? "?"}`,
       max: 200,
       inbox: config.inbox ?? null, // the inbox API's base URL: history, counts, marks
+      enableToast: toastFromUrl(), // a toast for each new notification
       onNotification: (n) => setFeed((previous) => [n, ...previous].slice(0, FEED_LIMIT)),
     },
     h(Wiring, { onLog }),
