@@ -77,7 +77,10 @@ class GatewaySettings(BaseSettings):
     id: str = Field(default="", description="Instance id in status answers; default host-pid.")
     allowed_origins: StrList = Field(
         default=[],
-        description="Origins allowed to open /ws; empty: same-origin or no Origin only; `*`: any.",
+        description=(
+            "Origins allowed to open /ws and to call the status API from a browser (CORS);"
+            " empty: same-origin or no Origin only; `*`: any."
+        ),
     )
     backlog: int = Field(
         default=4096,
