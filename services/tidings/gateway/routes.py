@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, Protocol
 from urllib.parse import unquote_plus, urlsplit
@@ -198,9 +198,11 @@ def api_app(
     verifier: Verifier,
     auth_failures: Counter,
     cluster_status: Callable[[str, str], Awaitable[dict[str, Any]]],
+    *,
+    extra: Sequence[Route] = (),
 ) -> Starlette:
-    """The API port: ``GET /api/notifications/status`` (it scatters a request over NATS) and
-    the probes, so the port can be checked on its own."""
+    """The API port: ``GET /api/notifications/status`` (it scatters a request over NATS),
+    the probes, so the port can be checked on its own, and ``extra`` (the admin API)."""
 
     def err(error: TidingsError | ErrorCode, reason: str = "", **headers: str) -> Response:
         code = error if isinstance(error, ErrorCode) else error.code
@@ -230,6 +232,7 @@ def api_app(
         routes=[
             Route("/api/notifications/status", status),
             Route("/healthz", healthz),
+            *extra,
         ]
     )
 
