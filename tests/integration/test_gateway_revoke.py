@@ -25,6 +25,7 @@ from tidings.client import Backoff, Publisher, SubscriberOptions, connect
 from tidings.client.errors import Refused
 from tidings.client.subscriber_events import Event, State, StateChanged
 from tidings.codes import CloseCode, ErrorCode, Reconnect
+from tidings.dev.embedded import EmbeddedNats
 from tidings.gateway.service import Gateway
 from tidings.settings import Settings
 
@@ -272,3 +273,35 @@ async def test_admin_api_refusals(gateways: list[Gateway], token: Mint) -> None:
         assert [(r["scope"], r.get("user")) for r in listed.json()["revocations"]] == [
             ("user", "x")
         ]
+
+
+async def test_revocations_survive_a_nats_restart_and_still_reach_every_gateway(
+    gateways: list[Gateway], nats_server: EmbeddedNats, token: Mint
+) -> None:
+    gw1, gw2 = gateways
+    erin = token(tenant="acme", user="erin", claims={"jti": "e-1"})
+    await revoke(gw1, tenant="acme", jti="e-1")
+    await asyncio.to_thread(nats_server.stop)
+    # While NATS is away nothing can be revoked: a precise 503, never a 500.
+    async with api(gw1) as client:
+        refused = await client.post("/api/admin/revoke", json={"tenant": "acme", "user": "x"})
+    assert (refused.status_code, refused.json()["error"]["code"]) == (503, "unavailable")
+    await asyncio.to_thread(nats_server.start)
+    await until(
+        lambda: gw1.registry.healed and gw2.registry.healed,
+        timeout=30,
+        what="both gateways to heal after the restart",
+    )
+    # The list is still in force (a file-backed bucket) ...
+    error, code = await refused_at_hello(gw2, erin)
+    assert (error["code"], code) == ("token_revoked", 4003)
+    # ... and each gateway follows it again: a new revocation closes on both.
+    frank = [await connected(gw, token(tenant="acme", user="frank")) for gw in (gw1, gw2)]
+    try:
+        answer = await revoke(gw2, tenant="acme", user="frank")
+        assert (answer["closed"], answer["gateways"], answer["applied"]) == (2, 2, 2)
+        for client in frank:
+            assert (await client.closed())[0] == 4003
+    finally:
+        for client in frank:
+            await client.__aexit__(None, None, None)
