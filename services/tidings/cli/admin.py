@@ -146,11 +146,12 @@ def revoke(
     name = {"tenant": tenant, "user": f"{tenant}/{user}", "jti": f"{tenant} jti {jti}"}
     label = f"{what['scope']} {name[what['scope']]}"
     if lift:
-        out.print(f"lifted {label} on {answer['gateways']} gateway(s)")
+        out.print(f"lifted {label} on {answer['gateways']} gateway(s)", soft_wrap=True)
         return
     out.print(
         f"revoked {label}: {answer['closed']} connection(s) closed on {answer['gateways']}"
-        f" gateway(s); {_when(what.get('until'))}"
+        f" gateway(s); {_when(what.get('until'))}",
+        soft_wrap=True,
     )
     if answer.get("applied", 0) < answer["gateways"]:
         err.print("[yellow]warning:[/] not every gateway confirmed in time; they apply it on load")
