@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -305,3 +306,43 @@ async def test_revocations_survive_a_nats_restart_and_still_reach_every_gateway(
     finally:
         for client in frank:
             await client.__aexit__(None, None, None)
+
+
+async def test_a_refresh_with_a_revoked_token_closes_and_refusals_are_audited(
+    gateways: list[Gateway], token: Mint, caplog: pytest.LogCaptureFixture
+) -> None:
+    gw1, gw2 = gateways
+    caplog.set_level(logging.INFO, logger="tidings.audit")
+    await revoke(gw1, tenant="acme", jti="leaked")
+    leaked = token(tenant="acme", user="gil", claims={"jti": "leaked"})
+    client = await connected(gw2, token(tenant="acme", user="gil", claims={"jti": "fresh"}))
+    try:
+        await client.send({"type": "refresh", "token": leaked, "id": 1})
+        error = await client.next("error")
+        assert (error["code"], error["close"]) == ("token_revoked", 4003)
+        assert (await client.closed())[0] == 4003
+    finally:
+        await client.__aexit__(None, None, None)
+    forged = token(tenant="globex", user="x").rsplit(".", 1)[0] + "." + "A" * 43  # signed by no one
+    await refused_at_hello(gw1, forged)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw1.api_port}") as http:
+        status = await http.get(
+            "/api/notifications/status", headers={"Authorization": f"Bearer {leaked}"}
+        )
+    assert (status.status_code, status.json()["error"]["code"]) == (403, "token_revoked")
+
+    lines = [r.__dict__ for r in caplog.records if r.name == "tidings.audit"]
+    refused = [
+        (x["reason"], x["where"], x.get("tenant"), x.get("tenant_claimed"))
+        for x in lines
+        if x["msg"] == "authentication refused"
+    ]
+    assert ("token_revoked", "refresh", "acme", None) in refused
+    assert ("token_invalid_signature", "hello", None, "globex") in refused
+    admin = [x for x in lines if x["msg"] == "admin action"]
+    assert [(x["action"], x["outcome"], x["actor"], x["scope"]) for x in admin] == [
+        ("revoke", "ok", "operator", "jti")
+    ]
+    assert all(
+        leaked not in r.getMessage() and leaked not in str(r.__dict__) for r in caplog.records
+    )

@@ -6,11 +6,14 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from tests.support.tokens import JWT_SECRET
 from tidings.auth import Claims, mint_token
-from tidings.errors import InvalidField
+from tidings.errors import InvalidField, TidingsError
+from tidings.gateway.admin import MAX_TTL, Actor, revocation_from
 from tidings.gateway.audit import Audit, claimed_tenant
 from tidings.gateway.presence import Presence, merge
 from tidings.gateway.registry import Registry
@@ -187,3 +190,46 @@ def test_admin_actions_are_counted_by_action_and_outcome(caplog: pytest.LogCaptu
     assert value("tidings_gateway_admin_actions_total", labels) == 1
     assert value("tidings_gateway_admin_actions_total", {**labels, "outcome": "refused"}) == 1
     assert [r.actor for r in caplog.records] == ["operator", "acme/root"]
+
+
+# --- the admin API's bodies (any JSON: a revocation or a precise refusal) -----------------------
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=80)
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+revoke_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "tenant": st.sampled_from(["acme", "a.b", "", "x" * 65]) | _values,
+        "user": st.sampled_from(["alice", "a b"]) | _values,
+        "jti": st.text(max_size=300) | _values,
+        "ttl": st.sampled_from([0, 1, 2.5, WEEK, WEEK + 1, 10**18]) | _values,
+        "reason": st.text(max_size=250) | _values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(revoke_bodies, st.sampled_from([0.0, WEEK]))
+def test_any_revoke_body_is_a_revocation_or_a_precise_refusal(
+    body: dict[str, object], lifetime: float
+) -> None:
+    try:
+        rev = revocation_from(body, Actor("operator"), lifetime, 1000.0)
+    except TidingsError as exc:
+        assert exc.code.http_status == 400 and exc.field is not None
+        return
+    assert Revocation.from_dict(rev.to_dict()) == rev  # what gateways read back
+    if rev.until is not None:
+        assert 1000.0 < rev.until <= 1000.0 + (lifetime or MAX_TTL)

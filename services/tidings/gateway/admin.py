@@ -54,6 +54,7 @@ from tidings.settings import GatewaySettings
 from tidings.subjects import check_id
 
 MAX_BODY = 4096
+MAX_TTL = 10 * 365 * 86400.0  # the longest explicit ttl when token lifetimes are unbounded
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -133,7 +134,9 @@ class Admin:
         except TidingsError as exc:
             return self._refused(action, exc, request)
         try:
-            rev = self._revocation(await self._body(request), actor)
+            rev = revocation_from(
+                await self._body(request), actor, self.revocations.max_lifetime, time.time()
+            )
             if not actor.may(rev.tenant) or (actor.tenant is not None and rev.scope == "tenant"):
                 raise Forbidden(
                     "a tenant's admin may revoke its own users and tokens only", field="tenant"
@@ -146,9 +149,12 @@ class Admin:
         except Exception as exc:  # NATS refused or is away: say so, never a 500
             self.audit.admin(action, "failed", actor=actor.name, why=type(exc).__name__)
             return _error(ErrorCode.UNAVAILABLE, f"the revocation list is unavailable: {exc}")
-        replies = await gather(
-            self.nats(), REVOKED_SUBJECT, {"revision": revision}, self.settings.admin_timeout
-        )
+        try:
+            replies = await gather(
+                self.nats(), REVOKED_SUBJECT, {"revision": revision}, self.settings.admin_timeout
+            )
+        except Exception:  # stored; NATS went away before the gateways could be asked
+            replies = []
         closed = sum(_int(r.get("closed")) for r in replies)
         applied = sum(1 for r in replies if r.get("applied") is True)
         self.audit.admin(
@@ -194,7 +200,12 @@ class Admin:
         except TidingsError as exc:
             return _error(exc)
         question = {"tenant": tenant, "user": user}
-        replies = await gather(self.nats(), PRESENCE_SUBJECT, question, self.settings.admin_timeout)
+        try:
+            replies = await gather(
+                self.nats(), PRESENCE_SUBJECT, question, self.settings.admin_timeout
+            )
+        except Exception as exc:  # NATS is away: say so, never a 500
+            return _error(ErrorCode.UNAVAILABLE, f"the gateways cannot be asked: {exc}")
         return _json(merge(tenant, user, replies))
 
     # -- checks --------------------------------------------------------------------------------
@@ -244,39 +255,40 @@ class Admin:
             raise Malformed("the body is a JSON object: {tenant, user?, jti?, ttl?, reason?}")
         return body
 
-    def _revocation(self, body: dict[str, Any], actor: Actor) -> Revocation:
-        """The revocation ``body`` asks for, its end set by the token lifetime bound."""
-        if "tenant" not in body:
-            raise MissingField("name the tenant", field="tenant")
-        for name in ("user", "jti", "reason"):
-            if body.get(name) is not None and not isinstance(body[name], str):
-                raise InvalidField("must be a string", field=name)
-        reason = body.get("reason") or ""
-        if len(reason) > MAX_REASON:
-            raise InvalidField(f"at most {MAX_REASON} characters", field="reason")
-        now = time.time()
-        longest = self.revocations.max_lifetime
-        ttl = body.get("ttl")
-        if ttl is not None:
-            if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl >= 1:
-                raise InvalidField("seconds, at least 1", field="ttl")
-            if longest and ttl > longest:
-                raise InvalidField(
-                    f"at most {longest:.0f}s (TIDINGS_AUTH_MAX_TOKEN_LIFETIME): no token it"
-                    " refuses lives longer",
-                    field="ttl",
-                )
-        else:
-            ttl = longest or None  # unbounded lifetimes: until lifted
-        return Revocation(
-            tenant=body["tenant"],
-            user=body.get("user"),
-            jti=body.get("jti"),
-            at=now,
-            until=None if ttl is None else now + float(ttl),
-            reason=reason,
-            by=actor.name,
-        )
+
+def revocation_from(
+    body: dict[str, Any], actor: Actor, max_lifetime: float, now: float
+) -> Revocation:
+    """The revocation ``body`` asks for (made by ``actor`` at ``now``), its end set by the
+    token lifetime bound; a :class:`TidingsError` naming the field for anything else."""
+    if "tenant" not in body:
+        raise MissingField("name the tenant", field="tenant")
+    for name in ("user", "jti", "reason"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise InvalidField("must be a string", field=name)
+    reason = body.get("reason") or ""
+    if len(reason) > MAX_REASON:
+        raise InvalidField(f"at most {MAX_REASON} characters", field="reason")
+    longest = max_lifetime or MAX_TTL  # no lifetime bound: an explicit ttl is still bounded
+    ttl = body.get("ttl")
+    if ttl is not None:
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 1 <= ttl <= longest:
+            raise InvalidField(
+                f"seconds, from 1 to {longest:.0f} (TIDINGS_AUTH_MAX_TOKEN_LIFETIME: no token"
+                " it refuses lives longer)",
+                field="ttl",
+            )
+    else:
+        ttl = max_lifetime or None  # unbounded lifetimes: until lifted
+    return Revocation(
+        tenant=body["tenant"],
+        user=body.get("user"),
+        jti=body.get("jti"),
+        at=now,
+        until=None if ttl is None else now + float(ttl),
+        reason=reason,
+        by=actor.name,
+    )
 
 
 def _int(value: object) -> int:

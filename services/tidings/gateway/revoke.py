@@ -190,7 +190,10 @@ class RevocationList:
         """Record a change of the bucket (``None``: lifted or expired); close the connections
         it refuses; how many were closed."""
         closed = 0
-        if rev is None or not rev.active(time.time()):
+        now = time.time()
+        for ended in [k for k, r in self.entries.items() if not r.active(now)]:
+            del self.entries[ended]  # the bucket's TTL removed it; no message says so
+        if rev is None or not rev.active(now):
             self.entries.pop(key, None)
         else:
             self.entries[key] = rev

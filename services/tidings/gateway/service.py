@@ -210,6 +210,10 @@ class Gateway:
             self.metrics.auth_failures,
             self.cluster_status,
             extra=self.admin.routes(),
+            on_refused=lambda code, token: self.audit.auth_failed(
+                code, where="status", token=token
+            ),
+            revoked=self.revocations.check,
         )
         api = ApiServer(app, host=gs.host, port=gs.api_port)
         scrape = ApiServer(
