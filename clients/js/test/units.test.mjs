@@ -179,6 +179,29 @@ test("a forbidden hello (4003) is reported and never retried", async () => {
   }
 });
 
+test("a revocation after the welcome (token_revoked, 4003) ends the client, no reconnect", async () => {
+  const peer = await scripted((socket) => {
+    socket.send(welcome(1));
+    socket.send(JSON.stringify({ type: "synced", seq: 1 }));
+    setTimeout(() => {
+      socket.send(JSON.stringify({ type: "error", code: "token_revoked", number: 215,
+        reason: "the user was revoked", field: "token", close: 4003 }));
+      socket.close(4003, "token_revoked");
+    }, 50);
+  });
+  const getToken = async () => "fresh";
+  const client = connect({ url: peer.url, token: "t", getToken, WebSocket, backoff: { base: 20 } });
+  try {
+    const closed = await new Promise((resolve) => client.on("state", (e) => e.state === State.CLOSED && resolve(e)));
+    assert.equal(closed.error.code, "token_revoked");
+    assert.equal(closed.error.closeCode, 4003);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(peer.hellos.length, 1); // not even with a fresh token from getToken
+  } finally {
+    peer.close();
+  }
+});
+
 test("maxAttempts: an unreachable gateway is given up on, and said so", async () => {
   const peer = await scripted(() => {});
   const url = peer.url;
