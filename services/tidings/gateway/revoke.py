@@ -37,6 +37,7 @@ from tidings.auth import Claims
 from tidings.errors import InvalidField, TidingsError, TokenRevoked
 from tidings.gateway.connection import State
 from tidings.gateway.registry import Registry
+from tidings.nats_link import NatsLink
 from tidings.subjects import check_id
 
 log = logging.getLogger(__name__)
@@ -246,20 +247,18 @@ class RevocationList:
 class RevocationBucket:
     """The KV bucket: created when missing, written by the admin API, followed by every gateway."""
 
-    def __init__(
-        self, revocations: RevocationList, *, stream: str, replicas: int, storage: str
-    ) -> None:
+    def __init__(self, revocations: RevocationList, *, stream: str) -> None:
         self.revocations = revocations
         self.bucket = bucket_name(stream)
         self.stream = f"KV_{self.bucket}"
         self.prefix = f"$KV.{self.bucket}."
-        self.replicas = replicas
-        self.storage = api.StorageType.MEMORY if storage == "memory" else api.StorageType.FILE
         self._sub: Any = None
         self._loaded = asyncio.Event()
+        self._following = asyncio.Lock()  # one (re)load at a time: never two consumers
 
-    async def ensure(self, js: JetStreamContext) -> None:
-        """Create the bucket when it does not exist (replicated like the stream)."""
+    async def ensure(self, js: JetStreamContext, *, like: api.StreamConfig) -> None:
+        """Create the bucket when it does not exist, with the replicas and storage of the
+        notification stream (``like``)."""
         try:
             await js.stream_info(self.stream)
             return
@@ -272,14 +271,18 @@ class RevocationBucket:
                 description="Tidings revocations (tidings revoke); entries expire on their own",
                 history=1,
                 ttl=lifetime or None,  # a backstop: no entry outlives the longest token
-                replicas=self.replicas,
-                storage=self.storage,
+                replicas=like.num_replicas or 1,
+                storage=like.storage or api.StorageType.FILE,
             )
         )
         log.info("revocation bucket created", extra={"bucket": self.bucket})
 
     async def follow(self, js: JetStreamContext, timeout: float) -> None:
         """(Re)load the whole list, then follow its changes; returns once loaded."""
+        async with self._following:
+            await self._follow(js, timeout)
+
+    async def _follow(self, js: JetStreamContext, timeout: float) -> None:
         await self.stop()
         loaded = self._loaded = asyncio.Event()
         sub = self._sub = await js.subscribe(
@@ -298,6 +301,17 @@ class RevocationBucket:
             "revocations loaded",
             extra={"entries": len(self.revocations.entries), "revision": self.revocations.revision},
         )
+
+    async def refollow(self, link: NatsLink, timeout: float) -> None:
+        """:meth:`follow` again after a reconnect, retried while this connection lasts."""
+        client = link.client
+        while link.connected and link.client is client:
+            try:
+                await self.follow(link.js, timeout)
+                return
+            except Exception as exc:  # a JetStream leader election: try again shortly
+                log.warning("revocations not reloaded yet; retrying", extra={"error": repr(exc)})
+                await asyncio.sleep(min(1.0, timeout))
 
     async def stop(self) -> None:
         sub, self._sub = self._sub, None

@@ -71,12 +71,7 @@ class Gateway:
         self.revocations = RevocationList(
             self.registry, max_lifetime=settings.auth.max_token_lifetime
         )
-        self.bucket = RevocationBucket(
-            self.revocations,
-            stream=settings.stream.name,
-            replicas=settings.stream.replicas,
-            storage=settings.stream.storage,
-        )
+        self.bucket = RevocationBucket(self.revocations, stream=settings.stream.name)
         self.admin = Admin(
             gs,
             gateway_id=self.id,
@@ -124,7 +119,7 @@ class Gateway:
         self.epoch = stream_epoch(info)
         nc = self._bound = link.client
         # The revocation list is loaded before the first connection is served.
-        await self.bucket.ensure(link.js)
+        await self.bucket.ensure(link.js, like=info.config)
         await self.bucket.follow(link.js, settings.nats.request_timeout)
         live = self.live = Live.from_settings(
             nc, link.js, self.hub, settings, on_delivered=self.metrics.latency.observe
@@ -341,8 +336,9 @@ class Gateway:
         else:
             await nc.flush()
             await self.live.rearm_all()
-        # Revocations made while NATS was away: loaded again (and applied) before the heal.
-        await self.bucket.follow(self.link.js, self.settings.nats.request_timeout)
+        # Revocations made while NATS was away (on a majority this gateway could not reach):
+        # loaded again in the background, retried; the heal does not wait for it.
+        spawn(self.bucket.refollow(self.link, self.settings.nats.request_timeout))
         self.resume.heal()
         if self.inbox is not None:
             # Changes published while NATS was away were missed: every user here gets its
