@@ -203,6 +203,7 @@ async def test_revoking_a_tenant_and_lifting_it(gateways: list[Gateway], token: 
             lifted = await client.request("DELETE", "/api/admin/revoke", json={"tenant": "acme"})
         assert lifted.status_code == 200, lifted.text
         assert lifted.json()["gateways"] == 2
+        assert lifted.json()["lifted"] == {"scope": "tenant", "tenant": "acme"}
         old = token(tenant="acme", user="new", claims={"iat": int(time.time()) - 5})
         await until(lambda: accepted(gw1, old), what="the lift to reach gw1")
         assert await accepted(gw2, old)

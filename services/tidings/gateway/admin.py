@@ -169,7 +169,7 @@ class Admin:
             gateways=len(replies),
         )
         body = {
-            "lifted" if lift else "revoked": rev.to_dict(),
+            "lifted" if lift else "revoked": _named(rev) if lift else rev.to_dict(),
             "closed": closed,
             "gateways": len(replies),
             "applied": applied,
@@ -289,6 +289,11 @@ def revocation_from(
         reason=reason,
         by=actor.name,
     )
+
+
+def _named(rev: Revocation) -> dict[str, Any]:
+    """What a lift names: the revocation's scope and whom, not a time of its own."""
+    return {k: v for k, v in rev.to_dict().items() if k in ("scope", "tenant", "user", "jti")}
 
 
 def _int(value: object) -> int:
