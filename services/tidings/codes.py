@@ -124,6 +124,7 @@ class ErrorCode(StrEnum):
     IDENTITY_CHANGED = "identity_changed"
     QUOTA_EXCEEDED = "quota_exceeded"
     UNAUTHORIZED = "unauthorized"
+    TOKEN_REVOKED = "token_revoked"
     # 3xx: the service's own state
     SLOW_CONSUMER = "slow_consumer"
     OVERLOADED = "overloaded"
@@ -265,6 +266,13 @@ ERROR_TABLE: Mapping[ErrorCode, Row] = {
         213, 429, _C.RATE_LIMITED, "tenant connection quota full", fatal=True, retryable=True
     ),
     _E.UNAUTHORIZED: _row(214, 401, None, "missing or wrong bearer token (publisher sidecar)"),
+    _E.TOKEN_REVOKED: _row(
+        215,
+        403,
+        _C.FORBIDDEN,
+        "an operator revoked the token (`jti`), its user or its tenant",
+        fatal=True,
+    ),
     _E.SLOW_CONSUMER: _row(
         300, 503, _C.TRY_AGAIN_LATER, "client did not read in time", fatal=True, retryable=True
     ),

@@ -189,6 +189,12 @@ class JwksUnavailable(AuthError):
     code = ErrorCode.JWKS_UNAVAILABLE
 
 
+class TokenRevoked(AuthError):
+    """An operator revoked the token (its ``jti``), its user or its tenant (``tidings revoke``)."""
+
+    code = ErrorCode.TOKEN_REVOKED
+
+
 class Forbidden(TidingsError):
     """The token does not allow what was asked for (a room, a tenant)."""
 

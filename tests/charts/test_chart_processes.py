@@ -471,6 +471,28 @@ async def test_nats_values_give_each_component_what_it_needs_and_nothing_more(
                     assert status.json()["gateways"] == 1, status.json()
                     assert status.json()["tenant_connections"] == 1
 
+                    # Presence and revoke (the KV bucket the gateway created, its consumer,
+                    # the admin API's write and questions), with a tenant admin's token.
+                    admin_token = mint_token(
+                        JWT_SECRET, tenant="acme", user="root", roles=["admin"]
+                    )
+                    auth = {"Authorization": f"Bearer {admin_token}"}
+                    async with httpx.AsyncClient(timeout=5) as http:
+                        seen = await http.get(gateway.api_url("/api/admin/presence"), headers=auth)
+                        assert seen.status_code == 200, seen.text
+                        assert seen.json()["users"] == [{"user": "alice", "connections": 1}]
+                        revoked = await http.post(
+                            gateway.api_url("/api/admin/revoke"),
+                            json={"tenant": "acme", "user": "alice"},
+                            headers=auth,
+                        )
+                    assert revoked.status_code == 200, revoked.text
+                    assert (revoked.json()["closed"], revoked.json()["applied"]) == (1, 1)
+                    assert (await client.closed())[0] == 4003
+                async with RawClient(f"ws://127.0.0.1:{gateway.port}/ws") as again:
+                    await again.send({"type": "hello", "token": token})
+                    assert (await again.next("error"))["code"] == "token_revoked"
+
         # The spy read nothing: each of its subscriptions was refused ...
         for subject in ("_INBOX_gateway.>", "_INBOX.>", "_INBOX_admin.>", ">"):
             await violation(spy[1], subject)
@@ -488,11 +510,21 @@ async def test_nats_values_give_each_component_what_it_needs_and_nothing_more(
         await violation(errors, "live.tenant.acme.incident.created")
         await pub.subscribe("live.>")
         await violation(errors, "live.>")
+        # A producer can neither lift a revocation nor write one.
+        await pub.publish("$KV.TIDINGS_REVOKED.user.acme.alice", b"")
+        await violation(errors, "$KV.TIDINGS_REVOKED.user.acme.alice")
     async with nats_user(secured_nats, "gateway") as (gw, errors):
         await gw.publish("tenant.acme.incident.created", b"{}")
         await violation(errors, "tenant.acme.incident.created")
         await gw.publish("$JS.API.STREAM.UPDATE.TIDINGS", b"{}")
         await violation(errors, "$JS.API.STREAM.UPDATE.TIDINGS")
+        # The revocation list: followed and written, never dropped or purged wholesale.
+        for subject in (
+            "$JS.API.STREAM.DELETE.KV_TIDINGS_REVOKED",
+            "$JS.API.STREAM.PURGE.KV_TIDINGS_REVOKED",
+        ):
+            await gw.publish(subject, b"{}")
+            await violation(errors, subject)
     async with nats_user(secured_nats, "broadcaster") as (bc, errors):
         js = bc.jetstream()
         ack = await js.publish("broadcast.system.notification", b"{}", stream="TIDINGS")

@@ -473,6 +473,7 @@ PUBLISHED_ERRORS = {
     "forbidden": (211, 4003),
     "identity_changed": (212, 4003),
     "quota_exceeded": (213, 4029),
+    "token_revoked": (215, 4003),
     "slow_consumer": (300, 1013),
     "overloaded": (301, 1013),
     "restarting": (302, 1012),

@@ -562,7 +562,13 @@ export class TidingsClient {
 
   _onReset(reset) {
     this._expectReset = false;
-    if (reset.epoch && reset.epoch !== this.epoch) {
+    if (reset.reason === "out_of_range" && this._sentSince != null) {
+      // Also a point beyond the stream's end (forged, or from a corrupted store): the gateway's
+      // seq replaces it, or everything up to it would be skipped as seen (as the Python client).
+      this._sentSince = null;
+      this.epoch = reset.epoch || this.epoch;
+      this.lastSeq = reset.seq;
+    } else if (reset.epoch && reset.epoch !== this.epoch) {
       this.epoch = reset.epoch;
       this.lastSeq = reset.seq;
     } else {

@@ -139,6 +139,29 @@ test("a dropped connection resumes with since/epoch and the same named rooms", a
   }
 });
 
+test("a resume point past the stream's end: reset out_of_range replaces it, in storage too", async () => {
+  const peer = await scripted((socket) => {
+    socket.send(welcome(5));
+    socket.send(JSON.stringify({ type: "reset", seq: 5, epoch: "e1", reason: "out_of_range" }));
+    socket.send([JSON.stringify({ type: "synced", seq: 5 }), note(6)].join("\n"));
+  });
+  const stored = new Map([["tidings:x", JSON.stringify({ seq: 9007199254740991, epoch: "e1" })]]);
+  const storage = { getItem: (k) => stored.get(k) ?? null, setItem: (k, v) => stored.set(k, v) };
+  const client = connect({ url: peer.url, token: "t", WebSocket, storage, storageKey: "tidings:x" });
+  const seen = [];
+  client.on("notification", (n) => seen.push(n.seq));
+  try {
+    await until(() => seen.length === 1, "the notification after the reset");
+    assert.equal(peer.hellos[0].since, 9007199254740991); // what storage held was sent
+    assert.deepEqual(seen, [6]); // not skipped as "already seen"
+    assert.deepEqual(client.position, { seq: 6, epoch: "e1" });
+    assert.deepEqual(JSON.parse(stored.get("tidings:x")), { seq: 6, epoch: "e1" });
+  } finally {
+    await client.close();
+    peer.close();
+  }
+});
+
 test("a forbidden hello (4003) is reported and never retried", async () => {
   const peer = await scripted((socket) => {
     socket.send(JSON.stringify({ type: "error", code: "forbidden", number: 211, reason: "no room:hq", close: 4003 }));
@@ -151,6 +174,29 @@ test("a forbidden hello (4003) is reported and never retried", async () => {
     assert.equal(closed.error.closeCode, 4003);
     await new Promise((resolve) => setTimeout(resolve, 200));
     assert.equal(peer.hellos.length, 1);
+  } finally {
+    peer.close();
+  }
+});
+
+test("a revocation after the welcome (token_revoked, 4003) ends the client, no reconnect", async () => {
+  const peer = await scripted((socket) => {
+    socket.send(welcome(1));
+    socket.send(JSON.stringify({ type: "synced", seq: 1 }));
+    setTimeout(() => {
+      socket.send(JSON.stringify({ type: "error", code: "token_revoked", number: 215,
+        reason: "the user was revoked", field: "token", close: 4003 }));
+      socket.close(4003, "token_revoked");
+    }, 50);
+  });
+  const getToken = async () => "fresh";
+  const client = connect({ url: peer.url, token: "t", getToken, WebSocket, backoff: { base: 20 } });
+  try {
+    const closed = await new Promise((resolve) => client.on("state", (e) => e.state === State.CLOSED && resolve(e)));
+    assert.equal(closed.error.code, "token_revoked");
+    assert.equal(closed.error.closeCode, 4003);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(peer.hellos.length, 1); // not even with a fresh token from getToken
   } finally {
     peer.close();
   }

@@ -49,6 +49,10 @@ class Claims:
     roles: frozenset[str] = frozenset()
     room_patterns: tuple[str, ...] = ()
     expires_at: float | None = None
+    # Which token, not what it allows (left out of ==): what revocations match on.
+    jti: str | None = field(default=None, compare=False)  # `tidings revoke --jti` names it
+    issued_at: float | None = field(default=None, compare=False)  # `iat`: revocations of a
+    # user or tenant refuse the tokens issued up to their time
     _rooms_re: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -266,7 +266,16 @@ class Verifier:
             raise TokenClaimInvalid(f"more than {MAX_ROOM_PATTERNS} patterns", field=s.rooms_claim)
         for pattern in patterns:
             check_room_pattern(pattern, field=s.rooms_claim)
-        return Claims(tenant, user, frozenset(roles), tuple(dict.fromkeys(patterns)), exp)
+        jti = payload.get("jti")  # PyJWT checked it is a string when present
+        return Claims(
+            tenant,
+            user,
+            frozenset(roles),
+            tuple(dict.fromkeys(patterns)),
+            exp,
+            jti=jti if isinstance(jti, str) and jti else None,
+            issued_at=iat,
+        )
 
     @staticmethod
     def _check(checker: Callable[..., str], value: object, name: str) -> str:

@@ -14,6 +14,7 @@ import sys
 
 import typer
 
+from tidings.cli.admin import presence, revoke
 from tidings.cli.bench import bench
 from tidings.cli.common import exit_code, show_error
 from tidings.cli.dev import dev
@@ -43,7 +44,7 @@ def _root() -> None:
     """Tidings: multi-tenant real-time notifications on NATS JetStream."""
 
 
-for command in (token, publish, tail, bench, publisher, gateway, events, dev):
+for command in (token, publish, tail, bench, publisher, gateway, revoke, presence, events, dev):
     app.command()(command)
 for name, command in (("list", inbox_list), ("counts", inbox_counts_command), ("mark", inbox_mark)):
     inbox_app.command(name)(command)

@@ -20,6 +20,7 @@ from typing import NamedTuple
 from tidings.errors import SlowConsumer
 from tidings.gateway.connection import Connection
 from tidings.gateway.frames import MAX_PAYLOAD, cuts, frame_buffer
+from tidings.gateway.presence import Presence
 from tidings.subjects import BROADCAST_TENANT
 
 RoomKey = tuple[str, str]  # (tenant, room name as clients write it)
@@ -52,8 +53,12 @@ class Hub:
         on_slow: Callable[[Connection], None],
         on_tenant_added: Callable[[str], None] = lambda t: None,
         on_tenant_removed: Callable[[str], None] = lambda t: None,
+        presence: Presence | None = None,
     ) -> None:
         self.window = window
+        # Connections per tenant and user (the admin API's presence), counted here: add and
+        # remove are the one place a connection enters and leaves, once each.
+        self.presence = presence if presence is not None else Presence()
         self.rooms: dict[RoomKey, dict[Connection, None]] = {}
         self.tenants: dict[str, int] = {}  # connections per tenant
         self._due: list[Due] = []
@@ -77,6 +82,7 @@ class Hub:
         """Register a connection of ``conn.tenant`` in ``rooms`` (plus broadcast)."""
         count = self.tenants.get(conn.tenant, 0)
         self.tenants[conn.tenant] = count + 1
+        self.presence.joined(conn.tenant, conn.user)
         if count == 0:
             self._on_tenant_added(conn.tenant)
         self.join(conn, "broadcast")
@@ -103,6 +109,7 @@ class Hub:
             return
         for room in list(conn.rooms):
             self.leave(conn, room)
+        self.presence.left(conn.tenant, conn.user)
         left = self.tenants[conn.tenant] - 1
         if left:
             self.tenants[conn.tenant] = left

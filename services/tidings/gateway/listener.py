@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
@@ -33,6 +33,10 @@ from tidings.gateway.inbox import Inbox
 from tidings.gateway.registry import Registry
 from tidings.gateway.resume import Resume
 from tidings.gateway.upkeep import Expiry
+
+if TYPE_CHECKING:
+    from tidings.gateway.audit import Audit
+    from tidings.gateway.revoke import RevocationList
 from tidings.lifecycle import spawn
 from tidings.settings import GatewaySettings
 
@@ -57,6 +61,8 @@ class SessionDeps:
     inbox: Inbox | None = None  # TIDINGS_GATEWAY_INBOX: counts, inbox frames, muted domains
     tenant_rate: ConnectRate | None = None  # new connections per tenant
     rate_refused: Counter | None = None  # connects refused, by scope
+    revocations: RevocationList | None = None  # checked at hello and refresh
+    audit: Audit | None = None  # refused tokens logged (rate-limited)
 
 
 def shed(conn: Connection, hub: Hub, closes: Counter) -> None:

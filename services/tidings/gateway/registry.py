@@ -15,6 +15,7 @@ from typing import Protocol
 from tidings.auth import Claims
 from tidings.codes import CloseCode, ErrorCode
 from tidings.gateway.connection import Connection
+from tidings.gateway.presence import Presence
 
 
 class Member(Protocol):
@@ -51,6 +52,7 @@ class Registry:
         self.lost_at: float | None = None  # monotonic time of the NATS loss not healed yet
         self.generation = 0  # bumped on every NATS loss: a resume begun before it is stale
         self.drained = asyncio.Event()  # set when the last session ends draining/stopping
+        self.presence = Presence()  # connections per tenant and user (the hub counts them)
 
     def set_healed(self, healed: bool, *, now: float | None = None) -> None:
         """Record the heal state (``now``: when it was lost); wake whoever waits on it."""

@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tidings import protocol as p
-from tidings.auth import Verifier
+from tidings.auth import Claims, Verifier
 from tidings.codes import ErrorCode
 from tidings.errors import AuthError, TidingsError, Unavailable, error_body
 from tidings.gateway.origins import PROBE_HEADERS, OriginLog
@@ -210,10 +210,15 @@ def api_app(
     cluster_status: Callable[[str, str], Awaitable[dict[str, Any]]],
     *,
     allowed_origins: Sequence[str] = (),
+    extra: Sequence[Route] = (),
+    on_refused: Callable[[str, str], None] | None = None,
+    revoked: Callable[[Claims], None] | None = None,
 ) -> Starlette:
-    """The API port: ``GET /api/notifications/status`` (it scatters a request over NATS) and
-    the probes, so the port can be checked on its own. A page on an allowed origin may call it:
-    CORS preflights for ``GET`` with ``Authorization`` are answered for those origins."""
+    """The API port: ``GET /api/notifications/status`` (it scatters a request over NATS),
+    the probes, so the port can be checked on its own, and ``extra`` (the admin API);
+    ``on_refused(code, token)`` hears of each refused token (the audit log), ``revoked(claims)``
+    raises for a revoked one. A page on an allowed origin may call the status: CORS preflights
+    for ``GET`` with ``Authorization`` are answered for those origins."""
 
     def err(error: TidingsError | ErrorCode, reason: str = "", **headers: str) -> Response:
         code = error if isinstance(error, ErrorCode) else error.code
@@ -230,8 +235,12 @@ def api_app(
             )
         try:
             claims = await verifier.verify(token.strip())
+            if revoked is not None:
+                revoked(claims)  # TokenRevoked: the same list hello checks
         except AuthError as exc:
             auth_failures.labels(exc.code).inc()
+            if on_refused is not None:
+                on_refused(exc.code.value, token)
             return err(exc)
         answer = await cluster_status(claims.tenant, claims.user)
         return Response(orjson.dumps(answer), 200, _NO_STORE, "application/json")
@@ -250,6 +259,7 @@ def api_app(
         routes=[
             Route("/api/notifications/status", status),
             Route("/healthz", healthz),
+            *extra,
         ],
         middleware=[cors] if allowed_origins else [],
     )

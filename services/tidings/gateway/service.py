@@ -26,6 +26,8 @@ from picows import ws_create_server
 from tidings.auth import Verifier
 from tidings.codes import CloseCode, ErrorCode
 from tidings.errors import PartFailed, TidingsError, Unavailable
+from tidings.gateway.admin import Admin
+from tidings.gateway.audit import Audit
 from tidings.gateway.collector import Collector
 from tidings.gateway.connect_rate import ConnectRate
 from tidings.gateway.connection import Connection
@@ -38,6 +40,7 @@ from tidings.gateway.live import Live
 from tidings.gateway.metrics import GatewayMetrics
 from tidings.gateway.registry import Registry
 from tidings.gateway.resume import Resume
+from tidings.gateway.revoke import RevocationBucket, RevocationList
 from tidings.gateway.routes import ApiServer, Pages, Routes, api_app, metrics_app
 from tidings.gateway.session import Session
 from tidings.gateway.status import ClusterStatus
@@ -60,10 +63,27 @@ class Gateway:
         self.id = gs.id or f"{socket.gethostname()}-{os.getpid()}"
         self.pages = pages
         self.registry = Registry()
-        self.hub = Hub(window=gs.batch_window, on_slow=self._shed)
+        self.hub = Hub(window=gs.batch_window, on_slow=self._shed, presence=self.registry.presence)
         self.verifier = Verifier(settings.auth)
         self.metrics = GatewayMetrics(self.registry, self.hub, dropped=self._dropped)
         self.collector = Collector(lambda: self.registry.accepted)
+        self.audit = Audit(self.metrics.registry, tenant_claim=settings.auth.tenant_claim)
+        self.revocations = RevocationList(
+            self.registry, max_lifetime=settings.auth.max_token_lifetime
+        )
+        self.bucket = RevocationBucket(self.revocations, stream=settings.stream.name)
+        self.admin = Admin(
+            gs,
+            gateway_id=self.id,
+            verifier=self.verifier,
+            revocations=self.revocations,
+            bucket=self.bucket,
+            presence=self.registry.presence,
+            audit=self.audit,
+            auth_failures=self.metrics.auth_failures,
+            nats=lambda: self.link.client,
+            js=lambda: self.link.js,
+        )
         self.expiry = Expiry(self.registry)
         self.keepalive = Keepalive(self.registry, interval=gs.ping_interval)
         self.status = ClusterStatus(self.id, self.hub, timeout=gs.status_timeout)
@@ -98,11 +118,15 @@ class Gateway:
             ) from None
         self.epoch = stream_epoch(info)
         nc = self._bound = link.client
+        # The revocation list is loaded before the first connection is served.
+        await self.bucket.ensure(link.js, like=info.config)
+        await self.bucket.follow(link.js, settings.nats.request_timeout)
         live = self.live = Live.from_settings(
             nc, link.js, self.hub, settings, on_delivered=self.metrics.latency.observe
         )
         await live.start()
         await self.status.listen(nc)
+        await self.admin.listen(nc)
         self.registry.nats_connected = True
         self.registry.set_healed(True)
         resume = self.resume = Resume(
@@ -139,6 +163,8 @@ class Gateway:
             self.inbox,
             ConnectRate(rate=gs.connect_rate_per_tenant, burst=gs.connect_burst_per_tenant),
             self.metrics.connects_refused,
+            self.revocations,
+            self.audit,
         )
         routes = Routes(
             gs,
@@ -179,6 +205,11 @@ class Gateway:
             self.metrics.auth_failures,
             self.cluster_status,
             allowed_origins=gs.allowed_origins,
+            extra=self.admin.routes(),
+            on_refused=lambda code, token: self.audit.auth_failed(
+                code, where="status", token=token
+            ),
+            revoked=self.revocations.check,
         )
         api = ApiServer(app, host=gs.host, port=gs.api_port)
         scrape = ApiServer(
@@ -224,6 +255,7 @@ class Gateway:
             with contextlib.suppress(Exception):
                 session.refuse(ErrorCode.RESTARTING)
         await self._wait_closed()
+        await self.bucket.stop()
         await self.supervisor.stop()  # the API server, the loops, then the NATS link
         await self.verifier.aclose()
         self._stopped.set()
@@ -298,12 +330,16 @@ class Gateway:
         if nc is not self._bound:
             await self.live.rebind(nc, self.link.js)
             await self.status.listen(nc)
+            await self.admin.listen(nc)
             if self.inbox is not None:
                 await self.inbox.rebind(nc)
             self._bound = nc
         else:
             await nc.flush()
             await self.live.rearm_all()
+        # Revocations made while NATS was away (on a majority this gateway could not reach):
+        # loaded again in the background, retried; the heal does not wait for it.
+        spawn(self.bucket.refollow(self.link, self.settings.nats.request_timeout))
         self.resume.heal()
         if self.inbox is not None:
             # Changes published while NATS was away were missed: every user here gets its

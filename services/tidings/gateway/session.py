@@ -19,6 +19,7 @@ from tidings import protocol as p
 from tidings.auth import Claims
 from tidings.codes import ErrorCode
 from tidings.errors import (
+    AuthError,
     HelloRequired,
     Malformed,
     QuotaExceeded,
@@ -100,7 +101,7 @@ class Session(Listener):
         hello = self._parse(kind, raw)
         if not isinstance(hello, p.Hello):
             raise HelloRequired(f"the first frame must be hello, not {hello.type}")
-        claims = await deps.verifier.verify(hello.token)
+        claims = await self._verified(hello.token, "hello")
         named = [claims.authorize(Audience.from_room(r)).room for r in hello.rooms]
         quota = settings.tenant_quota
         if quota and hub.tenants.get(claims.tenant, 0) >= quota:
@@ -141,6 +142,23 @@ class Session(Listener):
             extra={"connection": conn.id, "tenant": conn.tenant, "recovered": recovered},
         )
 
+    async def _verified(self, token: str | None, where: str) -> Claims:
+        """The token's claims unless refused or revoked; a refusal goes to the audit log. No
+        await between the revocation check and the caller's use of the claims: a revocation
+        that arrives later finds the connection by its claims (gateway/revoke.py)."""
+        deps = self.deps
+        try:
+            claims = await deps.verifier.verify(token)
+        except AuthError as exc:
+            if deps.audit is not None:
+                deps.audit.auth_failed(exc.code.value, where=where, token=token)
+            raise
+        if deps.revocations is not None and deps.revocations.refusing(claims) is not None:
+            if deps.audit is not None:
+                deps.audit.auth_failed("token_revoked", where=where, tenant=claims.tenant)
+            deps.revocations.check(claims)  # raises TokenRevoked
+        return claims
+
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         super().on_ws_disconnected(transport)
         if self.deps.inbox is not None:
@@ -164,7 +182,7 @@ class Session(Listener):
         claims = self.claims
         assert claims is not None
         try:
-            new = claims.ensure_same_identity(await self.deps.verifier.verify(frame.token))
+            new = claims.ensure_same_identity(await self._verified(frame.token, "refresh"))
         except TidingsError as exc:
             self._answer_error(exc, frame, b"")
             return

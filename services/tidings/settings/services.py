@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import (
-    Field,
-)
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
 from tidings.settings.base import config as _config
@@ -153,6 +152,25 @@ class GatewaySettings(BaseSettings):
     status_timeout: Seconds = Field(
         default=0.25, gt=0, description="How long the status API waits for other gateways."
     )
+    admin_token: str | None = Field(
+        default=None,
+        min_length=32,
+        description="Operator key of the admin API (API port: revoke, presence of any tenant):"
+        " `Authorization: Bearer <key>`; at least 32 characters. Unset: only tokens with the"
+        " admin role, each for its own tenant.",
+    )
+    admin_role: str = Field(
+        default="admin",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Token role that may use the admin API for its own tenant (revoke its users"
+        " and tokens, see its presence).",
+    )
+    admin_timeout: Seconds = Field(
+        default=1.0,
+        gt=0,
+        description="How long a revoke waits for every gateway to apply it (and say how many"
+        " connections it closed), and a presence question for their answers.",
+    )
     demo: bool = Field(
         default=False,
         description="Development only: serve the demo page at /demo/ and mint dev tokens for"
@@ -171,6 +189,11 @@ class GatewaySettings(BaseSettings):
         description="How long a `hello` waits for the inbox's answer; without one in time the"
         " welcome goes without counts and nothing is muted until the inbox says otherwise.",
     )
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _empty_key_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class InboxSettings(BaseSettings):
