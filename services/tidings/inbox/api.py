@@ -42,7 +42,7 @@ from tidings.inbox.http import (
     query_values,
     read_json,
 )
-from tidings.inbox.store import Store
+from tidings.inbox.store import Store, retrying
 from tidings.subjects import check_id
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,9 @@ class InboxApi:
             started = time.perf_counter()
             try:
                 claims = await caller(request, self.verifier)
-                response = await handler(request, claims)
+                # The pool does not ping before each checkout: a dead connection costs one
+                # retry instead (read_json keeps the body for it).
+                response = await retrying(lambda: handler(request, claims))
                 outcome = "ok"
             except TidingsError as exc:
                 response, outcome = error_response(exc), exc.code.value
