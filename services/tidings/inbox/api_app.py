@@ -38,6 +38,7 @@ from tidings.inbox.api_metrics import ApiMetrics
 from tidings.inbox.app import prepare_schema
 from tidings.inbox.http import error_response, json_response
 from tidings.inbox.openapi import document
+from tidings.inbox.retention import Limits
 from tidings.inbox.store import Store, database_url, retrying
 from tidings.lifecycle import Supervisor, absorb_exit_signals
 from tidings.nats_link import NatsLink
@@ -83,7 +84,14 @@ class InboxApiProcess:
         responder = SessionResponder(link, bell, metrics)
         link.on_up(responder.arm)
         metrics.bind(nats_connected=lambda: 1.0 if link.connected else 0.0)
-        api = InboxApi(store, verifier, announcer, metrics, admin_role=settings.inbox.admin_role)
+        api = InboxApi(
+            store,
+            verifier,
+            announcer,
+            metrics,
+            admin_role=settings.inbox.admin_role,
+            limits=Limits.of(settings.inbox),
+        )
         return cls(
             settings, store, verifier, link, announcer, responder, metrics, api, Supervisor()
         )
