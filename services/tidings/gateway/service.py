@@ -219,6 +219,8 @@ class Gateway:
             with contextlib.suppress(Exception):
                 session.refuse(ErrorCode.RESTARTING)
         await self._wait_closed()
+        if self.inbox is not None:
+            await self.inbox.close()  # tenant refreshes under way
         await self.supervisor.stop()  # the API server, the loops, then the NATS link
         await self.verifier.aclose()
         self._stopped.set()

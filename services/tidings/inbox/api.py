@@ -247,9 +247,8 @@ class InboxApi:
         domains = await self._domains(request)
         async with self.store.engine.begin() as conn:
             found = await preferences.set_defaults(conn, claims.tenant, domains)
-            bell = await queries.bell(conn, claims)
-        # Only the caller's bell is announced: other users' follow at their next session.
-        await self._announce(claims, bell, ids=[], set_={}, muted=True)
+        # Every user of the tenant (the caller too): the gateways ask each one's bell again.
+        await self.announcer.tenant_changed(claims.tenant, "defaults")
         return json_response(found.as_json())
 
     async def erase(self, request: Request, claims: Claims) -> Response:
