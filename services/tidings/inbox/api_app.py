@@ -71,7 +71,7 @@ class InboxApiProcess:
         metrics = ApiMetrics()
         store = Store.open(settings.inbox.database_url, pre_ping=False)  # retrying() instead
         verifier = Verifier(settings.auth)
-        link = NatsLink(settings.nats)
+        link = NatsLink(settings.nats, service="inbox")  # replies under _INBOX_inbox
         announcer = Announcer(link, metrics)
 
         async def bell(claims: Claims) -> dict[str, Any]:
