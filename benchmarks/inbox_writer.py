@@ -78,6 +78,7 @@ class Metrics:
     pending: float = 0.0
     batches: float = 0.0
     batch_sum: float = 0.0
+    commit_seconds: float = 0.0  # tidings_inbox_batch_seconds: the database's part
     batch_buckets: dict[str, float] = field(default_factory=dict)
 
 
@@ -96,6 +97,8 @@ async def scrape(client: httpx.AsyncClient) -> Metrics:
                 m.batches = sample.value
             elif sample.name == "tidings_inbox_batch_messages_sum":
                 m.batch_sum = sample.value
+            elif sample.name == "tidings_inbox_batch_seconds_sum":
+                m.commit_seconds = sample.value
             elif sample.name == "tidings_inbox_batch_messages_bucket":
                 m.batch_buckets[sample.labels["le"]] = sample.value
     return m
@@ -183,6 +186,8 @@ async def run(database_url: str, root: Path, args: argparse.Namespace) -> None:
             assert last is not None
             catchup = (stored - first[1]) / max(last - first[0], 1e-9)
             before = await scrape(client)
+            catchup_commit = before.commit_seconds / max(before.batches, 1)
+            catchup_batch = before.batch_sum / max(before.batches, 1)
 
             # 2. sustained
             sent_at: list[float] = []
@@ -229,7 +234,11 @@ async def run(database_url: str, root: Path, args: argparse.Namespace) -> None:
 
     batches = after.batches - before.batches
     print(f"\n{args.database}: writer defaults (batch 500), machine load {os.getloadavg()}")
-    print(f"catch-up: {args.backlog:,} waiting in the stream, stored at {catchup:,.0f}/s")
+    print(
+        f"catch-up: {args.backlog:,} waiting in the stream, stored at {catchup:,.0f}/s"
+        f" (batches of {catchup_batch:.0f} on average, {catchup_commit * 1000:.0f} ms each"
+        " in the database)"
+    )
     print(
         f"sustained: {len(rest):,} published at {len(rest) / published_for:,.0f}/s over"
         f" {published_for:.1f}s; all stored {drained - published_for:.2f}s after the last"
@@ -246,7 +255,11 @@ async def run(database_url: str, root: Path, args: argparse.Namespace) -> None:
         le: after.batch_buckets.get(le, 0.0) - before.batch_buckets.get(le, 0.0)
         for le in after.batch_buckets
     }
-    print(f"batches while sustained: {batches:.0f}, mean {mean:.0f} messages")
+    commit = (after.commit_seconds - before.commit_seconds) / batches if batches else 0.0
+    print(
+        f"batches while sustained: {batches:.0f}, mean {mean:.0f} messages,"
+        f" {commit * 1000:.1f} ms each in the database"
+    )
     print(f"batch sizes (cumulative, le: count): {buckets}")
 
 
