@@ -3,8 +3,8 @@ PostgreSQL, lag <= 1 s at that rate).
 
 A fresh nats-server with the stream, a throw-away database (PostgreSQL from Debian's package as
 the tests start it, or a SQLite file) and the real writer process (``tidings inbox writer``,
-default settings: batches of 500) are started; this process publishes and watches the writer's
-``/metrics``. Two phases:
+default settings: batches of 500, ``--batch-size`` to change) are started; this process
+publishes and watches the writer's ``/metrics``. Two phases:
 
 1. **catch-up**: ``--backlog`` notifications are stored in the stream while the writer is not
    running; it then starts and drains them: the writer's top rate (``tidings_inbox_stored_total``
@@ -112,7 +112,7 @@ def percentile(values: list[float], p: float) -> float:
 class Writer:
     """``python -m tidings inbox writer`` on the database, stopped by its PID."""
 
-    def __init__(self, nats_url: str, database_url: str, root: Path) -> None:
+    def __init__(self, nats_url: str, database_url: str, root: Path, batch_size: int) -> None:
         self.port = free_port()
         self.log = root / "writer.log"
         base = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
@@ -123,6 +123,7 @@ class Writer:
             "TIDINGS_INBOX_MIGRATE": "true",
             "TIDINGS_INBOX_PORT": str(self.port),
             "TIDINGS_LOG_LEVEL": "WARNING",
+            "TIDINGS_INBOX_BATCH_SIZE": str(batch_size),
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -159,7 +160,7 @@ class Writer:
 
 async def run(database_url: str, root: Path, args: argparse.Namespace) -> None:
     server = EmbeddedNats(root / "nats").start()
-    writer = Writer(server.url, database_url, root)
+    writer = Writer(server.url, database_url, root, args.batch_size)
     total = args.backlog + int(args.rate * args.seconds)
     print(f"building {total:,} notifications ...", flush=True)
     messages = payloads(total)
@@ -233,7 +234,7 @@ async def run(database_url: str, root: Path, args: argparse.Namespace) -> None:
         server.stop()
 
     batches = after.batches - before.batches
-    print(f"\n{args.database}: writer defaults (batch 500), machine load {os.getloadavg()}")
+    print(f"\n{args.database}: writer batch {args.batch_size}, machine load {os.getloadavg()}")
     print(
         f"catch-up: {args.backlog:,} waiting in the stream, stored at {catchup:,.0f}/s"
         f" (batches of {catchup_batch:.0f} on average, {catchup_commit * 1000:.0f} ms each"
@@ -269,6 +270,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5000.0, help="notifications/s sustained")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--backlog", type=int, default=50_000, help="waiting before the start")
+    parser.add_argument("--batch-size", type=int, default=500, help="TIDINGS_INBOX_BATCH_SIZE")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tidings-writer-bench-") as tmp:
         root = Path(tmp)
