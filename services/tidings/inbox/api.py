@@ -189,8 +189,8 @@ class InboxApi:
         return json_response(found)
 
     async def counts(self, request: Request, claims: Claims) -> Response:
-        async with self.store.engine.connect() as conn:
-            return json_response((await queries.bell(conn, claims))["counts"])
+        async with self.store.engine.connect() as conn:  # one statement, muting included
+            return json_response(await queries.counts(conn, claims, None))
 
     # -- writes ---------------------------------------------------------------------------------
 

@@ -31,13 +31,16 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Integer,
+    Select,
     Table,
     delete,
+    false,
     literal,
     or_,
     select,
     true,
     type_coerce,
+    union,
     union_all,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -220,6 +223,38 @@ async def muted_domains(conn: AsyncConnection, tenant: str, user: str) -> frozen
         preferences, (r[1:] for r in rows if r[0]), f"tenant {tenant!r}, user {user!r}"
     )
     return Preferences.resolve(defaults, overrides).muted
+
+
+def muted_query(tenant: str, user: str) -> Select[Any]:
+    """The user's muted domains as a subquery (what :func:`muted_domains` reads, resolved in
+    SQL): the user's own in-app "off", and the tenant's in-app "off" the user did not turn on.
+    A count that embeds it costs one round trip instead of two."""
+    check_id(tenant, field="tenant")
+    check_id(user, field="user")
+    d, o = preference_defaults.c, preferences.c
+    mine = (o.tenant == tenant, o.user == user, o.channel == IN_APP)
+    turned_on = select(o.domain).where(*mine, o.enabled.is_(true()))
+    return (
+        union(
+            select(o.domain).where(*mine, o.enabled.is_(false())),
+            select(d.domain).where(
+                d.tenant == tenant,
+                d.channel == IN_APP,
+                d.enabled.is_(false()),
+                d.domain.not_in(turned_on),
+            ),
+        )
+        .subquery()
+        .select()
+    )
+
+
+def unmuted_in_sql(tenant: str, user: str) -> ColumnElement[bool]:
+    """:func:`unmuted` with the muted domains read in the same statement."""
+    return or_(
+        notifications.c.domain.not_in(muted_query(tenant, user)),
+        notifications.c.severity == Severity.CRITICAL.value,
+    )
 
 
 def unmuted(muted: frozenset[str]) -> ColumnElement[bool]:

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tidings.auth.claims import Claims
 from tidings.envelope import Severity
 from tidings.inbox.filters import Filter, Status
-from tidings.inbox.preferences import muted_domains, unmuted
+from tidings.inbox.preferences import muted_domains, unmuted, unmuted_in_sql
 from tidings.inbox.schema import inbox_marks, inbox_state, notifications
 from tidings.inbox.visibility import visible_branches, visible_to
 from tidings.subjects import NAMED_KINDS, Audience, AudienceKind
@@ -255,10 +255,14 @@ def _sum(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
-async def counts(conn: AsyncConnection, claims: Claims, muted: frozenset[str]) -> dict[str, Any]:
+async def counts(
+    conn: AsyncConnection, claims: Claims, muted: frozenset[str] | None
+) -> dict[str, Any]:
     """``{"total", "unread", "unseen", "unread_by_severity": {all five}}``, exact: one
-    aggregate per severity (a few small expressions to build, five rows back)."""
+    aggregate per severity (a few small expressions to build, five rows back). ``muted``
+    ``None``: the user's muted domains are read inside the same statement (one round trip)."""
     view = view_of(conn, claims)
+    keep = unmuted_in_sql(claims.tenant, claims.user) if muted is None else unmuted(muted)
     query = (
         select(
             n.severity,
@@ -267,7 +271,7 @@ async def counts(conn: AsyncConnection, claims: Claims, muted: frozenset[str]) -
             _sum(not_(view.seen)).label("unseen"),
         )
         .select_from(view.source)
-        .where(view.visible, unmuted(muted), not_(view.archived))
+        .where(view.visible, keep, not_(view.archived))
         .group_by(n.severity)
     )
     by_severity = dict.fromkeys(SEVERITIES, 0)
