@@ -159,13 +159,14 @@ class Writer:
 
 
 async def run(database_url: str, root: Path, args: argparse.Namespace) -> None:
-    server = EmbeddedNats(root / "nats").start()
-    writer = Writer(server.url, database_url, root, args.batch_size)
     total = args.backlog + int(args.rate * args.seconds)
     print(f"building {total:,} notifications ...", flush=True)
     messages = payloads(total)
-    nc = await nats.connect(server.url)
+    server = EmbeddedNats(root / "nats").start()
+    writer = Writer(server.url, database_url, root, args.batch_size)
+    nc = None
     try:
+        nc = await nats.connect(server.url)
         await ensure_stream(nc.jetstream(), StreamSettings(max_bytes=4 * 1024**3))
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{writer.port}") as client:
             # 1. catch-up
@@ -230,7 +231,8 @@ async def run(database_url: str, root: Path, args: argparse.Namespace) -> None:
             assert info.state.messages == total, (info.state.messages, total)
     finally:
         writer.stop()
-        await nc.close()
+        if nc is not None:
+            await nc.close()
         server.stop()
 
     batches = after.batches - before.batches
