@@ -276,7 +276,7 @@ async def test_example_producer_publishes_incidents_and_audits_through_its_sidec
 
 PASSWORDS = {
     user: f"{user}-password-{os.getpid()}"
-    for user in ("admin", "gateway", "publisher", "broadcaster")
+    for user in ("admin", "gateway", "publisher", "broadcaster", "inbox")
 }
 # The operator's Secrets, shared by the NATS release and the tidings release (docs/deploy.md).
 SECRETS = {f"tidings-nats-{user}": {"password": pw} for user, pw in PASSWORDS.items()}

@@ -159,7 +159,7 @@ def servers(tmp_path: Path, pkis: list[Pki]) -> Iterator[list[Server]]:
     env.update(
         {
             f"TIDINGS_{u}_PASSWORD": PASSWORD
-            for u in ("ADMIN", "GATEWAY", "PUBLISHER", "BROADCASTER")
+            for u in ("ADMIN", "GATEWAY", "PUBLISHER", "BROADCASTER", "INBOX")
         }
     )
     try:

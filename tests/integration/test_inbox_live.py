@@ -202,3 +202,68 @@ async def test_read_on_one_device_reaches_the_other_and_muting_stops_live_delive
                 {"tenant": "acme", "event": "audit.created", "title": "a1", "message": "m"}
             )
             assert (await tablet.next("notification"))["title"] == "a1"
+
+
+async def test_a_tenant_default_reaches_every_user_of_the_tenant_with_their_own_bell(
+    nats_server: EmbeddedNats, js: JetStreamContext, token: Mint, tmp_path: Path
+) -> None:
+    """An admin mutes a domain for the tenant: every connected user of it is told at once,
+    each with their own counts and muted set (an override of their own wins); another tenant's
+    users hear nothing; live delivery follows."""
+    pub = Publisher(js)
+    env = {"TIDINGS_GATEWAY_INBOX": "true", "TIDINGS_GATEWAY_INBOX_TIMEOUT": "1"}
+    admin = {
+        "Authorization": "Bearer "
+        + mint_token(JWT_SECRET, tenant="acme", user="root", roles=["admin"])
+    }
+    async with (
+        inbox_processes(nats_server.url, tmp_path / "inbox") as api_url,
+        gateway_processes(1, nats_server.url, tmp_path, env=env) as (gw,),
+        httpx.AsyncClient(base_url=api_url, timeout=5) as http,
+    ):
+        for tenant in ("acme", "acme", "acme", "globex"):
+            await pub.publish(
+                {"tenant": tenant, "event": "incident.created", "title": "i", "message": "m"}
+            )
+
+        async def stored() -> bool:
+            got = await http.get("/v1/inbox/counts", headers=bearer())
+            return bool(got.status_code == 200 and got.json()["total"] == 3)
+
+        await until(stored, what="the writer stored the notifications", timeout=15)
+        # Bob keeps incidents in-app whatever the tenant says.
+        keep = {"domains": {"incident": {"in_app": True}}}
+        assert (
+            await http.put("/v1/inbox/preferences", headers=bearer(user="bob"), json=keep)
+        ).is_success
+        async with (
+            RawClient(gw.ws_url) as alice,
+            RawClient(gw.ws_url) as bob,
+            RawClient(gw.ws_url) as carol,
+        ):
+            assert (await alice.hello(token()))["inbox"]["unread"] == 3
+            assert (await bob.hello(token(user="bob")))["inbox"]["unread"] == 3
+            assert (await carol.hello(token(tenant="globex", user="carol")))["inbox"]["unread"] == 1
+            for ws in (alice, bob, carol):
+                await ws.next("synced")
+
+            started = time.monotonic()
+            mute = {"domains": {"incident": {"in_app": False}}}
+            answer = await http.put("/v1/inbox/preferences/defaults", headers=admin, json=mute)
+            assert answer.status_code == 200, answer.text
+            frame = await alice.next("inbox", timeout=1.0)
+            assert time.monotonic() - started < 1.0
+            assert frame["muted"] == ["incident"]
+            assert frame["counts"]["total"] == 0 and unread(frame) == 0
+            frame = await bob.next("inbox", timeout=1.0)
+            assert frame["muted"] == [] and unread(frame) == 3  # his own override wins
+            assert [f for f in await carol.quiet(0.3) if f["type"] == "inbox"] == []
+
+            await pub.publish(
+                {"tenant": "acme", "event": "incident.updated", "title": "quiet", "message": "m"}
+            )
+            await pub.publish(
+                {"tenant": "acme", "event": "audit.created", "title": "a1", "message": "m"}
+            )
+            assert (await alice.next("notification"))["title"] == "a1"  # "quiet" never came
+            assert [n["title"] for n in await bob.notifications(2)] == ["quiet", "a1"]

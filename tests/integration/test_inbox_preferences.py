@@ -15,9 +15,10 @@ from sqlalchemy import delete, func, insert, select, text
 
 from tests.support.inbox import sync_store
 from tests.support.inbox_notes import note, role, user
+from tidings.auth.claims import Claims
 from tidings.envelope import Severity
 from tidings.errors import InvalidField, StoredRowInvalid
-from tidings.inbox import migrate
+from tidings.inbox import migrate, queries
 from tidings.inbox import preferences as prefs
 from tidings.inbox.schema import (
     inbox_marks,
@@ -347,3 +348,39 @@ def test_unmuted_is_the_rule_on_random_rows(
 
 def titled(title: str, row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "title": title}
+
+
+async def test_muting_read_in_the_count_statement_is_the_rule(store: Store) -> None:
+    """``GET /counts`` resolves the muted domains inside its one statement
+    (``unmuted_in_sql``): the same counts as the rule resolved in Python, for every way a
+    domain ends up muted or not (default off, override on over it, override off, nothing set,
+    another user's and another tenant's preferences, critical never muted)."""
+    events = ("audit.created", "billing.paid", "deploy.done", "chat.said", "incident.created")
+    await store.write(
+        [
+            note(i + 1, event=event, severity=severity)
+            for i, (event, severity) in enumerate(
+                (e, s) for e in events for s in (Severity.INFO, Severity.CRITICAL, Severity.ERROR)
+            )
+        ]
+    )
+    async with store.engine.begin() as conn:
+        await prefs.set_defaults(
+            conn, "acme", {"audit": {"in_app": False}, "billing": {"in_app": False, "email": True}}
+        )
+        await prefs.set_defaults(conn, "globex", {"deploy": {"in_app": False}})
+        await prefs.set_overrides(
+            conn, "acme", "alice",
+            {"billing": {"in_app": True}, "chat": {"in_app": False}, "deploy": {"email": False}},
+        )  # fmt: skip
+        await prefs.set_overrides(conn, "acme", "bob", {"incident": {"in_app": False}})
+    async with store.engine.connect() as conn:
+        for who in ("alice", "bob", "carol"):
+            claims = Claims("acme", who)
+            muted = await prefs.muted_domains(conn, "acme", who)
+            in_python = await queries.counts(conn, claims, muted)
+            in_sql = await queries.counts(conn, claims, None)
+            assert in_sql == in_python, who
+        assert await prefs.muted_domains(conn, "acme", "alice") == {"audit", "chat"}
+        alice = await queries.counts(conn, Claims("acme", "alice"), None)
+        assert alice["total"] == 15 - 2 * 2  # audit and chat muted, their critical ones stay

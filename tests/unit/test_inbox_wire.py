@@ -101,3 +101,28 @@ def test_the_session_answer() -> None:
         wire.read_session(b'{"counts":{}}')
     question = orjson.loads(wire.session_request("acme", "alice", frozenset({"b", "a"}), ("s-*",)))
     assert question == {"tenant": "acme", "user": "alice", "roles": ["a", "b"], "rooms": ["s-*"]}
+
+
+def test_a_tenant_wide_change_is_read_strictly() -> None:
+    assert wire.tenant_subject("acme") == "tidings.inbox.changed.acme"
+    assert wire.tenant_target("tidings.inbox.changed.acme") == "acme"
+    for subject in (
+        "tidings.inbox.changed.acme.alice",
+        "tidings.inbox.changed",
+        "tidings.inbox.other.acme",
+        "tidings.inbox.changed.*",
+        "tidings.inbox.changed.ac me",
+    ):
+        with pytest.raises(ValueError):  # noqa: PT011
+            wire.tenant_target(subject)
+    assert wire.read_tenant_change(b'{"reason":"defaults"}') == "defaults"
+    for data in (
+        b'{"reason":"retention"}',
+        b'{"reason":"defaults","user":"bob"}',
+        b"{}",
+        b"[]",
+        b"defaults",
+        b'{"reason":"defaults"' + b" " * wire.MAX_BYTES + b"}",
+    ):
+        with pytest.raises(ValueError):  # noqa: PT011
+            wire.read_tenant_change(data)

@@ -6,7 +6,8 @@ in the welcome, the muted set on the connection (the fan-out and the replay leav
 out). No answer in time costs the welcome its counts, never its delay. The gateway listens to
 ``tidings.inbox.changed.<tenant>.>`` while it hosts a connection of that tenant and pushes each
 change to every connection of the (tenant, user) its subject names, before or after the
-welcome but never ahead of it.
+welcome but never ahead of it; and to ``tidings.inbox.changed.<tenant>``, a change for every
+user of the tenant (its preference defaults), after which it asks again for each of them.
 
 Registration comes first: the tenant's subscription is in place and the connection is known
 before the question is asked, so a change committed after the inbox answered is never missed.
@@ -77,6 +78,9 @@ class Inbox:
         self.users: dict[User, dict[Connection, Claims]] = {}  # the claims it joined with
         self.tenants: dict[str, int] = {}
         self.subs: dict[str, Subscription] = {}
+        self.tenant_subs: dict[str, Subscription] = {}  # tidings.inbox.changed.<tenant>
+        self._tenant_refresh: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()  # tenants changed again while being refreshed
         self._ready: dict[str, asyncio.Future[None]] = {}
         self._lingering: dict[str, asyncio.TimerHandle] = {}
         self._held: dict[Connection, list[bytes]] = {}  # registered, welcome not out yet
@@ -189,6 +193,10 @@ class Inbox:
             self.subs[tenant] = await self.nc.subscribe(
                 wire.changed_filter(tenant), cb=self._on_change
             )
+        if tenant not in self.tenant_subs:
+            self.tenant_subs[tenant] = await self.nc.subscribe(
+                wire.tenant_subject(tenant), cb=self._on_tenant_change
+            )
         await self.nc.flush(max(1, int(self.timeout)))
 
     async def _unsubscribe(self, tenant: str) -> None:
@@ -196,27 +204,29 @@ class Inbox:
         if self.tenants.get(tenant):
             return  # somebody came back meanwhile
         ready = self._ready.pop(tenant, None)
-        sub = self.subs.pop(tenant, None)
+        subs = (self.subs.pop(tenant, None), self.tenant_subs.pop(tenant, None))
         if ready is not None and not ready.done():
             ready.cancel()
-        if sub is not None:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        for sub in subs:
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
 
     async def rebind(self, nc: NATS) -> None:
         """A new NATS client (the old one gave up, its subscriptions with it): subscribe anew
         for every tenant hosted. A step of the NATS link's ``on_up``: a failure is retried."""
         self.nc = nc
         self.subs.clear()
+        self.tenant_subs.clear()
         self._ready.clear()
         for tenant in list(self.tenants):
             await self.ensure(tenant)
 
-    async def refresh(self, *, retry_for: float = REFRESH_FOR) -> None:
+    async def refresh(self, *, retry_for: float = REFRESH_FOR, tenant: str | None = None) -> None:
         """After a NATS loss, changes may have been missed: ask again for every user here and
         push their counts (and muted set) as an ``inbox`` frame. Best effort, bounded: the API
         may come back after the gateway, so a question nobody answered is asked again (backing
-        off) for ``retry_for`` seconds."""
+        off) for ``retry_for`` seconds. With ``tenant``, only that tenant's users."""
         gate = asyncio.Semaphore(REFRESH_CONCURRENCY)
         deadline = time.monotonic() + retry_for
 
@@ -247,7 +257,11 @@ class Inbox:
             self._push(user, wire.Change(p.encode(frame), muted))
 
         await asyncio.gather(
-            *(one(user, next(iter(conns.values()))) for user, conns in list(self.users.items()))
+            *(
+                one(user, next(iter(conns.values())))
+                for user, conns in list(self.users.items())
+                if tenant is None or user[0] == tenant
+            )
         )
 
     # -- changes -------------------------------------------------------------------------------
@@ -261,6 +275,41 @@ class Inbox:
             self._warn_change(subject=msg.subject, error=str(exc))
             return
         self._push(user, change)
+
+    async def _on_tenant_change(self, msg: Msg) -> None:
+        """Every user of the tenant here is asked for again (their muted set and counts depend
+        on their own overrides too); a change arriving during that refresh runs it once more."""
+        try:
+            tenant = wire.tenant_target(msg.subject)
+            wire.read_tenant_change(msg.data)
+        except ValueError as exc:
+            self._dropped.inc()
+            self._warn_change(subject=msg.subject, error=str(exc))
+            return
+        running = self._tenant_refresh.get(tenant)
+        if running is not None and not running.done():
+            self._again.add(tenant)
+            return
+        task = asyncio.ensure_future(self._refresh_tenant(tenant))
+        self._tenant_refresh[tenant] = task
+        task.add_done_callback(_retrieve)
+
+    async def _refresh_tenant(self, tenant: str) -> None:
+        try:
+            while True:
+                self._again.discard(tenant)
+                await self.refresh(tenant=tenant)
+                if tenant not in self._again:
+                    return
+        finally:
+            self._tenant_refresh.pop(tenant, None)
+
+    async def close(self) -> None:
+        """Stop the tenant refreshes under way (the gateway stops)."""
+        tasks = list(self._tenant_refresh.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _push(self, user: User, change: wire.Change) -> None:
         conns = self.users.get(user)

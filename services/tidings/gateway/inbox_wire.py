@@ -1,7 +1,8 @@
 """What the inbox API says to the gateways over NATS, read strictly (docs/inbox contract).
 
-Two messages: the answer to ``tidings.inbox.session`` (a user's counts and muted domains at
-``hello``) and ``tidings.inbox.changed.<tenant>.<user>`` (a state or preference change). Both come
+Three messages: the answer to ``tidings.inbox.session`` (a user's counts and muted domains at
+``hello``), ``tidings.inbox.changed.<tenant>.<user>`` (a state or preference change) and
+``tidings.inbox.changed.<tenant>`` (a change for every user of the tenant: its defaults). Both come
 from another process: anything that is not exactly the agreed shape raises ``ValueError`` and is
 dropped by the caller (counted), never forwarded. Who a ``changed`` is for is read from its
 subject only; nothing in a body can address another tenant or user.
@@ -41,6 +42,32 @@ def changed_target(subject: str) -> tuple[str, str]:
     if not (ID_RE.fullmatch(tenant) and ID_RE.fullmatch(user)):
         raise ValueError(f"not a tenant and user: {subject!r}")
     return tenant, user
+
+
+def tenant_subject(tenant: str) -> str:
+    """Where a change for every user of ``tenant`` is announced (its defaults changed)."""
+    return f"{CHANGED_PREFIX}.{tenant}"
+
+
+def tenant_target(subject: str) -> str:
+    """The tenant a tenant-wide ``changed`` subject addresses; ValueError for any other."""
+    parts = subject.split(".")
+    if len(parts) != 4 or ".".join(parts[:3]) != CHANGED_PREFIX or not ID_RE.fullmatch(parts[3]):
+        raise ValueError(f"not a tenant change subject: {subject!r}")
+    return parts[3]
+
+
+TENANT_REASONS = ("defaults",)
+
+
+def read_tenant_change(data: bytes) -> str:
+    """A tenant-wide change, ``{"reason": "defaults"}``: what changed (each user's counts and
+    muted set are then asked again, since they depend on the user's own overrides)."""
+    body = _object(data)
+    if set(body) != {"reason"} or body["reason"] not in TENANT_REASONS:
+        raise ValueError(f"a tenant change must be {{'reason': one of {TENANT_REASONS}}}")
+    reason: str = body["reason"]
+    return reason
 
 
 class Refused(ValueError):

@@ -11,11 +11,10 @@ ingress: what it tells (connection counts, error rates) is for the operator's sc
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, Protocol
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import urlsplit
 
 import orjson
 import uvicorn
@@ -30,6 +29,7 @@ from starlette.routing import Route
 
 from tidings import protocol as p
 from tidings.auth import Claims, Verifier
+from tidings.auth.urls import credential_in_query
 from tidings.codes import ErrorCode
 from tidings.errors import AuthError, TidingsError, Unavailable, error_body
 from tidings.gateway.origins import PROBE_HEADERS, OriginLog
@@ -37,18 +37,6 @@ from tidings.gateway.registry import Registry
 from tidings.settings import GatewaySettings
 
 _NO_STORE = {"Cache-Control": "no-store"}
-
-
-# A query parameter named like a credential (any case), or a value that is a JWT.
-_CREDENTIAL_PARAM = re.compile(
-    r"(?:^|[&;])(?:[a-z_-]*token|jwt|bearer|auth|authorization)(?:=|&|;|$)", re.IGNORECASE
-)
-_JWT_VALUE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.")
-
-
-def credential_in_query(query: str) -> bool:
-    """Whether the URL carries a token: proxies and access logs keep URLs, never frames."""
-    return bool(_CREDENTIAL_PARAM.search(query) or _JWT_VALUE.search(unquote_plus(query)))
 
 
 class PageAnswer(Protocol):

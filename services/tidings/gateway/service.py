@@ -256,6 +256,8 @@ class Gateway:
                 session.refuse(ErrorCode.RESTARTING)
         await self._wait_closed()
         await self.bucket.stop()
+        if self.inbox is not None:
+            await self.inbox.close()  # tenant refreshes under way
         await self.supervisor.stop()  # the API server, the loops, then the NATS link
         await self.verifier.aclose()
         self._stopped.set()

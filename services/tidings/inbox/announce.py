@@ -6,6 +6,9 @@
   waits for NATS, and while NATS is down the message is dropped and counted
   (``tidings_inbox_api_changed_dropped_total``); the user's other devices catch up at their
   next ``welcome`` or ``changed``.
+- **changed** for a whole tenant (``tidings.inbox.changed.<tenant>``, ``{"reason":
+  "defaults"}``): after a change of the tenant's preference defaults, which concerns every user
+  of it; each gateway asks again for the counts and muted set of each user of it it holds.
 - **session** (request/reply on ``tidings.inbox.session``, queue group ``tidings-inbox-api``
   so replicas share it): a gateway asks at ``hello`` with the token's claims and gets
   ``{"counts", "muted"}``, or an error body.
@@ -47,6 +50,10 @@ def changed_subject(tenant: str, user: str) -> str:
     return f"{CHANGED_PREFIX}.{tenant}.{user}"
 
 
+def tenant_subject(tenant: str) -> str:
+    return f"{CHANGED_PREFIX}.{tenant}"
+
+
 class Announcer:
     """Publishes ``changed``; never raises (a lost message is counted, not an error)."""
 
@@ -55,12 +62,20 @@ class Announcer:
         self.metrics = metrics
 
     async def changed(self, tenant: str, user: str, body: dict[str, Any]) -> bool:
+        return await self._publish(changed_subject(tenant, user), body)
+
+    async def tenant_changed(self, tenant: str, reason: str) -> bool:
+        """Every user of ``tenant`` is concerned (its defaults changed): the gateways ask
+        again for each user of it they hold."""
+        return await self._publish(tenant_subject(tenant), {"reason": reason})
+
+    async def _publish(self, subject: str, body: dict[str, Any]) -> bool:
         if not self.link.connected:
             self.metrics.changed_dropped.inc()
             return False
         try:
             payload = orjson.dumps(body)
-            await self.link.client.publish(changed_subject(tenant, user), payload)
+            await self.link.client.publish(subject, payload)
         except Exception as exc:  # NATS went away between the check and the write
             log.warning("inbox changed not published", extra={"error": repr(exc)})
             self.metrics.changed_dropped.inc()

@@ -31,7 +31,7 @@ from tidings.errors import (
     TooLarge,
     Unavailable,
 )
-from tidings.inbox import cursor, filters, preferences, queries, state
+from tidings.inbox import cursor, filters, preferences, queries, retention, state
 from tidings.inbox.announce import Announcer
 from tidings.inbox.api_metrics import ApiMetrics
 from tidings.inbox.http import (
@@ -42,13 +42,15 @@ from tidings.inbox.http import (
     query_values,
     read_json,
 )
-from tidings.inbox.store import Store
+from tidings.inbox.retention import Limits, TenantRetention
+from tidings.inbox.store import Store, retrying
 from tidings.subjects import check_id
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/v1/inbox"
 MAX_IDS = 1000
+LIMIT_KEYS = ("max_age_days", "max_items")
 MAX_BODY_BYTES = 128 * 1024  # 1,000 ids of 64 characters fit
 Handler = Callable[[Request, Claims], Awaitable[Response]]
 
@@ -98,7 +100,9 @@ class InboxApi:
         metrics: ApiMetrics,
         *,
         admin_role: str,
+        limits: Limits | None = None,
     ) -> None:
+        self.limits = limits or Limits()  # the global retention limits (the writer's settings)
         self.store = store
         self.verifier = verifier
         self.announcer = announcer
@@ -118,6 +122,8 @@ class InboxApi:
             ("GET", f"{p}/preferences/defaults", "defaults", self.defaults),
             ("PUT", f"{p}/preferences/defaults", "set_defaults", self.set_defaults),
             ("DELETE", f"{p}/users/{{user}}", "erase", self.erase),
+            ("GET", f"{p}/retention", "retention", self.read_limits),
+            ("PUT", f"{p}/retention", "set_retention", self.set_limits),
         ]
         return [
             Route(path, self.endpoint(name, handler), methods=[method], name=name)
@@ -131,7 +137,9 @@ class InboxApi:
             started = time.perf_counter()
             try:
                 claims = await caller(request, self.verifier)
-                response = await handler(request, claims)
+                # The pool does not ping before each checkout: a dead connection costs one
+                # retry instead (read_json keeps the body for it).
+                response = await retrying(lambda: handler(request, claims))
                 outcome = "ok"
             except TidingsError as exc:
                 response, outcome = error_response(exc), exc.code.value
@@ -181,8 +189,8 @@ class InboxApi:
         return json_response(found)
 
     async def counts(self, request: Request, claims: Claims) -> Response:
-        async with self.store.engine.connect() as conn:
-            return json_response((await queries.bell(conn, claims))["counts"])
+        async with self.store.engine.connect() as conn:  # one statement, muting included
+            return json_response(await queries.counts(conn, claims, None))
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -239,20 +247,48 @@ class InboxApi:
         domains = await self._domains(request)
         async with self.store.engine.begin() as conn:
             found = await preferences.set_defaults(conn, claims.tenant, domains)
-            bell = await queries.bell(conn, claims)
-        # Only the caller's bell is announced: other users' follow at their next session.
-        await self._announce(claims, bell, ids=[], set_={}, muted=True)
+        # Every user of the tenant (the caller too): the gateways ask each one's bell again.
+        await self.announcer.tenant_changed(claims.tenant, "defaults")
         return json_response(found.as_json())
 
     async def erase(self, request: Request, claims: Claims) -> Response:
         self._admin(claims, "erase a user's inbox")
         user = check_id(request.path_params["user"], field="user")
+        addressed = _erase_notifications(query_values(request))
         erased = Claims(claims.tenant, user)
         async with self.store.engine.begin() as conn:
-            await preferences.erase_user(conn, claims.tenant, user)
+            await preferences.erase_user(conn, claims.tenant, user, addressed=addressed)
             bell = await queries.bell(conn, erased)
         await self._announce(erased, bell, ids=[], set_={}, all_=True, muted=True)
         return Response(status_code=204, headers={"Cache-Control": "no-store"})
+
+    # -- retention (the writer's job reads it at its next pass) ----------------------------------
+
+    async def read_limits(self, request: Request, claims: Claims) -> Response:
+        self._admin(claims, "read the tenant's retention")
+        if request.query_params:
+            raise InvalidField("takes no query parameters", field="query")
+        async with self.store.engine.connect() as conn:
+            found = await retention.read_retention(conn, claims.tenant)
+        return json_response(self._retention_json(found))
+
+    async def set_limits(self, request: Request, claims: Claims) -> Response:
+        self._admin(claims, "set the tenant's retention")
+        body = json_object(await read_json(request, limit=MAX_BODY_BYTES), known=LIMIT_KEYS)
+        if not body:
+            raise MissingField("give max_age_days and/or max_items", field="max_age_days")
+        async with self.store.engine.begin() as conn:
+            current = await retention.read_retention(conn, claims.tenant)
+            given = {**current.as_json(), **body}
+            found = await retention.set_retention(
+                conn, claims.tenant, given["max_age_days"], given["max_items"]
+            )
+        return json_response(self._retention_json(found))
+
+    def _retention_json(self, own: TenantRetention) -> dict[str, Any]:
+        in_force = own.resolve(self.limits)
+        effective = {"max_age_days": in_force.max_age_days, "max_items": in_force.max_items}
+        return {**own.as_json(), "effective": effective}
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -283,6 +319,18 @@ class InboxApi:
         if muted:
             body["muted"] = bell["muted"]
         await self.announcer.changed(claims.tenant, claims.user, body)
+
+
+def _erase_notifications(values: Mapping[str, list[str]]) -> bool:
+    """Whether an erase removes the notifications addressed to the user alone: ``erase`` (the
+    default: they are that person's data) or ``keep`` (e.g. held for an audit)."""
+    extra = sorted(set(values) - {"notifications"})
+    if extra:
+        raise InvalidField("unknown query parameter", field=extra[0][:64])
+    given = values.get("notifications", ["erase"])
+    if len(given) != 1 or given[0] not in ("erase", "keep"):
+        raise InvalidField("must be erase or keep, once", field="notifications")
+    return given[0] == "erase"
 
 
 def _is_id(text: str) -> bool:

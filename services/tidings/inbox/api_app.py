@@ -38,7 +38,8 @@ from tidings.inbox.api_metrics import ApiMetrics
 from tidings.inbox.app import prepare_schema
 from tidings.inbox.http import error_response, json_response
 from tidings.inbox.openapi import document
-from tidings.inbox.store import Store, database_url
+from tidings.inbox.retention import Limits
+from tidings.inbox.store import Store, database_url, retrying
 from tidings.lifecycle import Supervisor, absorb_exit_signals
 from tidings.nats_link import NatsLink
 from tidings.ports import port_in_use
@@ -68,19 +69,29 @@ class InboxApiProcess:
     @classmethod
     def build(cls, settings: Settings) -> InboxApiProcess:
         metrics = ApiMetrics()
-        store = Store.open(settings.inbox.database_url)
+        store = Store.open(settings.inbox.database_url, pre_ping=False)  # retrying() instead
         verifier = Verifier(settings.auth)
-        link = NatsLink(settings.nats)
+        link = NatsLink(settings.nats, service="inbox")  # replies under _INBOX_inbox
         announcer = Announcer(link, metrics)
 
         async def bell(claims: Claims) -> dict[str, Any]:
-            async with store.engine.connect() as conn:
-                return await queries.bell(conn, claims)
+            async def read() -> dict[str, Any]:
+                async with store.engine.connect() as conn:
+                    return await queries.bell(conn, claims)
+
+            return await retrying(read)
 
         responder = SessionResponder(link, bell, metrics)
         link.on_up(responder.arm)
         metrics.bind(nats_connected=lambda: 1.0 if link.connected else 0.0)
-        api = InboxApi(store, verifier, announcer, metrics, admin_role=settings.inbox.admin_role)
+        api = InboxApi(
+            store,
+            verifier,
+            announcer,
+            metrics,
+            admin_role=settings.inbox.admin_role,
+            limits=Limits.of(settings.inbox),
+        )
         return cls(
             settings, store, verifier, link, announcer, responder, metrics, api, Supervisor()
         )

@@ -77,7 +77,7 @@ class Inbox:
     def build(cls, settings: Settings) -> Inbox:
         metrics = InboxMetrics()
         store = Store.open(settings.inbox.database_url)
-        link = NatsLink(settings.nats)
+        link = NatsLink(settings.nats, service="inbox")  # replies under _INBOX_inbox
         writer = InboxWriter(link, store, metrics, settings.inbox, stream=settings.stream.name)
         retention = RetentionJob(store, metrics, settings.inbox)
         metrics.bind(nats_connected=lambda: 1.0 if link.connected else 0.0)

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from tidings.auth import Verifier
 from tidings.auth.claims import Claims
+from tidings.auth.urls import credential_in_query
 from tidings.codes import ErrorCode
 from tidings.errors import (
     InvalidField,
@@ -27,7 +28,6 @@ from tidings.errors import (
     UnsupportedMediaType,
     error_body,
 )
-from tidings.gateway.routes import credential_in_query
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -64,7 +64,21 @@ async def caller(request: Request, verifier: Verifier) -> Claims:
 
 
 async def read_json(request: Request, *, limit: int) -> Any:
-    """The decoded body: 415 unless JSON, 413 past ``limit`` (reads at most ``limit`` + a chunk)."""
+    """The decoded body: 415 unless JSON, 413 past ``limit`` (reads at most ``limit`` + a chunk).
+    Kept on the request, so a handler run again (:func:`~tidings.inbox.store.retrying`) reads
+    it again."""
+    kept = getattr(request.state, "json_body", _NONE)
+    if kept is not _NONE:
+        return kept
+    body = await _read_json(request, limit=limit)
+    request.state.json_body = body
+    return body
+
+
+_NONE = object()
+
+
+async def _read_json(request: Request, *, limit: int) -> Any:
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != "application/json":
         raise UnsupportedMediaType(

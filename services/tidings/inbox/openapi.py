@@ -12,6 +12,7 @@ from typing import Any
 from tidings.codes import ErrorCode
 from tidings.inbox.filters import DEFAULT_LIMIT, MAX_LIMIT, MAX_Q, MAX_VALUES, Status
 from tidings.inbox.preferences import CHANNELS
+from tidings.inbox.retention import MAX_AGE_DAYS, MAX_ITEMS
 
 _REF = "#/components/schemas/"
 _SEVERITIES = ["info", "success", "warning", "error", "critical"]
@@ -175,12 +176,36 @@ def document() -> dict[str, Any]:
         },
         f"{p}/users/{{user}}": {
             "delete": _op(
-                "Erase a user's state, marks and preferences (admin role, own tenant)",
+                "Erase a user's state, marks, preferences and (unless notifications=keep) the"
+                " notifications addressed to that user alone (admin role, own tenant)",
                 {"204": {"description": "erased"}},
                 _E.FORBIDDEN,
                 _E.INVALID_FIELD,
-                parameters=[_PATH_USER],
+                parameters=[
+                    _PATH_USER,
+                    _query(
+                        "notifications",
+                        {"type": "string", "enum": ["erase", "keep"], "default": "erase"},
+                        "the notifications addressed to the user alone: erased, or kept",
+                    ),
+                ],
             )
+        },
+        f"{p}/retention": {
+            "get": _op(
+                "The tenant's retention (admin role): its own limits and those in force",
+                {"200": _json(_ref("Retention"), "the limits")},
+                _E.FORBIDDEN,
+                _E.INVALID_FIELD,
+            ),
+            "put": _op(
+                "Set the tenant's retention (admin role); keys left out stay, null follows the"
+                " global setting, 0 keeps without limit; the writer applies it at its next pass",
+                {"200": _json(_ref("Retention"), "the limits")},
+                *_BODY_ERRORS,
+                _E.FORBIDDEN,
+                requestBody=_body(_ref("RetentionRequest")),
+            ),
         },
         f"{p}/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}
@@ -200,6 +225,10 @@ def document() -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": _schemas(), "securitySchemes": _SECURITY},
     }
+
+
+def _limit(most: int, description: str) -> dict[str, Any]:
+    return {"type": ["integer", "null"], "minimum": 0, "maximum": most, "description": description}
 
 
 _SECURITY = {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
@@ -291,6 +320,29 @@ def _schemas() -> dict[str, Any]:
                 "seen": {"const": True},
                 "archived": {"const": True},
                 "filter": {"type": "object", "description": "the list's filter keys"},
+            },
+        },
+        "RetentionRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "properties": {
+                "max_age_days": _limit(
+                    MAX_AGE_DAYS, "days a notification is kept after it is stored"
+                ),
+                "max_items": _limit(MAX_ITEMS, "the newest N kept per audience"),
+            },
+        },
+        "Retention": {
+            "type": "object",
+            "properties": {
+                "max_age_days": _limit(MAX_AGE_DAYS, "the tenant's own (null: the global one)"),
+                "max_items": _limit(MAX_ITEMS, "the tenant's own (null: the global one)"),
+                "effective": {
+                    "type": "object",
+                    "description": "the limits in force (0: no limit)",
+                    "properties": {"max_age_days": count, "max_items": count},
+                },
             },
         },
         "Preferences": {

@@ -12,16 +12,16 @@ redelivered or republished message is stored once whatever crashed where.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, event, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tidings.auth.claims import Claims
@@ -31,6 +31,7 @@ from tidings.inbox.visibility import visible_to
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 _DRIVERS = {"postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
 SETTING = "TIDINGS_INBOX_DATABASE_URL"
 
@@ -71,14 +72,33 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(text: str) -> AsyncEngine:
+def create_engine(text: str, *, pre_ping: bool = True) -> AsyncEngine:
+    """The engine for ``text``. ``pre_ping`` checks each pooled PostgreSQL connection with a
+    round trip before handing it out (the writer's choice); without it a connection that died
+    in the pool fails its first statement, and :func:`retrying` runs the work once more (the
+    API's choice: a round trip less on every request)."""
     url = database_url(text)
     if url.get_backend_name() == "sqlite":
         Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    return create_async_engine(url, pool_pre_ping=pre_ping)
+
+
+async def retrying(work: Callable[[], Awaitable[T]]) -> T:
+    """``work()``, run once more if it failed on a connection found dead (the server restarted,
+    or a proxy closed an idle connection): SQLAlchemy then invalidates the pool, so the second
+    try gets a fresh connection. ``work`` must be a whole transaction (nothing was committed
+    when the connection died before its answer) and safe to repeat; any other error, or a
+    second failure, is raised."""
+    try:
+        return await work()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.info("inbox database connection was dead; trying once more on a fresh one")
+    return await work()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +118,8 @@ class Store:
         self.dialect = engine.dialect.name
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        return cls(create_engine(url))
+    def open(cls, url: str, *, pre_ping: bool = True) -> Store:
+        return cls(create_engine(url, pre_ping=pre_ping))
 
     async def close(self) -> None:
         await self.engine.dispose()

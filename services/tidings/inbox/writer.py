@@ -106,34 +106,56 @@ class InboxWriter:
         self._bound.clear()
 
     async def run(self) -> None:
-        while True:
-            await self._bound.wait()
-            sub = self._sub
-            if sub is None:
-                self._bound.clear()
-                continue
-            try:
-                msgs = await sub.fetch(
-                    self.settings.batch_size, timeout=self.settings.fetch_timeout
-                )
-            except NatsTimeoutError:
-                continue  # nothing waiting
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # The connection dropped mid-fetch, or the consumer is gone (stream recreated):
-                # wait for the link and bind again.
-                log.warning("inbox fetch failed: %s: %s", type(exc).__name__, exc)
-                await asyncio.sleep(self.link.settings.reconnect_wait or 0.5)
-                if self.link.connected:
-                    with contextlib.suppress(Exception):
-                        await self.bind()
-                continue
-            if msgs:
-                await self.handle(msgs)
+        """Fetch and decode the next batch while the previous one is being committed (the
+        database's wait overlaps this process's work); a batch's commit starts only after the
+        previous one is committed and acked, so at most two batches are unacked at once."""
+        storing: asyncio.Future[WriteResult] | None = None
+        try:
+            while True:
+                msgs = await self._fetch()
+                if not msgs:
+                    continue
+                batch = self.decode(msgs)
+                if storing is not None:
+                    await storing
+                storing = asyncio.ensure_future(self.commit(msgs, batch))
+        finally:
+            if storing is not None and not storing.done():
+                storing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await storing
+
+    async def _fetch(self) -> list[Msg]:
+        await self._bound.wait()
+        sub = self._sub
+        if sub is None:
+            self._bound.clear()
+            return []
+        try:
+            msgs: list[Msg] = await sub.fetch(
+                self.settings.batch_size, timeout=self.settings.fetch_timeout
+            )
+        except NatsTimeoutError:
+            return []  # nothing waiting
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The connection dropped mid-fetch, or the consumer is gone (stream recreated):
+            # wait for the link and bind again.
+            log.warning("inbox fetch failed: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(self.link.settings.reconnect_wait or 0.5)
+            if self.link.connected:
+                with contextlib.suppress(Exception):
+                    await self.bind()
+            return []
+        return msgs
 
     async def handle(self, msgs: list[Msg]) -> WriteResult:
         """Store one fetched batch (retrying until the database takes it), then ack it."""
+        return await self.commit(msgs, self.decode(msgs))
+
+    def decode(self, msgs: list[Msg]) -> Batch:
+        """The batch's rows and dead letters (nothing written yet)."""
         batch = Batch()
         for msg in msgs:
             item = StreamMessage(self.epoch, msg.metadata.sequence.stream, msg.subject, msg.data)
@@ -143,6 +165,10 @@ class InboxWriter:
                 batch.kept.append(item)
             except Rejected as why:
                 batch.reject(item, why)
+        return batch
+
+    async def commit(self, msgs: list[Msg], batch: Batch) -> WriteResult:
+        """Commit a decoded batch (retrying until the database takes it), then ack it."""
         result, reasons = await self._commit(msgs, batch)
         for msg in msgs:
             try:
