@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,23 +22,14 @@ import httpx
 import nats
 
 from tests.support.cluster_stack import SidecarPublisher, alive, cluster_stack, connections
+from tests.support.fault_load import Alternating, Tally, peak_rss_mb, quantile
 from tests.support.jetstream_reads import JetStreamReads
-from tests.support.load_clients import SteadyPublisher
+from tests.support.load_clients import SteadyPublisher, read_stream
 from tests.support.storm_clients import StormProcess
 from tests.support.waiting import until
+from tidings.client import Publisher
 
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident memory (VmHWM), MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+__all__ = ["StormResult", "peak_rss_mb", "quantile", "run_storm"]
 
 
 @dataclass(slots=True)
@@ -50,6 +42,9 @@ class StormResult:
     outages: list[float] = field(default_factory=list)  # per client: disconnected to live
     problems: list[str] = field(default_factory=list)  # lost, duplicated, reordered, resets
     problem_count: int = 0
+    tally: dict[str, int] = field(default_factory=dict)  # lost, duplicated, reordered, ...
+    acknowledged_by: dict[str, int] = field(default_factory=dict)  # sidecar, sdk
+    stored: int = 0
     moved: int = 0
     published: int = 0
     stored_once: bool = False
@@ -70,11 +65,17 @@ class StormResult:
             "clients": self.clients,
             "tenants": self.tenants,
             "rate": self.rate,
+            **self.tally,
             "lost_or_duplicated": self.problem_count,
+            "acknowledged": self.published,
+            "acknowledged_by": self.acknowledged_by,
+            "stored": self.stored,
             "stored_once": self.stored_once,
             "recovery_p50": round(quantile(o, 0.5), 2),
             "recovery_p99": round(quantile(o, 0.99), 2),
             "recovery_max": round(max(o, default=0.0), 2),
+            "recovery_is": "disconnected→live (gateway killed to synced on another)",
+            "disconnected_clients": self.moved,
             "all_back_s": round(self.back, 2),
             "jetstream_calls": self.calls,
             "backfills": self.backfills,
@@ -104,6 +105,7 @@ async def run_storm(
         js = nc.jetstream(timeout=5)
         reads = await JetStreamReads().start(stack.cluster.urls)
         sidecar = SidecarPublisher(stack.publisher.url)
+        paths = Alternating(sidecar=sidecar, sdk=Publisher(nc.jetstream(timeout=2), timeout=2))
         storms = [
             StormProcess(
                 f"p{i}",
@@ -123,7 +125,7 @@ async def run_storm(
             counted = (await connections(stack))[0]
             assert counted == total, f"gw1 holds {counted} of {total}"
             start = int((await js.stream_info("TIDINGS")).state.last_seq)
-            pub = SteadyPublisher(sidecar, rate=rate, run="st", tenants=tenants).start()
+            pub = SteadyPublisher(paths, rate=rate, run="st", tenants=tenants).start()
             await pub.until(int(rate), timeout=20)
             await asyncio.gather(gw2.started(), gw3.started())
             started += stack.pids()
@@ -142,12 +144,22 @@ async def run_storm(
             await pub.until(len(pub.results) + int(2 * rate), timeout=30)
             published = await pub.stop()
             result.published = len(published)
-            result.stored_once = len({r.seq for r in published}) == len(published)
+            result.acknowledged_by = dict(paths.acknowledged)
+            stored = await read_stream(js, start=start + 1, timeout=60)
+            ids = Counter(s.id for s in stored)
+            result.stored = len(stored)
+            result.stored_once = len(stored) == len(published) and all(
+                ids[r.id] == 1 for r in published
+            )
             for s in storms:
                 s.check(start)
             reports = await asyncio.gather(*(s.report(timeout=fill_timeout) for s in storms))
             result.problems = [p for r in reports for p in (*r["late"], *r["problems"])]
             result.problem_count = sum(r["late_count"] + r["problem_count"] for r in reports)
+            counts = Tally()
+            for r in reports:
+                counts.add(Tally(**r["tally"]))
+            result.tally = counts.as_dict()
             result.outages = [o for r in reports for o in r["outages"]]
             result.moved = sum(r["moved"] for r in reports)
             result.deliveries = sum(r["deliveries"] for r in reports)

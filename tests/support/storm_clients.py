@@ -37,6 +37,7 @@ def _mint(tenant: str = "acme", user: str = "alice", **claims: object) -> str:
 async def _run(args: argparse.Namespace) -> None:
     import nats
 
+    from tests.support.fault_load import tally
     from tests.support.load_clients import fleet, read_stream
 
     tenants = tuple(args.tenants.split(","))
@@ -61,6 +62,7 @@ async def _run(args: argparse.Namespace) -> None:
         "late_count": len(late),
         "problems": fl.problems(stored, after=start)[:20],
         "problem_count": len(fl.problems(stored, after=start)),
+        "tally": tally(fl.followers, stored, after=start).as_dict(),
         "outages": [max(f.outages(), default=0.0) for f in fl.followers],
         "moved": sum(len(f.welcomed) > 1 for f in fl.followers),
         "deliveries": sum(len(f.seqs) for f in fl.followers),
