@@ -77,7 +77,7 @@ def run_one(scenario: Scenario, work: Path, size: dict[str, Any], timeout: float
         row.update(got)
         row["problems"] = problems
     except Exception as exc:  # the report names it; the other scenarios still run
-        row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
         row["problems"] = [row["error"]]
     row["fault"] = scenario.FAULT
     row["seconds"] = round(time.monotonic() - began)

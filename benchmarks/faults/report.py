@@ -15,6 +15,7 @@ COLUMNS = (
     "lost / dup / reordered",
     "acked / stored (once)",
     "recovery p50 / p99 / max, s",
+    "publish→client p99 / max, s",
     "JetStream reads",
     "peak gateway RSS, MB",
     "load avg",
@@ -43,6 +44,9 @@ def _cells(row: dict[str, Any]) -> list[str]:
         f"{acked} / {row.get('stored', '?')} ({'yes' if row.get('stored_once') else '**no**'})",
         f"{row.get('recovery_p50', 0):.2f} / {row.get('recovery_p99', 0):.2f}"
         f" / {row.get('recovery_max', 0):.2f} ({row.get('recovery_is', '')})",
+        f"{row['publish_to_client_p99']:.2f} / {row['publish_to_client_max']:.2f}"
+        if "publish_to_client_max" in row
+        else "—",
         _reads(row),
         " / ".join(str(m) for m in row.get("peak_rss_mb", [])) or "—",
         " → ".join(f"{v:.1f}" for v in row.get("load_avg", [])),
@@ -62,7 +66,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"Command: `{meta['command']}`; commit {meta['commit']}; {meta['machine']}.",
         "Lost / dup / reordered are summed over every client (each checks its own sequence",
         "against what JetStream stored for its rooms); acked = publishes acknowledged (sidecar",
-        "202 or SDK PubAck), stored = notifications JetStream holds for the run.",
+        "202 or SDK PubAck), stored = notifications JetStream holds for the run. Recovery is per",
+        "client, p50 / p99 / max over clients: *disconnected→live* = from losing its socket to",
+        "synced on another gateway (gateway faults; over the clients that lost theirs);",
+        "*stored→client* = the longest a notification the stream had stored waited to reach it",
+        "(node faults: clients keep their socket while their gateway heals). publish→client",
+        "includes the election, when nothing can be stored and publishers retry.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),

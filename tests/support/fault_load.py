@@ -166,6 +166,9 @@ async def replicas_current(js: JetStreamContext, *, timeout: float = 60) -> floa
     return time.time()
 
 
+RECOVERY = "stored→client"  # per client: the longest a stored notification waited for it
+
+
 def spread(values: list[float]) -> dict[str, float]:
     """p50 / p99 / max, rounded, as the report's recovery columns."""
     return {
@@ -192,6 +195,7 @@ class Load:
     peak: dict[str, float] = field(default_factory=dict)  # gateway name -> peak RSS, MB
     started: set[int] = field(default_factory=set)  # every PID the stack ran
     left: list[int] = field(default_factory=list)  # of those, still running after the stack
+    store_waits: list[float] = field(default_factory=list)  # per client, after finish()
 
     def track(self) -> None:
         """Note the stack's processes and each gateway's peak RSS so far (call before a
@@ -239,6 +243,7 @@ class Load:
         e2e = [f.longest_latency(since=since) for f in followers]
         storing = [s.at for s in stored if s.at >= since - 1]
         waits = [f.wait_after_stored(stored, after=self.start) for f in followers]
+        self.store_waits = waits
         outages = [max(f.outages(), default=0.0) for f in followers]
         row.update(
             scenario=self.scenario,
@@ -286,7 +291,7 @@ async def loaded_stack(
     On exit everything is stopped; ``Load.left`` lists what still runs (should be empty).
     """
     async with cluster_stack(
-        directory, gateways=3, env=env, cluster=cluster, pinned=pinned
+        directory, gateways=3, env=env, cluster=cluster, pinned=pinned, start_timeout=60
     ) as stack:
         nc = await nats.connect(
             stack.cluster.urls, reconnect_time_wait=0.2, max_reconnect_attempts=-1, ping_interval=1

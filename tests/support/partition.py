@@ -18,7 +18,13 @@ import pytest
 
 from tests.support.cluster import readiness
 from tests.support.cluster_stack import alive
-from tests.support.fault_load import loaded_stack, new_leader, replicas_current, spread
+from tests.support.fault_load import (
+    RECOVERY,
+    loaded_stack,
+    new_leader,
+    replicas_current,
+    spread,
+)
 from tests.support.waiting import until
 from tidings.dev.netns import NetLab, lab_cluster, namespaces, unavailable_reason
 
@@ -90,8 +96,8 @@ async def run_partition(
         await load.publish_more(2)
         problems += await load.finish(row, since=cut_at)
         row.update(
-            spread([f.longest_latency(since=cut_at) for f in load.fleet.followers]),
-            recovery_is="publish→client (longest wait of each client after the cut)",
+            spread(load.store_waits),
+            recovery_is=RECOVERY,
             cut=f"{victim_node} (stream leader; {victim.name} pinned to it)",
             new_leader_s=round(elected, 1),
             held_s=round(held, 1),

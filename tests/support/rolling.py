@@ -52,7 +52,7 @@ async def run_rolling(
             problems.append(f"{not_recovered:.0f} resumes not recovered")
         row.update(
             spread([max(f.outages(), default=0.0) for f in followers]),
-            recovery_is="disconnected→live (drain reconnect to synced on another gateway)",
+            recovery_is="disconnected→live",
             drain_s=drain,
             resumes=sum(isinstance(e, Recovered) for f in followers for e in f.events),
             roll_s=rolls,

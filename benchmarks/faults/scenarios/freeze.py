@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.cluster import wait_readiness
-from tests.support.fault_load import loaded_stack, new_leader, replicas_current, spread
+from tests.support.fault_load import (
+    RECOVERY,
+    loaded_stack,
+    new_leader,
+    replicas_current,
+    spread,
+)
 from tests.support.waiting import until
 
 NAME = "freeze"
@@ -62,8 +68,8 @@ async def run(
         await load.publish_more(2)
         problems = await load.finish(row, since=frozen_at)
         row.update(
-            spread([f.longest_latency(since=frozen_at) for f in load.fleet.followers]),
-            recovery_is="publish→client (longest wait of each client after the freeze)",
+            spread(load.store_waits),
+            recovery_is=RECOVERY,
             fault_detail=f"{node} frozen {thawed_at - frozen_at:.1f} s ({victim.name} on it)",
             new_leader_s=round(elected, 1),
             gateway_healed_s=round(healed, 1),

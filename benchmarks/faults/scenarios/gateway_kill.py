@@ -49,7 +49,7 @@ async def run(
             problems.append(f"{len(moved)} clients reconnected, {victim.name} held {held}")
         row.update(
             spread([max(f.outages()) for f in moved]),
-            recovery_is="disconnected→live, over the killed gateway's clients",
+            recovery_is="disconnected→live",
             fault_detail=f"{victim.name} killed with {held} clients",
             all_back_s=round(back, 1),
         )

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.cluster import wait_readiness
-from tests.support.fault_load import loaded_stack, new_leader, replicas_current, spread
+from tests.support.fault_load import (
+    RECOVERY,
+    loaded_stack,
+    new_leader,
+    replicas_current,
+    spread,
+)
 
 NAME = "leader_kill"
 FAULT = "kill -9 of the stream leader's node, restarted after the new leader stored"
@@ -48,8 +54,8 @@ async def run(
         await load.publish_more(2)
         problems = await load.finish(row, since=killed_at)
         row.update(
-            spread([f.longest_latency(since=killed_at) for f in load.fleet.followers]),
-            recovery_is="publish→client (longest wait of each client after the kill)",
+            spread(load.store_waits),
+            recovery_is=RECOVERY,
             fault_detail=f"{node} killed ({victim.name} pinned to it)",
             new_leader_s=round(elected, 1),
             gateway_healed_s=round(healed, 1),
