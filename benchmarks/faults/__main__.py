@@ -53,6 +53,7 @@ def _sizes(args: argparse.Namespace, name: str) -> dict[str, Any]:
             "processes": args.storm_processes,
             "rate": args.storm_rate,
             "tenants": args.tenants,
+            "client": args.storm_client,
         }
     return {"clients": args.clients, "tenants": args.tenants, "rate": args.rate}
 
@@ -100,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storm-clients", type=int, default=10000)
     parser.add_argument("--storm-processes", type=int, default=5)
     parser.add_argument("--storm-rate", type=float, default=20.0)
+    parser.add_argument(
+        "--storm-client",
+        choices=("sdk", "light"),
+        default="sdk",
+        help="storm clients: SDK subscribers, or the light protocol clients (picows)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="per scenario, seconds")
     parser.add_argument("--out", type=Path, default=HERE / "report", help="writes OUT.json/.md")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")

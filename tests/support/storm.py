@@ -57,11 +57,13 @@ class StormResult:
     top_backfills: list[str] = field(default_factory=list)  # the three largest pairs
     peak_rss_mb: list[float] = field(default_factory=list)  # gw2, gw3
     left: list[int] = field(default_factory=list)  # processes still running afterwards
+    client: str = "sdk"  # or "light" (tests.support.storm_light)
 
     def row(self) -> dict[str, Any]:
         o = self.outages
         return {
             "scenario": "storm",
+            "client": self.client,
             "clients": self.clients,
             "tenants": self.tenants,
             "rate": self.rate,
@@ -94,9 +96,10 @@ async def run_storm(
     tenants: tuple[str, ...],
     rate: float,
     fill_timeout: float = 180.0,
+    light: bool = False,
 ) -> StormResult:
     total = processes * per_process
-    result = StormResult(total, len(tenants), rate)
+    result = StormResult(total, len(tenants), rate, client="light" if light else "sdk")
     async with cluster_stack(directory, gateways=3, start_timeout=60) as stack:
         started = stack.pids()
         gw1, gw2, gw3 = stack.gateways
@@ -115,6 +118,7 @@ async def run_storm(
                 tenants=tenants,
                 log=directory / f"storm{i}.log",
                 timeout=fill_timeout,
+                light=light,
             )
             for i in range(processes)
         ]
@@ -127,7 +131,7 @@ async def run_storm(
             start = int((await js.stream_info("TIDINGS")).state.last_seq)
             pub = SteadyPublisher(paths, rate=rate, run="st", tenants=tenants).start()
             await pub.until(int(rate), timeout=20)
-            await asyncio.gather(gw2.started(), gw3.started())
+            await asyncio.gather(gw2.started(timeout=60), gw3.started(timeout=60))
             started += stack.pids()
             reads.reset()
             killed = time.monotonic()

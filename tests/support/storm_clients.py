@@ -72,7 +72,8 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 class StormProcess:
-    """One child process of storm clients (see the module's docstring)."""
+    """One child process of storm clients (see the module's docstring); ``light``: the light
+    clients of :mod:`tests.support.storm_light` instead of SDK subscribers."""
 
     def __init__(
         self,
@@ -85,9 +86,11 @@ class StormProcess:
         log: Path,
         concurrency: int = 50,
         timeout: float = 120.0,
+        light: bool = False,
     ) -> None:
+        module = "tests.support.storm_light" if light else "tests.support.storm_clients"
         cmd = [
-            sys.executable, "-m", "tests.support.storm_clients", "--name", name, "--url", url,
+            sys.executable, "-m", module, "--name", name, "--url", url,
             "--nats", ",".join(nats_urls), "--count", str(count),
             "--tenants", ",".join(tenants), "--concurrency", str(concurrency),
             "--timeout", str(timeout),

@@ -1,10 +1,12 @@
 """Reconnect storm: every client on one gateway behind nginx, that gateway killed (SIGKILL); the
 clients, in several processes, reconnect through nginx to the two others at once and resume.
 
-``clients`` are spread over ``processes`` child processes of SDK clients (this machine allows
-20,000 descriptors per process). The test suite runs the same code reduced
+``clients`` are spread over ``processes`` child processes (this machine allows 20,000
+descriptors per process) of SDK subscribers (``client="sdk"``) or of the light protocol clients
+of tests/support/storm_light.py (``"light"``: picows and uvloop; 10,000 SDK subscribers starve
+on two cores). The test suite runs the same code reduced
 (tests/integration/test_cluster_storm.py, 2 x 500). ``python -m benchmarks.faults --scenarios
-storm --storm-clients 10000 --storm-processes 5``.
+storm --storm-clients 10000 --storm-processes 5 --storm-client light``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ async def run(
     tenants: int = 20,
     rate: float = 20.0,
     processes: int = 5,
+    client: str = "sdk",
 ) -> tuple[dict[str, Any], list[str]]:
     per_process = -(-clients // processes)
     result = await run_storm(
@@ -34,6 +37,7 @@ async def run(
         tenants=tuple(f"t{i}" for i in range(tenants)),
         rate=rate,
         fill_timeout=max(60.0, per_process * processes / 20),
+        light=client == "light",
     )
     row = result.row()
     row["processes"] = processes
