@@ -19,6 +19,7 @@ COLUMNS = (
     "JetStream reads",
     "peak gateway RSS, MB",
     "load avg",
+    "runner CPU",
 )
 
 
@@ -50,6 +51,7 @@ def _cells(row: dict[str, Any]) -> list[str]:
         _reads(row),
         " / ".join(str(m) for m in row.get("peak_rss_mb", [])) or "—",
         " → ".join(f"{v:.1f}" for v in row.get("load_avg", [])),
+        f"{row['load_generator_cpu']:.0%}" if row.get("load_generator_cpu") is not None else "—",
     ]
 
 
@@ -71,7 +73,9 @@ def markdown(report: dict[str, Any]) -> str:
         "synced on another gateway (gateway faults; over the clients that lost theirs);",
         "*stored→client* = the longest a notification the stream had stored waited to reach it",
         "(node faults: clients keep their socket while their gateway heals). publish→client",
-        "includes the election, when nothing can be stored and publishers retry.",
+        "includes the election, when nothing can be stored and publishers retry. Runner CPU: the",
+        "share of one core the runner process (every SDK client but the storm's, the",
+        "publishers) used from the fault to the end; near 100 % the load generator was the limit.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),

@@ -196,6 +196,14 @@ class Load:
     started: set[int] = field(default_factory=set)  # every PID the stack ran
     left: list[int] = field(default_factory=list)  # of those, still running after the stack
     store_waits: list[float] = field(default_factory=list)  # per client, after finish()
+    began: tuple[float, float] = (0.0, 0.0)  # (wall, this process's CPU) when the fault began
+
+    def fault_begins(self) -> None:
+        """Count JetStream reads from here, and note the time: the row says how busy this
+        process (every client, the publishers) was from here to :meth:`finish` — near 1.0 the
+        load generator, not the stack, was the bottleneck."""
+        self.reads.reset()
+        self.began = (time.monotonic(), time.process_time())
 
     def track(self) -> None:
         """Note the stack's processes and each gateway's peak RSS so far (call before a
@@ -230,6 +238,7 @@ class Load:
         (empty when every client's view is exact and every acknowledged publish is stored once).
         ``since``: wall time of the fault (publish→client waits are measured after it)."""
         self.track()
+        wall, cpu = time.monotonic() - self.began[0], time.process_time() - self.began[1]
         published = await self.pub.stop()
         stored = await read_stream(self.js(10), start=self.start + 1, timeout=60)
         ids = Counter(s.id for s in stored)
@@ -269,6 +278,7 @@ class Load:
             most_backfills_per_gateway_tenant=self.reads.most_per_tenant_and_gateway(),
             peak_rss_mb=[round(self.peak[k]) for k in sorted(self.peak)],
             lost_or_duplicated=len(problems),
+            load_generator_cpu=round(cpu / wall, 2) if self.began[0] else None,
         )
         return problems
 
@@ -311,7 +321,7 @@ async def loaded_stack(
             pub.start()
             await load.publish_more(2, timeout=30)
             load.track()
-            reads.reset()
+            load.fault_begins()
             yield load
         finally:
             with contextlib.suppress(Exception):  # a failure midway must not leave it publishing

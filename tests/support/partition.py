@@ -79,7 +79,7 @@ async def run_partition(
     ) as load:
         leader = await cluster.stream_leader("TIDINGS")
         victim, victim_node = load.stack.gateways[leader], cluster.nodes[leader].name
-        load.reads.reset()
+        load.fault_begins()
         cut_at = time.time()
         lab.cut(leader)
         elected = await new_leader(load.js(1), other_than=victim_node) - cut_at

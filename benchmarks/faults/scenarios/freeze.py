@@ -48,7 +48,7 @@ async def run(
         cluster = load.stack.cluster
         leader = await cluster.stream_leader("TIDINGS")
         victim, node = load.stack.gateways[leader], cluster.nodes[leader].name
-        load.reads.reset()
+        load.fault_begins()
         frozen_at = time.time()
         cluster.freeze(leader)
         try:

@@ -34,7 +34,7 @@ async def run(
         held = int(max(counts))
         victim = load.stack.gateways[counts.index(max(counts))]
         load.track()
-        load.reads.reset()
+        load.fault_begins()
         killed_at = time.time()
         await victim.kill()
         await load.everyone_connected(timeout=120)

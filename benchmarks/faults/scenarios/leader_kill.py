@@ -41,7 +41,7 @@ async def run(
         cluster = load.stack.cluster
         leader = await cluster.stream_leader("TIDINGS")
         victim, node = load.stack.gateways[leader], cluster.nodes[leader].name
-        load.reads.reset()
+        load.fault_begins()
         killed_at = time.time()
         cluster.kill(leader)
         elected = await new_leader(load.js(1), other_than=node) - killed_at
