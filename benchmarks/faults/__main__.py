@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}")
+    commit = _commit()  # before the run: the code that ran
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     work = Path(tempfile.mkdtemp(prefix="tidings-faults-"))
     rows = []
     try:
@@ -131,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count()
     doc = {
         "run": {
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "date": started,
             "command": shlex.join(["python", "-m", "benchmarks.faults", *(argv or sys.argv[1:])]),
-            "commit": _commit(),
+            "commit": commit,
             "machine": f"{platform.machine()}, {cores} cores, Python {platform.python_version()}",
         },
         "scenarios": rows,
