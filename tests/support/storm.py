@@ -22,7 +22,7 @@ import httpx
 import nats
 
 from tests.support.cluster_stack import SidecarPublisher, alive, cluster_stack, connections
-from tests.support.fault_load import Alternating, Tally, peak_rss_mb, quantile
+from tests.support.fault_load import Alternating, Tally, cpu_seconds, peak_rss_mb, quantile
 from tests.support.jetstream_reads import JetStreamReads
 from tests.support.load_clients import SteadyPublisher, read_stream
 from tests.support.storm_clients import StormProcess
@@ -56,6 +56,7 @@ class StormResult:
     most_broadcast_backfills: int = 0  # per gateway, for the broadcast room
     top_backfills: list[str] = field(default_factory=list)  # the three largest pairs
     peak_rss_mb: list[float] = field(default_factory=list)  # gw2, gw3
+    cpu_s: dict[str, float] = field(default_factory=dict)  # kill to all back, per process
     left: list[int] = field(default_factory=list)  # processes still running afterwards
     client: str = "sdk"  # or "light" (tests.support.storm_light)
 
@@ -85,6 +86,7 @@ class StormResult:
             "top_backfills": self.top_backfills,
             "peak_rss_mb": [round(m) for m in self.peak_rss_mb],
             "deliveries": self.deliveries,
+            "cpu_s_kill_to_all_back": self.cpu_s,
         }
 
 
@@ -134,6 +136,13 @@ async def run_storm(
             await asyncio.gather(gw2.started(timeout=60), gw3.started(timeout=60))
             started += stack.pids()
             reads.reset()
+            watched = {g.name: g.pid for g in (gw2, gw3) if g.pid is not None}
+            watched |= {f"clients-{s.name}": s.process.pid for s in storms}
+            watched["nats-leader"] = stack.cluster.nodes[
+                await stack.cluster.stream_leader("TIDINGS")
+            ].process.pid
+            watched |= {f"nginx-{i}": pid for i, pid in enumerate(stack.ingress.pids())}
+            cpu_before = {k: cpu_seconds(pid) for k, pid in watched.items()}
             killed = time.monotonic()
             await gw1.kill()
 
@@ -145,6 +154,9 @@ async def run_storm(
 
             await until(everyone_back, timeout=fill_timeout, interval=0.2, what="all back")
             result.back = time.monotonic() - killed
+            result.cpu_s = {
+                k: round(cpu_seconds(pid) - cpu_before[k], 1) for k, pid in watched.items()
+            }
             await pub.until(len(pub.results) + int(2 * rate), timeout=30)
             published = await pub.stop()
             result.published = len(published)

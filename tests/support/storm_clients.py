@@ -88,6 +88,7 @@ class StormProcess:
         timeout: float = 120.0,
         light: bool = False,
     ) -> None:
+        self.name = name
         module = "tests.support.storm_light" if light else "tests.support.storm_clients"
         cmd = [
             sys.executable, "-m", module, "--name", name, "--url", url,
