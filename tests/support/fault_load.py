@@ -16,7 +16,7 @@ import itertools
 import os
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import StreamInfo
 
+from tests.support.cluster import wait_readiness
 from tests.support.cluster_stack import (
     ClusterStack,
     SidecarPublisher,
@@ -341,3 +342,53 @@ async def loaded_stack(
                 load.track()
     if load is not None:
         load.left = sorted(pid for pid in load.started if alive(pid))
+
+
+def tenant_names(count: int) -> tuple[str, ...]:
+    return tuple(f"t{i}" for i in range(count))
+
+
+async def node_fault(
+    load: Load,
+    *,
+    hit: Callable[[int], object],
+    undo: Callable[[int], object],
+    hold: float = 0.0,
+) -> tuple[dict[str, Any], list[str]]:
+    """A fault of the stream leader's node under load (the stack ``pinned``: gateway i on node
+    i): ``hit(leader)``; wait for a new leader and for the gateway on that node to be ready
+    again elsewhere; two more seconds of publishing; at least ``hold`` seconds after the hit
+    (the fault's length, not a wait for an event); ``undo(leader)``; wait until every replica
+    is current; finish. The row's recovery is stored→client (the clients keep their sockets)."""
+    row: dict[str, Any] = {}
+    cluster = load.stack.cluster
+    leader = await cluster.stream_leader("TIDINGS")
+    victim, node = load.stack.gateways[leader], cluster.nodes[leader].name
+    load.fault_begins()
+    hit_at = time.time()
+    hit(leader)
+    try:
+        elected = await new_leader(load.js(1), other_than=node) - hit_at
+        await wait_readiness(victim, ready=True, timeout=60)
+        healed = time.time() - hit_at
+        await load.publish_more(2)
+
+        def held() -> bool:
+            return time.time() - hit_at >= hold
+
+        await until(held, timeout=hold + 60, what="the fault's length")
+    finally:
+        undo(leader)
+    undone_at = time.time()
+    rejoin = await replicas_current(load.js(1)) - undone_at
+    await load.publish_more(2)
+    problems = await load.finish(row, since=hit_at)
+    row.update(
+        spread(load.store_waits),
+        recovery_is=RECOVERY,
+        fault_detail=f"{node} for {undone_at - hit_at:.1f} s, {victim.name} pinned to it",
+        new_leader_s=round(elected, 1),
+        gateway_healed_s=round(healed, 1),
+        rejoin_s=round(rejoin, 1),
+    )
+    return row, problems

@@ -8,7 +8,6 @@ is skipped with the reason on a developer's machine and fails under CI (``CI`` s
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,16 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.cluster import readiness
 from tests.support.cluster_stack import alive
-from tests.support.fault_load import (
-    RECOVERY,
-    loaded_stack,
-    new_leader,
-    replicas_current,
-    spread,
-)
-from tests.support.waiting import until
+from tests.support.fault_load import loaded_stack, node_fault
 from tidings.dev.netns import NetLab, lab_cluster, namespaces, unavailable_reason
 
 
@@ -63,11 +54,10 @@ async def run_partition(
 
     The nodes run in ``lab``'s namespaces; gateway i is pinned to node i, so the gateway on the
     cut node must notice (pings), move to another node and heal. The cut is held until the
-    majority elected a new leader, stored for a while, and that gateway is ready again.
+    majority elected a new leader, that gateway is ready again, and the majority stored for a
+    while (:func:`tests.support.fault_load.node_fault`).
     """
     cluster = lab_cluster(lab, directory / "nats")
-    problems: list[str] = []
-    row: dict[str, Any] = {"scenario": "partition", "clients": clients, "rate": rate}
     async with loaded_stack(
         directory,
         scenario="partition",
@@ -77,32 +67,7 @@ async def run_partition(
         cluster=cluster,
         pinned=True,
     ) as load:
-        leader = await cluster.stream_leader("TIDINGS")
-        victim, victim_node = load.stack.gateways[leader], cluster.nodes[leader].name
-        load.fault_begins()
-        cut_at = time.time()
-        lab.cut(leader)
-        elected = await new_leader(load.js(1), other_than=victim_node) - cut_at
-        await load.publish_more(2)
-
-        async def victim_ready() -> bool:
-            return (await readiness(victim))[0] == 200
-
-        await until(victim_ready, timeout=60, what=f"{victim.name} healed on another node")
-        held = time.time() - cut_at
-        restored_at = time.time()
-        lab.restore(leader)
-        rejoin = await replicas_current(load.js(1)) - restored_at
-        await load.publish_more(2)
-        problems += await load.finish(row, since=cut_at)
-        row.update(
-            spread(load.store_waits),
-            recovery_is=RECOVERY,
-            cut=f"{victim_node} (stream leader; {victim.name} pinned to it)",
-            new_leader_s=round(elected, 1),
-            held_s=round(held, 1),
-            rejoin_s=round(rejoin, 1),
-        )
+        row, problems = await node_fault(load, hit=lab.cut, undo=lab.restore)
     if load.left:
         problems.append(f"still running after the stack stopped: {load.left}")
     row["lost_or_duplicated"] = len(problems)

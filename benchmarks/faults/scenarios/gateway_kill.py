@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.cluster_stack import connections
-from tests.support.fault_load import loaded_stack, spread
+from tests.support.fault_load import loaded_stack, spread, tenant_names
 
 NAME = "gateway_kill"
 FAULT = "kill -9 of the gateway holding the most clients, restarted once all were back"
@@ -23,12 +23,9 @@ async def run(
     directory: Path, *, clients: int = 1000, tenants: int = 20, rate: float = 30.0
 ) -> tuple[dict[str, Any], list[str]]:
     row: dict[str, Any] = {}
+    names = tenant_names(tenants)
     async with loaded_stack(
-        directory,
-        scenario=NAME,
-        clients=clients,
-        tenants=[f"t{i}" for i in range(tenants)],
-        rate=rate,
+        directory, scenario=NAME, clients=clients, tenants=names, rate=rate
     ) as load:
         counts = await connections(load.stack)
         held = int(max(counts))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.cluster_stack import alive
+from tests.support.fault_load import tenant_names
 from tests.support.partition import run_partition
 from tidings.dev.netns import NetLab, namespaces
 
@@ -22,7 +23,7 @@ FAULT = "the stream leader's node cut off (netns link down) until the majority s
 async def run(
     directory: Path, *, clients: int = 1000, tenants: int = 20, rate: float = 30.0
 ) -> tuple[dict[str, Any], list[str]]:
-    names = tuple(f"t{i}" for i in range(tenants))
+    names = tenant_names(tenants)
     with NetLab(3) as lab:
         row, problems = await run_partition(
             directory, lab, clients=clients, tenants=names, rate=rate

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tests.support.fault_load import tenant_names
 from tests.support.rolling import run_rolling
 
 NAME = "rolling"
@@ -26,7 +27,7 @@ async def run(
     return await run_rolling(
         directory,
         clients=clients,
-        tenants=tuple(f"t{i}" for i in range(tenants)),
+        tenants=tenant_names(tenants),
         rate=rate,
         drain=drain,
     )

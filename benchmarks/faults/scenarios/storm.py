@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tests.support.fault_load import tenant_names
 from tests.support.storm import run_storm
 
 NAME = "storm"
@@ -34,7 +35,7 @@ async def run(
         directory,
         processes=processes,
         per_process=per_process,
-        tenants=tuple(f"t{i}" for i in range(tenants)),
+        tenants=tenant_names(tenants),
         rate=rate,
         fill_timeout=max(60.0, per_process * processes / 20),
         light=client == "light",
