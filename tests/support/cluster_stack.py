@@ -8,6 +8,8 @@ gateways as :class:`GatewayProcess` so a test can kill, drain and restart them.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from nats.js.errors import BadRequestError
 
 from tests.support.gateway_process import GatewayProcess, gateway_processes
 from tests.support.publisher_process import PublisherProcess, metric
@@ -93,6 +96,24 @@ class SidecarPublisher:
         await self.http.aclose()
 
 
+NO_PEERS = 10005  # JetStream: "no suitable peers for placement"
+
+
+async def _provision(urls: list[str], *, replicas: int, timeout: float = 30.0) -> None:
+    """Create the stream; while the cluster has a meta leader but not yet every peer known to
+    JetStream (seen on a loaded machine right after ``wait_ready``), an R3 stream is refused
+    with "no suitable peers for placement": asked again until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await provision(NatsSettings(urls=urls), StreamSettings(replicas=replicas))
+            return
+        except BadRequestError as exc:
+            if exc.err_code != NO_PEERS or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.5)
+
+
 @asynccontextmanager
 async def cluster_stack(
     directory: Path,
@@ -102,13 +123,15 @@ async def cluster_stack(
     env: dict[str, str] | None = None,
     cluster: NatsCluster | None = None,
     pinned: bool = False,
+    start_timeout: float = 20.0,
 ) -> AsyncIterator[ClusterStack]:
     """Start everything, yield it, and stop everything by PID (the test checks none is left).
 
     ``cluster``: a cluster built by the caller (e.g. its nodes in network namespaces,
     tests/support/partition.py), started and stopped here. ``pinned``: gateway i is given only
     node i's URL (it connects there first, and learns the others from the server), so a fault
-    of one node hits a known gateway.
+    of one node hits a known gateway. ``start_timeout``: how long each gateway may take to get
+    ready (a benchmark on a loaded machine gives more).
     """
     cluster = cluster if cluster is not None else NatsCluster(directory / "nats", size=nodes)
     nodes = len(cluster.nodes)
@@ -125,11 +148,11 @@ async def cluster_stack(
     try:
         cluster.start()
         await cluster.wait_ready()
-        await provision(NatsSettings(urls=cluster.urls), StreamSettings(replicas=min(nodes, 3)))
+        await _provision(cluster.urls, replicas=min(nodes, 3))
         publisher.start()
         pins = [cluster.urls[i % nodes] for i in range(gateways)] if pinned else None
         async with gateway_processes(
-            gateways, cluster.urls, directory, env=env, pinned=pins
+            gateways, cluster.urls, directory, env=env, pinned=pins, timeout=start_timeout
         ) as gws:
             ingress = Nginx(
                 directory / "ingress", [Upstream(g.port, g.api_port) for g in gws]

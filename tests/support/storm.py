@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,23 +22,14 @@ import httpx
 import nats
 
 from tests.support.cluster_stack import SidecarPublisher, alive, cluster_stack, connections
+from tests.support.fault_load import Alternating, Tally, cpu_seconds, peak_rss_mb, quantile
 from tests.support.jetstream_reads import JetStreamReads
-from tests.support.load_clients import SteadyPublisher
+from tests.support.load_clients import SteadyPublisher, read_stream
 from tests.support.storm_clients import StormProcess
 from tests.support.waiting import until
+from tidings.client import Publisher
 
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident memory (VmHWM), MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+__all__ = ["StormResult", "peak_rss_mb", "quantile", "run_storm"]
 
 
 @dataclass(slots=True)
@@ -50,6 +42,9 @@ class StormResult:
     outages: list[float] = field(default_factory=list)  # per client: disconnected to live
     problems: list[str] = field(default_factory=list)  # lost, duplicated, reordered, resets
     problem_count: int = 0
+    tally: dict[str, int] = field(default_factory=dict)  # lost, duplicated, reordered, ...
+    acknowledged_by: dict[str, int] = field(default_factory=dict)  # sidecar, sdk
+    stored: int = 0
     moved: int = 0
     published: int = 0
     stored_once: bool = False
@@ -61,20 +56,29 @@ class StormResult:
     most_broadcast_backfills: int = 0  # per gateway, for the broadcast room
     top_backfills: list[str] = field(default_factory=list)  # the three largest pairs
     peak_rss_mb: list[float] = field(default_factory=list)  # gw2, gw3
+    cpu_s: dict[str, float] = field(default_factory=dict)  # kill to all back, per process
     left: list[int] = field(default_factory=list)  # processes still running afterwards
+    client: str = "sdk"  # or "light" (tests.support.storm_light)
 
     def row(self) -> dict[str, Any]:
         o = self.outages
         return {
             "scenario": "storm",
+            "client": self.client,
             "clients": self.clients,
             "tenants": self.tenants,
             "rate": self.rate,
+            **self.tally,
             "lost_or_duplicated": self.problem_count,
+            "acknowledged": self.published,
+            "acknowledged_by": self.acknowledged_by,
+            "stored": self.stored,
             "stored_once": self.stored_once,
             "recovery_p50": round(quantile(o, 0.5), 2),
             "recovery_p99": round(quantile(o, 0.99), 2),
             "recovery_max": round(max(o, default=0.0), 2),
+            "recovery_is": "disconnected→live",
+            "disconnected_clients": self.moved,
             "all_back_s": round(self.back, 2),
             "jetstream_calls": self.calls,
             "backfills": self.backfills,
@@ -82,6 +86,7 @@ class StormResult:
             "top_backfills": self.top_backfills,
             "peak_rss_mb": [round(m) for m in self.peak_rss_mb],
             "deliveries": self.deliveries,
+            "cpu_s_kill_to_all_back": self.cpu_s,
         }
 
 
@@ -93,10 +98,11 @@ async def run_storm(
     tenants: tuple[str, ...],
     rate: float,
     fill_timeout: float = 180.0,
+    light: bool = False,
 ) -> StormResult:
     total = processes * per_process
-    result = StormResult(total, len(tenants), rate)
-    async with cluster_stack(directory, gateways=3) as stack:
+    result = StormResult(total, len(tenants), rate, client="light" if light else "sdk")
+    async with cluster_stack(directory, gateways=3, start_timeout=60) as stack:
         started = stack.pids()
         gw1, gw2, gw3 = stack.gateways
         await asyncio.gather(gw2.stop(), gw3.stop())  # every client lands on gw1
@@ -104,6 +110,7 @@ async def run_storm(
         js = nc.jetstream(timeout=5)
         reads = await JetStreamReads().start(stack.cluster.urls)
         sidecar = SidecarPublisher(stack.publisher.url)
+        paths = Alternating(sidecar=sidecar, sdk=Publisher(nc.jetstream(timeout=2), timeout=2))
         storms = [
             StormProcess(
                 f"p{i}",
@@ -113,6 +120,7 @@ async def run_storm(
                 tenants=tenants,
                 log=directory / f"storm{i}.log",
                 timeout=fill_timeout,
+                light=light,
             )
             for i in range(processes)
         ]
@@ -123,11 +131,18 @@ async def run_storm(
             counted = (await connections(stack))[0]
             assert counted == total, f"gw1 holds {counted} of {total}"
             start = int((await js.stream_info("TIDINGS")).state.last_seq)
-            pub = SteadyPublisher(sidecar, rate=rate, run="st", tenants=tenants).start()
+            pub = SteadyPublisher(paths, rate=rate, run="st", tenants=tenants).start()
             await pub.until(int(rate), timeout=20)
-            await asyncio.gather(gw2.started(), gw3.started())
+            await asyncio.gather(gw2.started(timeout=60), gw3.started(timeout=60))
             started += stack.pids()
             reads.reset()
+            watched = {g.name: g.pid for g in (gw2, gw3) if g.pid is not None}
+            watched |= {f"clients-{s.name}": s.process.pid for s in storms}
+            watched["nats-leader"] = stack.cluster.nodes[
+                await stack.cluster.stream_leader("TIDINGS")
+            ].process.pid
+            watched |= {f"nginx-{i}": pid for i, pid in enumerate(stack.ingress.pids())}
+            cpu_before = {k: cpu_seconds(pid) for k, pid in watched.items()}
             killed = time.monotonic()
             await gw1.kill()
 
@@ -139,15 +154,28 @@ async def run_storm(
 
             await until(everyone_back, timeout=fill_timeout, interval=0.2, what="all back")
             result.back = time.monotonic() - killed
+            result.cpu_s = {
+                k: round(cpu_seconds(pid) - cpu_before[k], 1) for k, pid in watched.items()
+            }
             await pub.until(len(pub.results) + int(2 * rate), timeout=30)
             published = await pub.stop()
             result.published = len(published)
-            result.stored_once = len({r.seq for r in published}) == len(published)
+            result.acknowledged_by = dict(paths.acknowledged)
+            stored = await read_stream(js, start=start + 1, timeout=60)
+            ids = Counter(s.id for s in stored)
+            result.stored = len(stored)
+            result.stored_once = len(stored) == len(published) and all(
+                ids[r.id] == 1 for r in published
+            )
             for s in storms:
                 s.check(start)
             reports = await asyncio.gather(*(s.report(timeout=fill_timeout) for s in storms))
             result.problems = [p for r in reports for p in (*r["late"], *r["problems"])]
             result.problem_count = sum(r["late_count"] + r["problem_count"] for r in reports)
+            counts = Tally()
+            for r in reports:
+                counts.add(Tally(**r["tally"]))
+            result.tally = counts.as_dict()
             result.outages = [o for r in reports for o in r["outages"]]
             result.moved = sum(r["moved"] for r in reports)
             result.deliveries = sum(r["deliveries"] for r in reports)

@@ -37,6 +37,7 @@ def _mint(tenant: str = "acme", user: str = "alice", **claims: object) -> str:
 async def _run(args: argparse.Namespace) -> None:
     import nats
 
+    from tests.support.fault_load import tally
     from tests.support.load_clients import fleet, read_stream
 
     tenants = tuple(args.tenants.split(","))
@@ -61,6 +62,7 @@ async def _run(args: argparse.Namespace) -> None:
         "late_count": len(late),
         "problems": fl.problems(stored, after=start)[:20],
         "problem_count": len(fl.problems(stored, after=start)),
+        "tally": tally(fl.followers, stored, after=start).as_dict(),
         "outages": [max(f.outages(), default=0.0) for f in fl.followers],
         "moved": sum(len(f.welcomed) > 1 for f in fl.followers),
         "deliveries": sum(len(f.seqs) for f in fl.followers),
@@ -70,7 +72,8 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 class StormProcess:
-    """One child process of storm clients (see the module's docstring)."""
+    """One child process of storm clients (see the module's docstring); ``light``: the light
+    clients of :mod:`tests.support.storm_light` instead of SDK subscribers."""
 
     def __init__(
         self,
@@ -83,9 +86,12 @@ class StormProcess:
         log: Path,
         concurrency: int = 50,
         timeout: float = 120.0,
+        light: bool = False,
     ) -> None:
+        self.name = name
+        module = "tests.support.storm_light" if light else "tests.support.storm_clients"
         cmd = [
-            sys.executable, "-m", "tests.support.storm_clients", "--name", name, "--url", url,
+            sys.executable, "-m", module, "--name", name, "--url", url,
             "--nats", ",".join(nats_urls), "--count", str(count),
             "--tenants", ",".join(tenants), "--concurrency", str(concurrency),
             "--timeout", str(timeout),

@@ -1,67 +1,52 @@
 """Reconnect storm: every client on one gateway behind nginx, that gateway killed (SIGKILL); the
 clients, in several processes, reconnect through nginx to the two others at once and resume.
 
-``python -m benchmarks.faults.scenarios.storm --processes 5 --per-process 2000`` (10,000
-connections; this machine allows 20,000 descriptors per process) prints the row as JSON. The
-test suite runs the same code reduced (tests/integration/test_cluster_storm.py, 2 x 500).
+``clients`` are spread over ``processes`` child processes (this machine allows 20,000
+descriptors per process) of SDK subscribers (``client="sdk"``) or of the light protocol clients
+of tests/support/storm_light.py (``"light"``: picows and uvloop; 10,000 SDK subscribers starve
+on two cores). The test suite runs the same code reduced
+(tests/integration/test_cluster_storm.py, 2 x 500). ``python -m benchmarks.faults --scenarios
+storm --storm-clients 10000 --storm-processes 5 --storm-client light``.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from tests.support.fault_load import tenant_names
 from tests.support.storm import run_storm
 
 NAME = "storm"
+FAULT = "all clients on gw1, gw1 killed (SIGKILL): all reconnect at once to gw2 + gw3 (cold)"
 
 
 async def run(
     directory: Path,
     *,
-    processes: int = 5,
-    per_process: int = 2000,
+    clients: int = 10000,
     tenants: int = 20,
     rate: float = 20.0,
-) -> dict[str, Any]:
+    processes: int = 5,
+    client: str = "sdk",
+) -> tuple[dict[str, Any], list[str]]:
+    per_process = -(-clients // processes)
     result = await run_storm(
         directory,
         processes=processes,
         per_process=per_process,
-        tenants=tuple(f"t{i}" for i in range(tenants)),
+        tenants=tenant_names(tenants),
         rate=rate,
-        fill_timeout=600.0,
+        fill_timeout=max(60.0, per_process * processes / 20),
+        light=client == "light",
     )
     row = result.row()
-    row["problems"] = result.problems[:10]
-    row["left_running"] = result.left
-    return row
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--processes", type=int, default=5)
-    parser.add_argument("--per-process", type=int, default=2000)
-    parser.add_argument("--tenants", type=int, default=20)
-    parser.add_argument("--rate", type=float, default=20.0)
-    parser.add_argument("--dir", type=Path, default=None)
-    args = parser.parse_args()
-    directory = args.dir or Path(tempfile.mkdtemp(prefix="tidings-storm-"))
-    row = asyncio.run(
-        run(
-            directory,
-            processes=args.processes,
-            per_process=args.per_process,
-            tenants=args.tenants,
-            rate=args.rate,
-        )
-    )
-    print(json.dumps(row))
-
-
-if __name__ == "__main__":
-    main()
+    row["processes"] = processes
+    problems = list(result.problems)
+    if result.problem_count > len(problems):
+        problems.append(f"... {result.problem_count} problems in all")
+    if not result.stored_once:
+        problems.append(f"{result.stored} stored for {result.published} acknowledged")
+    if result.left:
+        problems.append(f"still running after the stack stopped: {result.left}")
+    return row, problems

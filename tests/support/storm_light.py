@@ -1,0 +1,228 @@
+"""Light storm clients: the Tidings protocol on picows (Cython) and uvloop, thousands per process.
+
+The SDK's ``Subscriber`` costs enough Python per connection that 10,000 of them starve on a
+small machine during a reconnect storm (their handshakes time out, they reconnect again, and the
+load generator collapses while the gateways idle: benchmarks/RESULTS.md). A :class:`Light`
+client does only what the storm checks: ``hello`` with its token and resume point, every frame
+parsed (``welcome``, ``notification``, ``synced``, ``reset``, ``error``), every ``seq`` kept as
+received (a duplicate or a reordering stays visible), reconnect with the SDK's backoff (full
+jitter) from its last ``seq``. The process speaks to its owner like
+:mod:`tests.support.storm_clients` (``ready``, ``check <seq>``, one JSON report line), so
+:class:`~tests.support.storm_clients.StormProcess` runs either (``light=True``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from tidings.protocol import SUBPROTOCOL
+
+OPEN_TIMEOUT = 10.0  # the SDK's default open_timeout
+BASE, CAP = 0.5, 2.0  # backoff: uniform(0, min(CAP, BASE * 2**attempt)), as storm_clients
+
+
+@dataclass(slots=True, eq=False)
+class Light:
+    """One client: who it is, what it received, when it was down."""
+
+    name: str
+    tenant: str
+    user: str
+    roles: tuple[str, ...]
+    named: tuple[str, ...]
+    token: str = ""
+    seqs: list[int] = field(default_factory=list)
+    epoch: str | None = None
+    welcomed: int = 0
+    synced: asyncio.Event = field(default_factory=asyncio.Event)
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+    down_at: float | None = None
+    outage_list: list[float] = field(default_factory=list)
+    resets: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    sub: None = None  # what tests.support.fault_load.tally asks of an SDK follower
+
+    @property
+    def rooms(self) -> set[str]:
+        return {"tenant", f"user:{self.user}", *(f"role:{r}" for r in self.roles), *self.named}
+
+    def hello(self) -> bytes:
+        frame: dict[str, Any] = {"type": "hello", "token": self.token, "rooms": list(self.named)}
+        if self.seqs and self.epoch is not None:
+            frame["since"], frame["epoch"] = max(self.seqs), self.epoch
+        return orjson.dumps(frame)
+
+    def on_line(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind == "notification":
+            self.seqs.append(int(frame["seq"]))
+            self.progress.set()
+        elif kind == "welcome":
+            self.welcomed += 1
+            self.epoch = str(frame["epoch"])
+        elif kind == "synced":
+            if self.down_at is not None:
+                self.outage_list.append(time.monotonic() - self.down_at)
+                self.down_at = None
+            self.synced.set()
+        elif kind == "reset":
+            self.resets.append(frame)
+            self.epoch = str(frame["epoch"])
+        elif kind == "error":
+            self.errors.append(str(frame.get("code")))
+
+    def lost_socket(self) -> None:
+        if self.down_at is None:
+            self.down_at = time.monotonic()
+
+    def outages(self) -> list[float]:
+        return list(self.outage_list)
+
+
+class _Listener(WSListener):  # type: ignore[misc]
+    def __init__(self, client: Light) -> None:
+        self.client = client
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        transport.send(WSMsgType.TEXT, self.client.hello())
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.TEXT:
+            for line in frame.get_payload_as_bytes().split(b"\n"):
+                if line:
+                    self.client.on_line(orjson.loads(line))
+        elif frame.msg_type == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.client.lost_socket()
+
+
+async def follow(client: Light, url: str, stop: asyncio.Event) -> None:
+    """Connect, read until the socket goes, wait the backoff, again, until ``stop``."""
+    attempt = 0
+    rng = random.Random()
+    headers = {"Sec-WebSocket-Protocol": SUBPROTOCOL}
+    while not stop.is_set():
+        welcomed = client.welcomed
+        try:
+            transport, _ = await ws_connect(
+                lambda: _Listener(client),
+                url,
+                websocket_handshake_timeout=OPEN_TIMEOUT,
+                extra_headers=headers,
+                enable_auto_ping=False,
+            )
+        except Exception:  # refused, reset, timed out: the next attempt after the backoff
+            client.lost_socket()
+        else:
+            stopping = asyncio.ensure_future(stop.wait())
+            gone = asyncio.ensure_future(transport.wait_disconnected())
+            await asyncio.wait([stopping, gone], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not gone.done():
+                transport.disconnect()
+                await gone
+                return
+        attempt = 0 if client.welcomed > welcomed else attempt + 1
+        delay = rng.uniform(0, min(CAP, BASE * 2**attempt))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+
+
+async def _run(args: argparse.Namespace) -> None:
+    import nats
+
+    from tests.support.fault_load import mint, tally
+    from tests.support.load_clients import expected_seqs, fleet, read_stream
+
+    tenants = tuple(args.tenants.split(","))
+    clients = [
+        Light(f"{args.name}-{f.name}", f.tenant, f.user, f.roles, f.named)
+        for f in fleet(args.count, [(args.url,)], tenants=tenants).followers
+    ]
+    for c in clients:
+        c.token = mint(tenant=c.tenant, user=c.user, roles=list(c.roles), rooms=["site-*"])
+    stop = asyncio.Event()
+    began = time.monotonic()
+    tasks = []
+    for i, c in enumerate(clients):  # a ramp of --concurrency connections at a time
+        tasks.append(asyncio.ensure_future(follow(c, args.url, stop)))
+        if i % args.concurrency == args.concurrency - 1:
+            await asyncio.wait_for(
+                asyncio.gather(*(x.synced.wait() for x in clients[: i + 1])), args.timeout
+            )
+    await asyncio.wait_for(asyncio.gather(*(c.synced.wait() for c in clients)), args.timeout)
+    print(f"ready {time.monotonic() - began:.1f}", flush=True)
+    loop = asyncio.get_running_loop()
+    line = await loop.run_in_executor(None, sys.stdin.readline)
+    start = int(line.split()[1])
+    nc = await nats.connect(args.nats.split(","))
+    try:
+        stored = await read_stream(nc.jetstream(timeout=10), start=start + 1, timeout=30)
+    finally:
+        await nc.close()
+    deadline = time.monotonic() + args.timeout
+    late = []
+    for c in clients:  # until each got its last expected seq (or time runs out)
+        want = expected_seqs(stored, tenant=c.tenant, rooms=c.rooms, after=start)
+        while want and not (c.seqs and max(c.seqs) >= want[-1]):
+            c.progress.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                late.append(f"{c.name} stuck at {max(c.seqs, default=0)} < {want[-1]}")
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(c.progress.wait(), left)
+    counts = tally(clients, stored, after=start)  # type: ignore[arg-type]
+    problems = [f"{c.name}: reset {c.resets}" for c in clients if c.resets]
+    if counts.clients_hit:
+        problems.append(f"{counts.clients_hit} clients differ from the stream: {counts}")
+    report: dict[str, Any] = {
+        "clients": len(clients),
+        "late": late[:20],
+        "late_count": len(late),
+        "problems": problems[:20],
+        "problem_count": len(problems),
+        "tally": counts.as_dict(),
+        "outages": [max(c.outage_list, default=0.0) for c in clients],
+        "moved": sum(c.welcomed > 1 for c in clients),
+        "deliveries": sum(len(c.seqs) for c in clients),
+        "errors": sorted({e for c in clients for e in c.errors}),
+    }
+    print(orjson.dumps(report).decode(), flush=True)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--name", default="s")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--nats", required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--tenants", required=True)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    args = parser.parse_args()
+    try:
+        import uvloop
+    except ImportError:  # plain asyncio: slower, same behaviour
+        asyncio.run(_run(args))
+    else:
+        uvloop.run(_run(args))
+
+
+if __name__ == "__main__":
+    main()
