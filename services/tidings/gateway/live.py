@@ -20,13 +20,13 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
+from nats.nuid import NUID
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from tidings.envelope import WireNotification, decode_wire
-from tidings.errors import ReplayTooLarge
 from tidings.gateway.fanout import Hub
-from tidings.gateway.replay import fetch_range_retrying
+from tidings.gateway.replay import DirectReader, read_reach_retrying
 from tidings.gateway.window import Entry, Window
 from tidings.protocol import encode_notification
 from tidings.subjects import BROADCAST_TENANT, LIVE_PREFIX, room_of, tenant_filter
@@ -39,10 +39,10 @@ _tracer = trace.get_tracer("tidings.gateway")
 
 log = logging.getLogger(__name__)
 
-# Seconds one JetStream API call of a heal (the arm's stream_info, a replay's consumer
-# creation) may take before it is tried again. Each normally answers in milliseconds; during a
-# stream or meta leader election (~5 s) nobody answers, and a try waiting the whole request
-# timeout would add up to that much to the wait of every client after the election.
+# Seconds one JetStream API call of a heal (the arm's stream_info, a replay's direct get) may
+# take before it is tried again. Each normally answers in milliseconds; during a stream leader
+# election (~5 s) the leader does not answer, and a try waiting the whole request timeout would
+# add up to that much to the wait of every client after the election.
 TRY_TIMEOUT = 1.0
 
 
@@ -83,8 +83,9 @@ class Live:
         self.subs: dict[str, Subscription] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
         self._lingering: dict[str, asyncio.TimerHandle] = {}
-        self._backfills: dict[str, tuple[int, asyncio.Task[None]]] = {}
-        self._wanted: dict[str, int] = {}  # earliest start asked while a backfill ran
+        self._backfills: dict[str, asyncio.Task[None]] = {}
+        self._reads = 0  # backfills started: each names its direct-get reply subject
+        self._inbox = f"_INBOX.{NUID().next().decode()}"  # this gateway's direct-get replies
         self._replays = asyncio.Semaphore(replay_concurrency)
         self.window_count = window_count
         self.window_age = window_age
@@ -182,7 +183,6 @@ class Live:
         ready = self._ready.pop(tenant, None)
         sub = self.subs.pop(tenant, None)
         self.windows.pop(tenant, None)
-        self._wanted.pop(tenant, None)
         if ready is not None and not ready.done():
             ready.cancel()
         if sub is not None:
@@ -239,78 +239,68 @@ class Live:
     async def cover(self, tenant: str, since: int) -> bool:
         """Make ``tenant``'s window complete from ``since + 1``; False when that is impossible.
 
-        Concurrent callers share one backfill per tenant (a reconnect storm costs one JetStream
-        read per tenant, not one per client); beyond the count or age bound it answers False.
+        The first resume a window cannot answer reads the window's whole reach back (the
+        newest ``replay_max`` notifications of the tenant, then trimmed to the age bound), and
+        every concurrent caller waits for that one read: a reconnect storm or a heal costs one
+        JetStream read per tenant per gateway, whatever the clients' resume points. A point the
+        reach does not cover is beyond the bound: False, without reading again.
         """
         window = await self.ensure(tenant)
-        too_far = 0  # a shared read from here back was beyond the bound: read for itself
         while not window.covers(since):
             if self.windows.get(tenant) is not window or not window.armed:
                 return False
+            if window.reached:
+                return False  # read back as far as the bound allows: beyond it
             running = self._backfills.get(tenant)
-            if running is not None and running[1].done():
-                # Finished, its clean-up callback not run yet: awaiting it would return without
-                # yielding, and this loop would spin forever (seen in a 10,000-client storm).
-                del self._backfills[tenant]
-                running = None
-            if running is None:
-                wanted = self._wanted.pop(tenant, since + 1)
-                start = min(wanted, since + 1) if wanted > too_far else since + 1
-                running = self._start_backfill(tenant, window, start)
-            elif running[0] > since + 1:
-                # A read from a later point is under way: the next one reaches back here for
-                # everyone who asked meanwhile (one more read per wave, not one per client).
-                self._wanted[tenant] = min(self._wanted.get(tenant, since + 1), since + 1)
-            try:
-                await asyncio.shield(running[1])
-            except ReplayTooLarge:
-                if running[0] >= since + 1:
-                    return False  # transient errors were retried already: others go to the caller
-                too_far = running[0]  # another asker's point was too old: not this one's
-                continue
-            if running[0] <= since + 1 and not window.covers(since):
-                return False  # read as far back as asked, and it still does not fit
+            if running is None or running.done():
+                # A finished read whose clean-up callback has not run yet is never awaited:
+                # that returns without yielding, and this loop would spin (a 10,000-client
+                # storm froze a gateway so).
+                running = self._start_backfill(tenant, window)
+            await asyncio.shield(running)  # transient errors were retried inside: others rise
         return True
 
-    def _start_backfill(
-        self, tenant: str, window: Window, start: int
-    ) -> tuple[int, asyncio.Task[None]]:
-        task = asyncio.ensure_future(self._backfill(tenant, window, start))
-        entry = (start, task)
-        self._backfills[tenant] = entry
+    def _start_backfill(self, tenant: str, window: Window) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(self._backfill(tenant, window))
+        self._backfills[tenant] = task
 
         def done(_: asyncio.Task[None]) -> None:
-            if self._backfills.get(tenant) is entry:
+            if self._backfills.get(tenant) is task:
                 del self._backfills[tenant]
 
         task.add_done_callback(done)
-        return entry
+        return task
 
-    async def _backfill(self, tenant: str, window: Window, start: int) -> None:
+    async def _backfill(self, tenant: str, window: Window) -> None:
         upto, generation = window.complete_from - 1, window.generation
+        self._reads += 1
+        read = self._reads
+        timeout = min(self.timeout, TRY_TIMEOUT)
+
+        def reader(attempt: int) -> DirectReader:
+            reply = f"{self._inbox}.{read}.{attempt}"
+            return DirectReader(self.nc, stream=self.stream, reply=reply, timeout=timeout)
+
         async with self._replays:
-            msgs = await fetch_range_retrying(
-                self._short(),  # the consumer's creation; the fetch itself waits `timeout`
-                stream=self.stream,
-                subjects=[tenant_filter(tenant)],
-                start=start,
+            reach = await read_reach_retrying(
+                reader,
+                subject=tenant_filter(tenant),
                 upto=upto,
                 max_count=min(self.replay_max, self.window_count),
-                timeout=self.timeout,
                 retry_for=self.retry_for,
             )
         now_wall, now_mono = time.time(), time.monotonic()
         entries: list[Entry] = []
-        for m in msgs:
-            seq = m.metadata.sequence.stream
+        for m in reach.messages:
             try:
-                _, room, _, body = wire_line(f"{LIVE_PREFIX}.{m.subject}", m.data, seq)
+                _, room, _, body = wire_line(f"{LIVE_PREFIX}.{m.subject}", m.data, m.seq)
             except Exception:
                 self.dropped += 1
                 continue
-            age = max(0.0, now_wall - m.metadata.timestamp.timestamp())
-            entries.append(Entry(seq, room, body, now_mono - age))
-        window.merge(entries, start=start, generation=generation)
+            stored = stored_at(m.stamp)
+            age = 0.0 if stored is None else max(0.0, now_wall - stored)
+            entries.append(Entry(m.seq, room, body, now_mono - age))
+        window.merge(entries, start=reach.start, generation=generation, reached=True)
 
     def _short(self) -> JetStreamContext:
         """A JetStream context whose API calls give up after TRY_TIMEOUT (to be retried)."""
