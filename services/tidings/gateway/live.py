@@ -26,7 +26,7 @@ from opentelemetry.trace import SpanKind
 
 from tidings.envelope import WireNotification, decode_wire
 from tidings.gateway.fanout import Hub
-from tidings.gateway.replay import DirectReader, read_reach_retrying
+from tidings.gateway.replay import DIRECT_TIMEOUT, DirectReader, read_reach_retrying
 from tidings.gateway.window import Entry, Window
 from tidings.protocol import encode_notification
 from tidings.subjects import BROADCAST_TENANT, LIVE_PREFIX, room_of, tenant_filter
@@ -278,8 +278,13 @@ class Live:
         timeout = min(self.timeout, TRY_TIMEOUT)
 
         def reader(attempt: int) -> DirectReader:
-            reply = f"{self._inbox}.{read}.{attempt}"
-            return DirectReader(self.nc, stream=self.stream, reply=reply, timeout=timeout)
+            return DirectReader(
+                self.nc,
+                stream=self.stream,
+                reply=f"{self._inbox}.{read}",
+                timeout=timeout,
+                direct_timeout=min(timeout, DIRECT_TIMEOUT),
+            )
 
         async with self._replays:
             reach = await read_reach_retrying(

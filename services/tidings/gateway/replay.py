@@ -12,10 +12,17 @@ then complete from there, so every resume of the tenant in the same wave (a reco
 the heal after a NATS loss) is answered from memory: one read per tenant per gateway, whoever
 asks and in whatever order.
 
-Direct get replies may come from a replica that has not applied the latest writes yet (no
-read-after-write, ADR-31; ``min_last_seq`` is not in this server). Before a range is read, the
-replica that answers proves it holds ``upto`` (a message at or after it), or the read is retried;
-a store applies in sequence order, so what it returns up to ``upto`` then has no gap.
+Direct gets are answered by any replica, chosen at random for each request (measured: no
+preference for the replica the gateway is connected to), and a replica may not have applied the
+latest writes yet (no read-after-write, ADR-31; this server has no ``min_last_seq``). So:
+
+- each request has a short timeout and is sent again on a reply subject of its own (a request
+  routed to a frozen node is lost until its route times out — minutes);
+- a replica's store is a prefix of the stream (applied in order), so what a direct get returns
+  is right but may stop early. When the direct reads end, one ``$JS.API.STREAM.MSG.GET``
+  (answered by the stream leader, which holds everything up to ``upto``) asks for the next
+  message on the filter after the last one read: none up to ``upto`` means the range is
+  complete; one means a replica was behind, and reading goes on from there.
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ log = logging.getLogger(__name__)
 
 BATCH = 500  # messages per direct-get request
 RETRY_PAUSE = 0.5  # between tries of a read that failed transiently
-EVERYTHING = ">"  # a filter every subject of the stream matches
+DIRECT_TIMEOUT = 0.3  # one direct-get answer; normally milliseconds
+DIRECT_SENDS = 4  # a direct get sent this often before the read is tried again
 
 # What a leader election, a lagging replica or a reconnect answers for a while: worth another try.
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -70,17 +78,24 @@ class Reach(NamedTuple):
 
 
 class DirectReader:
-    """Direct-get requests of one read, on one reply subject of its own.
+    """The requests of one read, on reply subjects of its own.
 
-    The reply subject ``<prefix>.<read>.<try>`` names the gateway (``prefix``, one per live
-    side) and the read, so the requests a fault causes can be counted from outside per gateway
-    and per read (tests/support/jetstream_reads.py)."""
+    Request n replies to ``<reply>.<n>``: ``reply`` names the gateway (its first two tokens, one
+    per live side) and the read, so the requests a fault causes can be counted from outside per
+    gateway and per read (tests/support/jetstream_reads.py), and a late answer to a request sent
+    again is told apart from the answer awaited."""
 
-    def __init__(self, nc: NATS, *, stream: str, reply: str, timeout: float) -> None:
+    _sent = 0  # requests so far, process-wide: every reply subject is new
+
+    def __init__(
+        self, nc: NATS, *, stream: str, reply: str, timeout: float, direct_timeout: float
+    ) -> None:
         self.nc = nc
-        self.subject = f"$JS.API.DIRECT.GET.{stream}"
+        self.direct = f"$JS.API.DIRECT.GET.{stream}"
+        self.leader = f"$JS.API.STREAM.MSG.GET.{stream}"
         self.reply = reply
         self.timeout = timeout
+        self.direct_timeout = direct_timeout
         self.requests = 0
         self._queue: asyncio.Queue[Msg] = asyncio.Queue()
 
@@ -88,7 +103,7 @@ class DirectReader:
         async def put(msg: Msg) -> None:
             self._queue.put_nowait(msg)
 
-        self._sub = await self.nc.subscribe(self.reply, cb=put)
+        self._sub = await self.nc.subscribe(f"{self.reply}.*", cb=put)
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -97,17 +112,38 @@ class DirectReader:
         except Exception as exc:  # a dropped connection took the subscription with it
             log.debug("direct-get reply unsubscribe failed: %r", exc)
 
-    async def batch(self, body: dict[str, Any]) -> tuple[list[Stored], int]:
-        """The messages one request returned and how many more match after them (0 if none
-        matched at all)."""
+    async def _send(self, subject: str, body: dict[str, Any]) -> str:
         self.requests += 1
-        await self.nc.publish(self.subject, orjson.dumps(body), reply=self.reply)
+        DirectReader._sent += 1
+        reply = f"{self.reply}.{DirectReader._sent}"
+        await self.nc.publish(subject, orjson.dumps(body), reply=reply)
+        return reply
+
+    async def _next(self, reply: str, timeout: float) -> Msg:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            msg = await asyncio.wait_for(self._queue.get(), left)
+            if msg.subject == reply:
+                return msg  # anything else: a late answer to a request given up on
+
+    async def batch(self, body: dict[str, Any]) -> tuple[list[Stored], int]:
+        """The messages one direct get returned and how many more match after them (0 if
+        none matched at all). Sent again when no answer comes in time."""
+        for _ in range(DIRECT_SENDS):
+            reply = await self._send(self.direct, body)
+            try:
+                return await self._collect(reply)
+            except TimeoutError:
+                continue
+        raise Unavailable("no replica answered a direct get in time")
+
+    async def _collect(self, reply: str) -> tuple[list[Stored], int]:
         out: list[Stored] = []
         while True:
-            try:
-                msg = await asyncio.wait_for(self._queue.get(), self.timeout)
-            except TimeoutError:
-                raise Unavailable("JetStream did not answer a direct get in time") from None
+            msg = await self._next(reply, self.direct_timeout)
             headers = msg.headers or {}
             status = headers.get("Status")
             if status is None:
@@ -123,6 +159,22 @@ class DirectReader:
                 raise NoRespondersError
             description = headers.get("Description", "")
             raise Unavailable(f"direct get answered {status} {description}".strip())
+
+    async def leader_next(self, seq: int, subject: str) -> int | None:
+        """The stream leader's answer: the sequence of the first message on ``subject`` at or
+        after ``seq``, None when there is none."""
+        reply = await self._send(self.leader, {"seq": seq, "next_by_subj": subject})
+        try:
+            msg = await self._next(reply, self.timeout)
+        except TimeoutError:
+            raise Unavailable("the stream leader did not answer in time") from None
+        answer = orjson.loads(msg.data)
+        error = answer.get("error")
+        if error is None:
+            return int(answer["message"]["seq"])
+        if error.get("code") == 404:
+            return None  # no message (10037)
+        raise Unavailable(f"the stream leader answered {error}")
 
 
 def _stored(headers: dict[str, str], data: bytes) -> Stored:
@@ -145,14 +197,12 @@ async def read_reach(reader: DirectReader, *, subject: str, upto: int, max_count
     with the ones after ``upto``, which a live window holds already), and where they start."""
     if upto < 1:
         return Reach(1, [])
-    held, _ = await reader.batch({"seq": upto, "next_by_subj": EVERYTHING, "batch": 1})
-    if not held:
-        raise Unavailable(f"the replica that answered has not stored seq {upto} yet")
     first, more = await reader.batch({"seq": 1, "next_by_subj": subject, "batch": BATCH})
     start = 1
     if len(first) + more > max_count:
         # More than the bound: the smallest start from which at most max_count remain (the
         # count only falls as the start moves on), found in log2(upto) one-message requests.
+        # A replica behind makes the start earlier, never later: nothing in reach is skipped.
         low, high = 2, upto + 1
         while low < high:
             mid = (low + high) // 2
@@ -163,17 +213,23 @@ async def read_reach(reader: DirectReader, *, subject: str, upto: int, max_count
         start = low
         first, more = await reader.batch({"seq": start, "next_by_subj": subject, "batch": BATCH})
     out: list[Stored] = []
-    batch = first
+    batch, behind = first, 0
     while True:
         for m in batch:
             if m.seq > upto:
                 return Reach(start, out)
             out.append(m)
-        if not batch or more == 0 or batch[-1].seq >= upto:
-            return Reach(start, out)
-        batch, more = await reader.batch(
-            {"seq": batch[-1].seq + 1, "next_by_subj": subject, "batch": BATCH}
-        )
+        after = out[-1].seq + 1 if out else start
+        if not (batch and more > 0 and batch[-1].seq < upto):
+            # The replica that answered last had nothing more up to upto; it may be behind.
+            missed = await reader.leader_next(after, subject)
+            if missed is None or missed > upto:
+                return Reach(start, out)
+            behind += 1
+            if behind > DIRECT_SENDS:
+                raise Unavailable(f"the replicas answering are behind seq {missed}")
+            after = missed
+        batch, more = await reader.batch({"seq": after, "next_by_subj": subject, "batch": BATCH})
 
 
 async def read_reach_retrying(
