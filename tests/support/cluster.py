@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 
 from tests.support.gateway_process import GatewayProcess
 from tidings.dev.cluster import NatsCluster
-from tidings.nats import ensure_stream
+from tidings.nats import ensure_stream_placed
 from tidings.settings import StreamSettings
 
 STREAM = "TIDINGS"
@@ -38,7 +38,7 @@ async def r3_cluster(base: Path) -> AsyncIterator[tuple[NatsCluster, JetStreamCo
         )
         try:
             js = nc.jetstream(timeout=2.0)
-            await ensure_stream(js, StreamSettings(replicas=3))
+            await ensure_stream_placed(js, StreamSettings(replicas=3))
             yield cluster, js
         finally:
             await nc.close()
