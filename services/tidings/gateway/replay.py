@@ -12,12 +12,11 @@ then complete from there, so every resume of the tenant in the same wave (a reco
 the heal after a NATS loss) is answered from memory: one read per tenant per gateway, whoever
 asks and in whatever order.
 
-Direct gets are answered by any replica, chosen at random for each request (measured: no
-preference for the replica the gateway is connected to), and a replica may not have applied the
-latest writes yet (no read-after-write, ADR-31; this server has no ``min_last_seq``). So:
+Direct gets are answered by any replica, and a replica may not have applied the latest writes
+yet (no read-after-write, ADR-31; this server has no ``min_last_seq``). So:
 
-- each request has a short timeout and is sent again on a reply subject of its own (a request
-  routed to a frozen node is lost until its route times out — minutes);
+- each request has a short timeout and is sent again on a reply subject of its own (measured:
+  with the stream leader frozen, up to half of the requests were still routed to it and lost);
 - a replica's store is a prefix of the stream (applied in order), so what a direct get returns
   is right but may stop early. When the direct reads end, one ``$JS.API.STREAM.MSG.GET``
   (answered by the stream leader, which holds everything up to ``upto``) asks for the next
