@@ -15,7 +15,8 @@ asks and in whatever order.
 Direct gets are answered by any replica, and a replica may not have applied the latest writes
 yet (no read-after-write, ADR-31; this server has no ``min_last_seq``). So:
 
-- each request has a short timeout and is sent again on a reply subject of its own (measured:
+- each request has a short timeout (0.3 s, doubled at each send) and is sent again on a reply
+  subject of its own (measured:
   with the stream leader frozen, up to half of the requests were still routed to it and lost);
 - a replica's store is a prefix of the stream (applied in order), so what a direct get returns
   is right but may stop early. When the direct reads end, one ``$JS.API.STREAM.MSG.GET``
@@ -130,19 +131,20 @@ class DirectReader:
 
     async def batch(self, body: dict[str, Any]) -> tuple[list[Stored], int]:
         """The messages one direct get returned and how many more match after them (0 if
-        none matched at all). Sent again when no answer comes in time."""
-        for _ in range(DIRECT_SENDS):
+        none matched at all). Sent again when no answer comes in time, waiting twice as long
+        each time (a gateway busy with a reconnect storm reads its answers late)."""
+        for send in range(DIRECT_SENDS):
             reply = await self._send(self.direct, body)
             try:
-                return await self._collect(reply)
+                return await self._collect(reply, self.direct_timeout * 2**send)
             except TimeoutError:
                 continue
         raise Unavailable("no replica answered a direct get in time")
 
-    async def _collect(self, reply: str) -> tuple[list[Stored], int]:
+    async def _collect(self, reply: str, timeout: float) -> tuple[list[Stored], int]:
         out: list[Stored] = []
         while True:
-            msg = await self._next(reply, self.direct_timeout)
+            msg = await self._next(reply, timeout)
             headers = msg.headers or {}
             status = headers.get("Status")
             if status is None:
