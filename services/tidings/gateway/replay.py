@@ -15,8 +15,8 @@ asks and in whatever order.
 Direct gets are answered by any replica, and a replica may not have applied the latest writes
 yet (no read-after-write, ADR-31; this server has no ``min_last_seq``). So:
 
-- each request has a short timeout (0.3 s, doubled at each send) and is sent again on a reply
-  subject of its own (measured:
+- a request unanswered after 0.3 s is sent again (hedged: on a reply subject of its own, the
+  first answer to end wins) (measured:
   with the stream leader frozen, up to half of the requests were still routed to it and lost);
 - a replica's store is a prefix of the stream (applied in order), so what a direct get returns
   is right but may stop early. When the direct reads end, one ``$JS.API.STREAM.MSG.GET``
@@ -131,20 +131,30 @@ class DirectReader:
 
     async def batch(self, body: dict[str, Any]) -> tuple[list[Stored], int]:
         """The messages one direct get returned and how many more match after them (0 if
-        none matched at all). Sent again when no answer comes in time, waiting twice as long
-        each time (a gateway busy with a reconnect storm reads its answers late)."""
-        for send in range(DIRECT_SENDS):
-            reply = await self._send(self.direct, body)
-            try:
-                return await self._collect(reply, self.direct_timeout * 2**send)
-            except TimeoutError:
-                continue
-        raise Unavailable("no replica answered a direct get in time")
+        none matched at all).
 
-    async def _collect(self, reply: str, timeout: float) -> tuple[list[Stored], int]:
-        out: list[Stored] = []
+        Hedged: while no answer has ended, the request is sent again every ``direct_timeout``
+        (up to DIRECT_SENDS times), and whichever send's answer ends first is taken — a send
+        routed to a frozen replica is never answered, and one answered late (a gateway busy
+        with a storm) still counts."""
+        answers: dict[str, list[Stored]] = {}
+        deadline = time.monotonic() + self.direct_timeout * (DIRECT_SENDS + 4)
+        next_send = time.monotonic()
         while True:
-            msg = await self._next(reply, timeout)
+            now = time.monotonic()
+            if len(answers) < DIRECT_SENDS and now >= next_send:
+                answers[await self._send(self.direct, body)] = []
+                next_send = now + self.direct_timeout
+            until = min(deadline, next_send) if len(answers) < DIRECT_SENDS else deadline
+            try:
+                msg = await asyncio.wait_for(self._queue.get(), max(0.0, until - now))
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise Unavailable("no replica answered a direct get in time") from None
+                continue
+            out = answers.get(msg.subject)
+            if out is None:
+                continue  # an answer to an earlier request of this read
             headers = msg.headers or {}
             status = headers.get("Status")
             if status is None:
