@@ -143,6 +143,8 @@ class DirectReader:
         while True:
             now = time.monotonic()
             if len(answers) < DIRECT_SENDS and now >= next_send:
+                if answers:
+                    log.info("direct get unanswered; sent again", extra={"sends": len(answers)})
                 answers[await self._send(self.direct, body)] = []
                 next_send = now + self.direct_timeout
             until = min(deadline, next_send) if len(answers) < DIRECT_SENDS else deadline
