@@ -38,8 +38,8 @@ async def test_a_reconnect_storm_loses_nothing_and_reads_once_per_tenant(tmp_pat
     # 500 of its clients want the broadcast room, resuming from points of their own in any
     # order; the first resume a cold window cannot answer reads its whole reach, and every
     # other one is answered from memory: one read per tenant (and the broadcast room) per
-    # gateway, and no consumer created.
+    # gateway (a gateway's read is a direct get; a filtered ephemeral consumer, as backfills
+    # were before, would count too; the test's own unfiltered stream reads do not).
     assert r.most_backfills == 1, r.top_backfills
     assert r.backfills <= 2 * (r.tenants + 1), r.top_backfills
-    assert "CONSUMER.CREATE" not in r.calls, r.calls
     assert r.left == [], f"still running after the stack stopped: {r.left}"
