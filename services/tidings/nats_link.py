@@ -176,11 +176,16 @@ class NatsLink:
 
     async def _heal(self) -> None:
         target = self._connects
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        took: dict[str, float] = {}
         for step in self._up:
             if not self.connected or target != self._connects:
                 return  # lost again meanwhile: the steps run anew after the next reconnect
             try:
+                at = loop.time()
                 await step()
+                took[getattr(step, "__qualname__", repr(step))] = round(loop.time() - at, 3)
             except (TimeoutError, NatsError) as exc:
                 # Expected while JetStream elects a leader (~5 s): one line each, no traceback.
                 log.warning(RETRYING, extra={"error": repr(exc)})
@@ -191,6 +196,10 @@ class NatsLink:
                 await asyncio.sleep(self.settings.reconnect_wait or 0.5)
                 return
         self._healed = target
+        log.info(
+            "nats steps after the (re)connect done",
+            extra={"seconds": round(loop.time() - began, 3), "steps": took},
+        )
 
     async def _close_client(self) -> None:
         nc, self._nc, self._js = self._nc, None, None
