@@ -39,12 +39,6 @@ FREEZE = 9.0  # seconds: longer than an election (~5 s measured) plus the notice
 LIVE_WITHIN = 5.0  # after the gateway noticed, its clients receive again within this
 
 
-@pytest.mark.unsteady(
-    reason="cause found, not yet fixed: a backfill creates an ephemeral replay consumer, which"
-    " needs the JetStream meta leader; when the frozen node is the meta leader every backfill"
-    " times out until a new one is elected (4.7-8.8 s after the freeze measured), e.g. clients"
-    " live 6.0 s after the notice (issue 15 note). Fixed: reconnecting to the frozen node first"
-)
 @pytest.mark.parametrize("node", ["follower", "leader"])
 async def test_a_frozen_node_is_left_within_seconds_and_nothing_is_lost(
     node: str, tmp_path: Path, token: Mint
