@@ -26,7 +26,7 @@ from nats.js.api import (
     StreamConfig,
     StreamInfo,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from tidings.errors import Unavailable
 from tidings.settings import NatsSettings, StreamSettings
@@ -228,6 +228,29 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> Provi
     return report
 
 
+NO_PLACEMENT = 10005  # "no suitable peers for placement": the cluster is still forming
+
+
+async def ensure_stream_placed(
+    js: JetStreamContext, settings: StreamSettings, *, within: float = 30.0
+) -> ProvisionReport:
+    """:func:`ensure_stream`, asked again while the cluster cannot place the replicas yet.
+
+    A cluster answers JetStream as soon as it has a meta leader, but that leader may not know
+    every peer for a moment (seen under load: ``no suitable peers for placement`` for an R3
+    stream on a cluster of three that had just answered); that passes by itself within seconds.
+    """
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            return await ensure_stream(js, settings)
+        except BadRequestError as exc:
+            if exc.err_code != NO_PLACEMENT or asyncio.get_running_loop().time() > deadline:
+                raise
+            log.info("stream replicas cannot be placed yet; asking again: %s", exc.description)
+        await asyncio.sleep(0.25)
+
+
 async def provision(
     nats_settings: NatsSettings, stream_settings: StreamSettings
 ) -> ProvisionReport:
@@ -236,6 +259,6 @@ async def provision(
         nats_settings, within=max(3.0, 2 * nats_settings.connect_timeout), service="admin"
     )
     try:
-        return await ensure_stream(nc.jetstream(), stream_settings)
+        return await ensure_stream_placed(nc.jetstream(), stream_settings)
     finally:
         await nc.close()

@@ -455,7 +455,7 @@ async def test_nats_values_give_each_component_what_it_needs_and_nothing_more(
                     welcome = await client.hello(token, since=0, epoch=epoch)
                     assert welcome["recovered"] is True
                     replayed = await client.next("notification")
-                    assert replayed["title"] == "before"  # JetStream read (consumer API)
+                    assert replayed["title"] == "before"  # JetStream read (direct get)
                     await client.next("synced")
                     assert await accepted("live")
                     live = await client.next("notification")

@@ -135,10 +135,6 @@ HEAL_TIMEOUT = 3.0
 SENT_AWAY = "NATS not healed in time; connections sent away"
 
 
-@pytest.mark.unsteady(
-    reason="2026-12-05, CI run: after quorum came back gw1 retried its heal (1 s tries) and was"
-    " not ready within 40 s; passed in the runs before; cause not found (issue 15 note)"
-)
 async def test_a_gateway_that_cannot_heal_sends_its_clients_away_and_they_lose_nothing(
     tmp_path: Path, token: Mint
 ) -> None:

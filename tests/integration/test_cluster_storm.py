@@ -35,12 +35,11 @@ async def test_a_reconnect_storm_loses_nothing_and_reads_once_per_tenant(tmp_pat
         f" {'/'.join(f'{m:.0f}' for m in r.peak_rss_mb)} MB"
     )
     # Shared reads, not one per client: each gateway holds 25 clients of each tenant and all
-    # 500 of its clients want the broadcast room; a room is read once per wave of resumes asking
-    # for an older point (measured: 2-5 for a tenant, 5-6 for the broadcast room; 55-73 reads in
-    # all for 1,000 clients). The target, one read per tenant per gateway, is not met
-    # yet (docs/operations.md). Asserted: at least five times fewer reads than clients.
-    per_gateway = r.clients // 2
-    assert r.most_tenant_backfills <= per_gateway // r.tenants // 5, r.top_backfills
-    assert r.most_broadcast_backfills <= per_gateway // 5, r.top_backfills
-    assert r.backfills <= r.clients // 10
+    # 500 of its clients want the broadcast room, resuming from points of their own in any
+    # order; the first resume a cold window cannot answer reads its whole reach, and every
+    # other one is answered from memory: one read per tenant (and the broadcast room) per
+    # gateway (a gateway's read is a direct get; a filtered ephemeral consumer, as backfills
+    # were before, would count too; the test's own unfiltered stream reads do not).
+    assert r.most_backfills == 1, r.top_backfills
+    assert r.backfills <= 2 * (r.tenants + 1), r.top_backfills
     assert r.left == [], f"still running after the stack stopped: {r.left}"

@@ -5,7 +5,7 @@ gateway and must get exactly what it missed, in order, then live ones, nothing t
 that gateway answers from its in-memory window or has to read JetStream (no interest in the
 tenant yet). A resume that cannot be complete (another epoch, beyond the replay bound) must say
 so with ``recovered: false`` + ``reset`` and replay nothing. A cold gateway hit by a reconnect
-storm of one tenant serves every client exactly, sharing a few JetStream reads, not one each.
+storm of one tenant serves every client exactly with one JetStream read for the tenant.
 A gateway whose NATS link is down refuses a resume for later instead of resetting it, and long
 replays and bursts come in frames every client must accept.
 """
@@ -23,11 +23,11 @@ import httpx
 import orjson
 import pytest
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
+from tests.support.jetstream_reads import JetStreamReads
 from tests.support.load_clients import read_stream
 from tests.support.publisher_process import metric
 from tests.support.waiting import until
@@ -488,15 +488,10 @@ async def test_a_reconnect_storm_on_a_cold_gateway_is_exact_with_a_shared_backfi
     rng = random.Random(7)
     published = await publish_mix(pub, 400, run="storm", broadcast_every=11)
     stored = dict(await alice_view(js, 0))
-    creates: list[str] = []
-
-    async def count(msg: Msg) -> None:
-        creates.append(msg.subject)
-
-    # Copies of every consumer-create request to the stream: how many JetStream reads it took.
-    await nc.subscribe("$JS.API.CONSUMER.CREATE.TIDINGS", cb=count)
-    await nc.subscribe("$JS.API.CONSUMER.CREATE.TIDINGS.>", cb=count)
-    await nc.flush()
+    # Every JetStream request the gateway makes, seen from outside: how many reads it took.
+    url = nc.connected_url
+    assert url is not None
+    reads = await JetStreamReads().start([f"nats://{url.netloc}"])
 
     users = ["alice", "bob", *(f"u{i}" for i in range(8))]
     async with gateways(gateway_settings, 1) as (gw,):
@@ -527,11 +522,17 @@ async def test_a_reconnect_storm_on_a_cold_gateway_is_exact_with_a_shared_backfi
         assert [f for f in failures if f] == []
         assert await resumes(gw, "not_recovered") == 0
         assert await resumes(gw, "memory") + await resumes(gw, "jetstream") == STORM
-    await nc.flush()
-    # Shared: a handful of range reads, far from one per client. Whoever asks for an older
-    # point while a read runs waits for it, and the next read reaches back for all of them
-    # (measured: 5 reads for the tenant and the broadcast room; 8 before reads were merged).
-    assert 1 <= len(creates) <= 6, creates
+    assert reads.nc is not None
+    await reads.nc.flush()
+    await reads.close()
+    # Shared: one read for the tenant and one for the broadcast room, whatever the points and
+    # the order the 100 clients came in (the first reads the window's whole reach), and no
+    # consumer created (direct gets; 5 consumers before, 8 before reads were merged).
+    assert reads.consumers_created == 0, reads.calls
+    assert dict(reads.backfills) == {
+        (requester, tenant): 1 for requester, tenant in reads.backfills
+    }, reads.backfills
+    assert sorted(t for _, t in reads.backfills) == sorted(["broadcast", TENANT]), reads.backfills
 
 
 @pytest.mark.timeout(30)  # the bug this guards against never yields: only a timeout ends it
@@ -556,7 +557,7 @@ async def test_a_resume_meeting_a_backfill_that_just_finished_reads_again_instea
         )
     window = await live.ensure(TENANT)  # armed after the five: complete from seq 6
     finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    finished.set_result(None)  # a read from seq 5 that ended, its clean-up not run yet
-    live._backfills[TENANT] = (5, finished)  # type: ignore[assignment]
-    assert await live.cover(TENANT, 0)  # read again from seq 1
+    finished.set_result(None)  # a read that ended, its clean-up not run yet
+    live._backfills[TENANT] = finished  # type: ignore[assignment]
+    assert await live.cover(TENANT, 0)  # read again, from seq 1
     assert [e.seq for e in window.entries] == [1, 2, 3, 4, 5]

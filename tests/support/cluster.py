@@ -20,9 +20,9 @@ import httpx
 import nats
 from nats.js import JetStreamContext
 
-from tests.support.gateway_process import GatewayProcess
+from tests.support.gateway_process import GatewayProcess, GatewayProcessError
 from tidings.dev.cluster import NatsCluster
-from tidings.nats import ensure_stream
+from tidings.nats import ensure_stream_placed
 from tidings.settings import StreamSettings
 
 STREAM = "TIDINGS"
@@ -38,7 +38,7 @@ async def r3_cluster(base: Path) -> AsyncIterator[tuple[NatsCluster, JetStreamCo
         )
         try:
             js = nc.jetstream(timeout=2.0)
-            await ensure_stream(js, StreamSettings(replicas=3))
+            await ensure_stream_placed(js, StreamSettings(replicas=3))
             yield cluster, js
         finally:
             await nc.close()
@@ -55,14 +55,33 @@ async def pinned_gateways(
         for i, url in enumerate(urls)
     ]
     try:
-        for gw in gateways:
-            gw.start()
-        await asyncio.gather(*(gw.wait_ready() for gw in gateways))
+        for i, url in enumerate(urls):
+            gateways[i] = await _started(gateways[i], url, env)
         yield gateways
         await asyncio.gather(*(gw.stop() for gw in gateways))
     finally:
         for gw in gateways:
             gw.terminate_now()
+
+
+PORT_TAKEN = "Errno 98"  # EADDRINUSE
+
+
+async def _started(gw: GatewayProcess, url: str, env: Mapping[str, str] | None) -> GatewayProcess:
+    """``gw`` started and ready; on fresh ports when another process (other jobs share this
+    machine) took one of its free ports between the probe and the bind."""
+    for _ in range(3):
+        gw.start()
+        try:
+            await gw.wait_ready()
+            return gw
+        except GatewayProcessError as exc:
+            if PORT_TAKEN not in str(exc):
+                raise
+        gw = GatewayProcess(url, log_file=gw.log_file, env=env, name=gw.name)
+    gw.start()
+    await gw.wait_ready()
+    return gw
 
 
 async def readiness(gw: GatewayProcess) -> tuple[int, dict[str, Any]]:

@@ -2,10 +2,12 @@
 
 Every JetStream API call is a NATS request on ``$JS.API.…`` in the account, so a plain
 subscriber sees each one the gateways make without any help from them. A gateway's backfill
-(``tidings.gateway.replay.fetch_range``) creates one ephemeral consumer with a subject filter;
-the request's reply subject carries the requesting connection's inbox prefix, so the reads can
-be counted per gateway connection and per tenant: the bound a reconnect storm must respect is
-one backfill per tenant per gateway, not one per client.
+(``tidings.gateway.replay.read_reach``) is a series of direct gets
+(``$JS.API.DIRECT.GET.<stream>``) whose reply subject ``_INBOX.<gateway>.<read>.<try>`` names
+the gateway's live side and the read; the filtered ones name the tenant (``next_by_subj``). So
+the reads can be counted per gateway and per tenant: the bound a reconnect storm must respect
+is one backfill per tenant per gateway, not one per client. An ephemeral consumer with a
+subject filter (what backfills were before) is counted as a backfill too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from tidings.subjects import BROADCAST_PREFIX, TENANT_PREFIX
 
 API = "$JS.API.>"
 CREATE = "$JS.API.CONSUMER.CREATE."
+DIRECT = "$JS.API.DIRECT.GET."
+NOTIFICATIONS = "TIDINGS"  # the stream's name (TIDINGS_STREAM_NAME's default, as the tests use)
 
 
 def _tenant_of(filters: list[str]) -> str:
@@ -42,7 +46,11 @@ class JetStreamReads:
     """JetStream API requests seen since :meth:`start` (or the last :meth:`reset`)."""
 
     calls: Counter[str] = field(default_factory=Counter)  # by API verb: STREAM.INFO, ...
+    # consumers created on the notification stream (a gateway's revocation bucket, KV, has its own)
+    notification_consumers: int = 0
     backfills: Counter[tuple[str, str]] = field(default_factory=Counter)  # (requester, tenant)
+    direct_gets: int = 0  # requests, a backfill's several included
+    _reads: set[str] = field(default_factory=set)  # direct-get reads seen: _INBOX.<gw>.<read>
     nc: NATS | None = None
     sub: Subscription | None = None
 
@@ -57,8 +65,14 @@ class JetStreamReads:
     async def _on_request(self, msg: Msg) -> None:
         verb = msg.subject.removeprefix("$JS.API.").split(".")
         self.calls[".".join(verb[:2])] += 1
+        if msg.subject.startswith(DIRECT):
+            self._on_direct_get(msg)
+            return
         if not msg.subject.startswith(CREATE):
             return
+        if msg.subject.removeprefix(CREATE).split(".")[0] != NOTIFICATIONS:
+            return  # e.g. the gateways' revocation bucket (KV) followed by an ordered consumer
+        self.notification_consumers += 1
         with contextlib.suppress(ValueError, TypeError, AttributeError):
             config = orjson.loads(msg.data).get("config", {})
             filters = config.get("filter_subjects") or (
@@ -68,13 +82,26 @@ class JetStreamReads:
                 requester = ".".join((msg.reply or "").split(".")[:2])  # _INBOX.<connection>
                 self.backfills[(requester, _tenant_of(filters))] += 1
 
+    def _on_direct_get(self, msg: Msg) -> None:
+        self.direct_gets += 1
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            subject = orjson.loads(msg.data).get("next_by_subj") or ""
+            parts = (msg.reply or "").split(".")
+            if subject == ">" or len(parts) < 4:
+                return  # the proof that the replica holds the range: no tenant
+            read = ".".join(parts[:3])  # _INBOX.<gateway>.<read>; its tries are one read
+            if read not in self._reads:
+                self._reads.add(read)
+                self.backfills[(".".join(parts[:2]), _tenant_of([subject]))] += 1
+
     @property
     def consumers_created(self) -> int:
-        return self.calls["CONSUMER.CREATE"]
+        """Consumers created on the notification stream (backfills used to be such)."""
+        return self.notification_consumers
 
     @property
     def backfill_reads(self) -> int:
-        """Filtered ephemeral consumers created: the gateways' range reads."""
+        """The gateways' range reads (each one direct-get read, or one filtered consumer)."""
         return sum(self.backfills.values())
 
     def most_per_tenant_and_gateway(self) -> int:
@@ -83,6 +110,8 @@ class JetStreamReads:
     def reset(self) -> None:
         self.calls.clear()
         self.backfills.clear()
+        self.direct_gets = 0
+        self.notification_consumers = 0
 
     async def close(self) -> None:
         if self.nc is not None:

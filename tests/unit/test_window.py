@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from tidings.gateway.window import Entry, Window
 
 
@@ -89,3 +91,20 @@ def test_a_replay_leaves_out_the_muted_domains() -> None:
     assert w.after(0, {"tenant"}) == [(1, b"1"), (2, b"2"), (3, b"3")]
     assert w.after(0, {"tenant"}, frozenset({"audit"})) == [(1, b"1"), (3, b"3")]
     assert w.after(1, {"tenant"}, frozenset({"audit", "incident"})) == [(3, b"3")]
+
+
+def test_a_read_to_the_bound_is_remembered_until_the_next_disarm() -> None:
+    """After a read that reached the bound, a resume from before it is beyond the bound: no
+    second read for it (one read per tenant per wave); a disarm starts a new wave."""
+    now = time.monotonic()
+    w = Window(max_count=10, max_age=60)
+    w.arm(20)
+    w.merge([Entry(s, "r", b"x", now) for s in (12, 15, 18)], start=10, generation=0)
+    assert not w.reached  # read from an asker's point: an older one may still be read
+    w.merge([Entry(5, "r", b"x", now)], start=3, generation=0, reached=True)
+    assert w.reached and w.covers(2) and not w.covers(1)
+    w.disarm()
+    assert not w.reached
+    w.arm(30)
+    w.merge([], start=25, generation=0, reached=True)  # begun before the disarm: stale
+    assert not w.reached and not w.covers(24)

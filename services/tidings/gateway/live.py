@@ -24,10 +24,9 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from tidings.envelope import Rejected, Severity, WireNotification
-from tidings.errors import ReplayTooLarge
 from tidings.gateway.fanout import Hub, mute_key
 from tidings.gateway.ingest import Drops, wire_line
-from tidings.gateway.replay import fetch_range_retrying
+from tidings.gateway.replay import DIRECT_TIMEOUT, DirectReader, read_reach_retrying
 from tidings.gateway.window import Entry, Window
 from tidings.subjects import BROADCAST_TENANT, LIVE_PREFIX, tenant_filter
 from tidings.telemetry import context_from, tracing_enabled
@@ -39,10 +38,10 @@ _tracer = trace.get_tracer("tidings.gateway")
 
 log = logging.getLogger(__name__)
 
-# Seconds one JetStream API call of a heal (the arm's stream_info, a replay's consumer
-# creation) may take before it is tried again. Each normally answers in milliseconds; during a
-# stream or meta leader election (~5 s) nobody answers, and a try waiting the whole request
-# timeout would add up to that much to the wait of every client after the election.
+# Seconds one JetStream API call of a heal (the arm's stream_info, a replay's direct get) may
+# take before it is tried again. Each normally answers in milliseconds; during a stream leader
+# election (~5 s) the leader does not answer, and a try waiting the whole request timeout would
+# add up to that much to the wait of every client after the election.
 TRY_TIMEOUT = 1.0
 
 
@@ -73,8 +72,11 @@ class Live:
         self.subs: dict[str, Subscription] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
         self._lingering: dict[str, asyncio.TimerHandle] = {}
-        self._backfills: dict[str, tuple[int, asyncio.Task[None]]] = {}
-        self._wanted: dict[str, int] = {}  # earliest start asked while a backfill ran
+        self._backfills: dict[str, asyncio.Task[None]] = {}
+        self._reads = 0  # backfills started: each names its direct-get reply subject
+        # This gateway's direct-get replies, under its connection's reply prefix (the only one its
+        # NATS user may read: _INBOX_gateway in the chart).
+        self._inbox = nc.new_inbox()
         self._replays = asyncio.Semaphore(replay_concurrency)
         self.window_count = window_count
         self.window_age = window_age
@@ -172,7 +174,6 @@ class Live:
         ready = self._ready.pop(tenant, None)
         sub = self.subs.pop(tenant, None)
         self.windows.pop(tenant, None)
-        self._wanted.pop(tenant, None)
         if ready is not None and not ready.done():
             ready.cancel()
         if sub is not None:
@@ -243,79 +244,74 @@ class Live:
     async def cover(self, tenant: str, since: int) -> bool:
         """Make ``tenant``'s window complete from ``since + 1``; False when that is impossible.
 
-        Concurrent callers share one backfill per tenant (a reconnect storm costs one JetStream
-        read per tenant, not one per client); beyond the count or age bound it answers False.
+        The first resume a window cannot answer reads the window's whole reach back (the
+        newest ``replay_max`` notifications of the tenant, then trimmed to the age bound), and
+        every concurrent caller waits for that one read: a reconnect storm or a heal costs one
+        JetStream read per tenant per gateway, whatever the clients' resume points. A point the
+        reach does not cover is beyond the bound: False, without reading again.
         """
         window = await self.ensure(tenant)
-        too_far = 0  # a shared read from here back was beyond the bound: read for itself
         while not window.covers(since):
             if self.windows.get(tenant) is not window or not window.armed:
                 return False
+            if window.reached:
+                return False  # read back as far as the bound allows: beyond it
             running = self._backfills.get(tenant)
-            if running is not None and running[1].done():
-                # Finished, its clean-up callback not run yet: awaiting it would return without
-                # yielding, and this loop would spin forever (seen in a 10,000-client storm).
-                del self._backfills[tenant]
-                running = None
-            if running is None:
-                wanted = self._wanted.pop(tenant, since + 1)
-                start = min(wanted, since + 1) if wanted > too_far else since + 1
-                running = self._start_backfill(tenant, window, start)
-            elif running[0] > since + 1:
-                # A read from a later point is under way: the next one reaches back here for
-                # everyone who asked meanwhile (one more read per wave, not one per client).
-                self._wanted[tenant] = min(self._wanted.get(tenant, since + 1), since + 1)
-            try:
-                await asyncio.shield(running[1])
-            except ReplayTooLarge:
-                if running[0] >= since + 1:
-                    return False  # transient errors were retried already: others go to the caller
-                too_far = running[0]  # another asker's point was too old: not this one's
-                continue
-            if running[0] <= since + 1 and not window.covers(since):
-                return False  # read as far back as asked, and it still does not fit
+            if running is None or running.done():
+                # A finished read whose clean-up callback has not run yet is never awaited:
+                # that returns without yielding, and this loop would spin (a 10,000-client
+                # storm froze a gateway so).
+                running = self._start_backfill(tenant, window)
+            await asyncio.shield(running)  # transient errors were retried inside: others rise
         return True
 
-    def _start_backfill(
-        self, tenant: str, window: Window, start: int
-    ) -> tuple[int, asyncio.Task[None]]:
-        task = asyncio.ensure_future(self._backfill(tenant, window, start))
-        entry = (start, task)
-        self._backfills[tenant] = entry
+    def _start_backfill(self, tenant: str, window: Window) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(self._backfill(tenant, window))
+        self._backfills[tenant] = task
 
         def done(_: asyncio.Task[None]) -> None:
-            if self._backfills.get(tenant) is entry:
+            if self._backfills.get(tenant) is task:
                 del self._backfills[tenant]
 
         task.add_done_callback(done)
-        return entry
+        return task
 
-    async def _backfill(self, tenant: str, window: Window, start: int) -> None:
+    async def _backfill(self, tenant: str, window: Window) -> None:
         upto, generation = window.complete_from - 1, window.generation
-        async with self._replays:
-            msgs = await fetch_range_retrying(
-                self._short(),  # the consumer's creation; the fetch itself waits `timeout`
+        self._reads += 1
+        read = self._reads
+        timeout = min(self.timeout, TRY_TIMEOUT)
+
+        def reader(attempt: int) -> DirectReader:
+            return DirectReader(
+                self.nc,
                 stream=self.stream,
-                subjects=[tenant_filter(tenant)],
-                start=start,
+                reply=f"{self._inbox}.{read}",
+                timeout=timeout,
+                direct_timeout=min(timeout, DIRECT_TIMEOUT),
+            )
+
+        async with self._replays:
+            reach = await read_reach_retrying(
+                reader,
+                subject=tenant_filter(tenant),
                 upto=upto,
                 max_count=min(self.replay_max, self.window_count),
-                timeout=self.timeout,
                 retry_for=self.retry_for,
             )
         now_wall, now_mono = time.time(), time.monotonic()
         entries: list[Entry] = []
-        for m in msgs:
-            seq = m.metadata.sequence.stream
+        for m in reach.messages:
             try:
-                _, room, n, body = wire_line(f"{LIVE_PREFIX}.{m.subject}", m.data, seq)
+                _, room, n, body = wire_line(f"{LIVE_PREFIX}.{m.subject}", m.data, m.seq)
             except Exception as exc:
-                self._drop(exc, m.subject, seq, "replay")
+                self._drop(exc, m.subject, m.seq, "replay")
                 continue
-            age = max(0.0, now_wall - m.metadata.timestamp.timestamp())
+            stored = stored_at(m.stamp)
+            age = 0.0 if stored is None else max(0.0, now_wall - stored)
             mute = mute_key(n.event, n.severity is Severity.CRITICAL)
-            entries.append(Entry(seq, room, body, now_mono - age, mute))
-        window.merge(entries, start=start, generation=generation)
+            entries.append(Entry(m.seq, room, body, now_mono - age, mute))
+        window.merge(entries, start=reach.start, generation=generation, reached=True)
 
     async def last_seq(self) -> int:
         """The stream's last seq, read now (one short JetStream call; ``head`` follows it)."""

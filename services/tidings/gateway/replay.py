@@ -1,32 +1,55 @@
-"""Reading a range of the stream back from JetStream, bounded, for resumes and healing.
+"""Reading a tenant's recent notifications back from JetStream, for resumes and healing.
 
-One ephemeral, in-memory pull consumer per range, filtered to the subjects asked for. The number
-of matching messages is known before anything is read, so a range beyond the bound is refused
-without reading it (the client gets ``recovered: false`` / ``reset`` instead of a partial replay).
+The read is a *direct get* (``$JS.API.DIRECT.GET.<stream>``, the stream has ``allow_direct``):
+no consumer is created, so neither the meta leader nor the stream leader has to answer — any
+replica that holds the stream does, normally the one the gateway is connected to. A consumer
+needed the meta leader for its creation, and when that node froze or died every resume on a
+cold window waited out a new meta election (issue 15).
+
+What one read returns is the window's whole reach: the newest ``max_count`` messages on the
+subject filter up to ``upto``, oldest first, and the sequence the read starts at. The window is
+then complete from there, so every resume of the tenant in the same wave (a reconnect storm,
+the heal after a NATS loss) is answered from memory: one read per tenant per gateway, whoever
+asks and in whatever order.
+
+Direct gets are answered by any replica, and a replica may not have applied the latest writes
+yet (no read-after-write, ADR-31; this server has no ``min_last_seq``). So:
+
+- a request unanswered after 0.3 s is sent again (hedged: on a reply subject of its own, the
+  first answer to end wins) (measured:
+  with the stream leader frozen, up to half of the requests were still routed to it and lost);
+- a replica's store is a prefix of the stream (applied in order), so what a direct get returns
+  is right but may stop early. When the direct reads end, one ``$JS.API.STREAM.MSG.GET``
+  (answered by the stream leader, which holds everything up to ``upto``) asks for the next
+  message on the filter after the last one read: none up to ``upto`` means the range is
+  complete; one means a replica was behind, and reading goes on from there.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
+import orjson
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import ConnectionReconnectingError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
-from tidings.errors import ReplayTooLarge, Unavailable
+from tidings.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
-BATCH = 500
+BATCH = 500  # messages per direct-get request
 RETRY_PAUSE = 0.5  # between tries of a read that failed transiently
+DIRECT_TIMEOUT = 0.3  # one direct-get answer; normally milliseconds
+DIRECT_SENDS = 4  # a direct get sent this often before the read is tried again
 
-# What a stream leader election (or a reconnect) answers for a while: worth another try.
+# What a leader election, a lagging replica or a reconnect answers for a while: worth another try.
 TRANSIENT: tuple[type[BaseException], ...] = (
     TimeoutError,
     NatsTimeoutError,
@@ -38,91 +61,214 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
-async def fetch_range_retrying(
-    js: JetStreamContext,
+class Stored(NamedTuple):
+    """One message as the stream holds it."""
+
+    seq: int
+    subject: str
+    data: bytes
+    stamp: str  # Nats-Time-Stamp, RFC 3339
+
+
+class Reach(NamedTuple):
+    """What a read returned: every message on the filter with ``start <= seq <= upto``."""
+
+    start: int
+    messages: list[Stored]
+
+
+class DirectReader:
+    """The requests of one read, on reply subjects of its own.
+
+    Request n replies to ``<reply>.<n>``: ``reply`` names the gateway (its first two tokens, one
+    per live side) and the read, so the requests a fault causes can be counted from outside per
+    gateway and per read (tests/support/jetstream_reads.py), and a late answer to a request sent
+    again is told apart from the answer awaited."""
+
+    _sent = 0  # requests so far, process-wide: every reply subject is new
+
+    def __init__(
+        self, nc: NATS, *, stream: str, reply: str, timeout: float, direct_timeout: float
+    ) -> None:
+        self.nc = nc
+        self.direct = f"$JS.API.DIRECT.GET.{stream}"
+        self.leader = f"$JS.API.STREAM.MSG.GET.{stream}"
+        self.reply = reply
+        self.timeout = timeout
+        self.direct_timeout = direct_timeout
+        self.requests = 0
+        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+
+    async def __aenter__(self) -> DirectReader:
+        async def put(msg: Msg) -> None:
+            self._queue.put_nowait(msg)
+
+        self._sub = await self.nc.subscribe(f"{self.reply}.*", cb=put)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        try:
+            await self._sub.unsubscribe()
+        except Exception as exc:  # a dropped connection took the subscription with it
+            log.debug("direct-get reply unsubscribe failed: %r", exc)
+
+    async def _send(self, subject: str, body: dict[str, Any]) -> str:
+        self.requests += 1
+        DirectReader._sent += 1
+        reply = f"{self.reply}.{DirectReader._sent}"
+        await self.nc.publish(subject, orjson.dumps(body), reply=reply)
+        return reply
+
+    async def _next(self, reply: str, timeout: float) -> Msg:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            msg = await asyncio.wait_for(self._queue.get(), left)
+            if msg.subject == reply:
+                return msg  # anything else: a late answer to a request given up on
+
+    async def batch(self, body: dict[str, Any]) -> tuple[list[Stored], int]:
+        """The messages one direct get returned and how many more match after them (0 if
+        none matched at all).
+
+        Hedged: while no answer has ended, the request is sent again every ``direct_timeout``
+        (up to DIRECT_SENDS times), and whichever send's answer ends first is taken — a send
+        routed to a frozen replica is never answered, and one answered late (a gateway busy
+        with a storm) still counts."""
+        answers: dict[str, list[Stored]] = {}
+        deadline = time.monotonic() + self.direct_timeout * (DIRECT_SENDS + 4)
+        next_send = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if len(answers) < DIRECT_SENDS and now >= next_send:
+                if answers:
+                    log.info("direct get unanswered; sent again", extra={"sends": len(answers)})
+                answers[await self._send(self.direct, body)] = []
+                next_send = now + self.direct_timeout
+            until = min(deadline, next_send) if len(answers) < DIRECT_SENDS else deadline
+            try:
+                msg = await asyncio.wait_for(self._queue.get(), max(0.0, until - now))
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise Unavailable("no replica answered a direct get in time") from None
+                continue
+            out = answers.get(msg.subject)
+            if out is None:
+                continue  # an answer to an earlier request of this read
+            headers = msg.headers or {}
+            status = headers.get("Status")
+            if status is None:
+                out.append(_stored(headers, msg.data))
+                if "Nats-Num-Pending" not in headers:  # one message asked, one answered
+                    return out, 0
+                continue
+            if status == "204":  # end of batch
+                return out, int(headers.get("Nats-Num-Pending", 0))
+            if status == "404" and not out:
+                return [], 0  # nothing matches from there on
+            if status == "503":
+                raise NoRespondersError
+            description = headers.get("Description", "")
+            raise Unavailable(f"direct get answered {status} {description}".strip())
+
+    async def leader_next(self, seq: int, subject: str) -> int | None:
+        """The stream leader's answer: the sequence of the first message on ``subject`` at or
+        after ``seq``, None when there is none."""
+        reply = await self._send(self.leader, {"seq": seq, "next_by_subj": subject})
+        try:
+            msg = await self._next(reply, self.timeout)
+        except TimeoutError:
+            raise Unavailable("the stream leader did not answer in time") from None
+        answer = orjson.loads(msg.data)
+        error = answer.get("error")
+        if error is None:
+            return int(answer["message"]["seq"])
+        if error.get("code") == 404:
+            return None  # no message (10037)
+        raise Unavailable(f"the stream leader answered {error}")
+
+
+def _stored(headers: dict[str, str], data: bytes) -> Stored:
+    return Stored(
+        int(headers["Nats-Sequence"]),
+        headers["Nats-Subject"],
+        data,
+        headers.get("Nats-Time-Stamp", ""),
+    )
+
+
+async def _count_from(reader: DirectReader, seq: int, subject: str) -> int:
+    """How many messages on ``subject`` the replica holds with a sequence ``>= seq``."""
+    found, more = await reader.batch({"seq": seq, "next_by_subj": subject, "batch": 1})
+    return len(found) + more
+
+
+async def read_reach(reader: DirectReader, *, subject: str, upto: int, max_count: int) -> Reach:
+    """The newest at most ``max_count`` messages on ``subject`` with ``seq <= upto`` (counted
+    with the ones after ``upto``, which a live window holds already), and where they start."""
+    if upto < 1:
+        return Reach(1, [])
+    first, more = await reader.batch({"seq": 1, "next_by_subj": subject, "batch": BATCH})
+    start = 1
+    if len(first) + more > max_count:
+        # More than the bound: the smallest start from which at most max_count remain (the
+        # count only falls as the start moves on), found in log2(upto) one-message requests.
+        # A replica behind makes the start earlier, never later: nothing in reach is skipped.
+        low, high = 2, upto + 1
+        while low < high:
+            mid = (low + high) // 2
+            if await _count_from(reader, mid, subject) <= max_count:
+                high = mid
+            else:
+                low = mid + 1
+        start = low
+        first, more = await reader.batch({"seq": start, "next_by_subj": subject, "batch": BATCH})
+    out: list[Stored] = []
+    batch, behind = first, 0
+    while True:
+        for m in batch:
+            if m.seq > upto:
+                return Reach(start, out)
+            out.append(m)
+        after = out[-1].seq + 1 if out else start
+        if not (batch and more > 0 and batch[-1].seq < upto):
+            # The replica that answered last had nothing more up to upto; it may be behind.
+            missed = await reader.leader_next(after, subject)
+            if missed is None or missed > upto:
+                return Reach(start, out)
+            behind += 1
+            if behind > DIRECT_SENDS:
+                raise Unavailable(f"the replicas answering are behind seq {missed}")
+            after = missed
+        batch, more = await reader.batch({"seq": after, "next_by_subj": subject, "batch": BATCH})
+
+
+async def read_reach_retrying(
+    open_reader: Callable[[int], DirectReader],
     *,
-    stream: str,
-    subjects: list[str],
-    start: int,
+    subject: str,
     upto: int,
     max_count: int,
-    timeout: float,
     retry_for: float,
-) -> list[Msg]:
-    """:func:`fetch_range`, tried again after a transient error (a leader election, a JetStream
-    answer that did not come in time) until ``retry_for`` seconds have passed; then the last
-    error is raised. :class:`ReplayTooLarge` is final at once."""
+) -> Reach:
+    """:func:`read_reach`, tried again after a transient error (no replica answering, one that
+    lags, a reconnect) until ``retry_for`` seconds have passed; then the last error is raised.
+    ``open_reader(try)`` gives each try a reply subject of its own (a late answer to a try that
+    gave up must not be read as the next one's)."""
     deadline = time.monotonic() + retry_for
     tries = 0
     while True:
         tries += 1
         try:
-            return await fetch_range(
-                js,
-                stream=stream,
-                subjects=subjects,
-                start=start,
-                upto=upto,
-                max_count=max_count,
-                timeout=timeout,
-            )
+            async with open_reader(tries) as reader:
+                return await read_reach(reader, subject=subject, upto=upto, max_count=max_count)
         except TRANSIENT as exc:
             if time.monotonic() + RETRY_PAUSE >= deadline:
                 raise
             log.warning(
                 "replay read failed, retrying",
-                extra={"subjects": subjects, "try": tries, "error": repr(exc)},
+                extra={"subject": subject, "try": tries, "error": repr(exc)},
             )
         await asyncio.sleep(RETRY_PAUSE)
-
-
-async def fetch_range(
-    js: JetStreamContext,
-    *,
-    stream: str,
-    subjects: list[str],
-    start: int,
-    upto: int,
-    max_count: int,
-    timeout: float,
-) -> list[Msg]:
-    """Messages on ``subjects`` with ``start <= seq <= upto``, oldest first.
-
-    Raises :class:`ReplayTooLarge` when more than ``max_count`` messages match from ``start`` on.
-    """
-    if upto < start:
-        return []
-    config = ConsumerConfig(
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=start,
-        ack_policy=AckPolicy.NONE,
-        filter_subjects=subjects,
-        inactive_threshold=30.0,
-        mem_storage=True,
-        num_replicas=1,
-        max_ack_pending=-1,
-    )
-    sub = await js.pull_subscribe("", stream=stream, config=config)
-    try:
-        info = await sub.consumer_info()
-        pending = info.num_pending or 0
-        if pending > max_count:
-            raise ReplayTooLarge(f"{pending} notifications to replay; the bound is {max_count}")
-        out: list[Msg] = []
-        while pending > 0:
-            try:
-                batch = await sub.fetch(min(BATCH, pending), timeout=timeout)
-            except (TimeoutError, NatsTimeoutError):
-                raise Unavailable("JetStream did not return the replay in time") from None
-            for msg in batch:
-                meta = msg.metadata
-                if meta.sequence.stream > upto:
-                    return out
-                out.append(msg)
-                pending = meta.num_pending
-                if meta.sequence.stream == upto:
-                    return out
-        return out
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()

@@ -2,9 +2,10 @@
 
 A window is *complete from* a sequence number: every notification of its tenant stored at or
 after ``complete_from`` is in it. A resume from ``since`` is answered from memory when
-``since + 1 >= complete_from``; otherwise the window is first backfilled from JetStream (once per
-tenant, however many clients ask at the same time). Bounded by count and age: what falls out
-moves ``complete_from`` forward, and a resume from before it gets ``recovered: false``.
+``since + 1 >= complete_from``; otherwise the window is first backfilled from JetStream, once,
+as far back as its bounds allow (``reached``), however many clients ask and from where. Bounded
+by count and age: what falls out moves ``complete_from`` forward, and a resume from before it
+gets ``recovered: false``.
 """
 
 from __future__ import annotations
@@ -28,13 +29,22 @@ class Entry(NamedTuple):
 class Window:
     """One tenant's (or the broadcast room's) recent notifications, ordered by seq."""
 
-    __slots__ = ("complete_from", "entries", "generation", "last_seq", "max_age", "max_count")
+    __slots__ = (
+        "complete_from",
+        "entries",
+        "generation",
+        "last_seq",
+        "max_age",
+        "max_count",
+        "reached",
+    )
 
     def __init__(self, *, max_count: int, max_age: float) -> None:
         self.entries: deque[Entry] = deque()
         self.complete_from = UNARMED
         self.generation = 0  # bumped by every disarm: a read begun before it is stale
         self.last_seq = 0  # complete up to here: the arm point, or the newest seq added since
+        self.reached = False  # backfilled as far back as the bounds allow (since the last arm)
         self.max_count = max_count
         self.max_age = max_age
 
@@ -53,6 +63,7 @@ class Window:
         self.complete_from = UNARMED
         self.generation += 1
         self.last_seq = 0
+        self.reached = False
 
     def add(
         self, seq: int, room: str, body: bytes, now: float | None = None, mute: str | None = None
@@ -76,8 +87,11 @@ class Window:
     def covers(self, since: int) -> bool:
         return self.armed and since + 1 >= self.complete_from
 
-    def merge(self, backfill: Iterable[Entry], *, start: int, generation: int) -> None:
+    def merge(
+        self, backfill: Iterable[Entry], *, start: int, generation: int, reached: bool = False
+    ) -> None:
         """Add what JetStream returned for ``[start, complete_from)``; now complete from start.
+        ``reached``: the read went back as far as the bounds allow (no later read can do more).
 
         ``generation`` is the window's when the read began: if NATS dropped since (even if the
         window was re-armed meanwhile), live messages after the read may be lost, so the read
@@ -90,6 +104,7 @@ class Window:
             held.setdefault(e.seq, e)
         self.entries = deque(held[s] for s in sorted(held))
         self.complete_from = min(self.complete_from, start)
+        self.reached = self.reached or reached
         self._trim(time.monotonic())
 
     def after(
