@@ -317,7 +317,7 @@ async def loaded_stack(
         reads = await JetStreamReads().start(stack.cluster.urls)
         fl = fleet(clients, [(stack.ingress.ws_url,)], tenants=tenants)
         sidecar = SidecarPublisher(stack.publisher.url)
-        sdk = Publisher(nc.jetstream(timeout=2.0), timeout=2.0)
+        sdk = Publisher(nc.jetstream(timeout=2.0), timeout=2.0, allow_broadcast=True)
         paths = Alternating(sidecar=sidecar, sdk=sdk)
         pub = SteadyPublisher(paths, rate=rate, run=scenario[:2], tenants=tenants)
         load: Load | None = None

@@ -110,7 +110,9 @@ async def run_storm(
         js = nc.jetstream(timeout=5)
         reads = await JetStreamReads().start(stack.cluster.urls)
         sidecar = SidecarPublisher(stack.publisher.url)
-        paths = Alternating(sidecar=sidecar, sdk=Publisher(nc.jetstream(timeout=2), timeout=2))
+        paths = Alternating(
+            sidecar=sidecar, sdk=Publisher(nc.jetstream(timeout=2), timeout=2, allow_broadcast=True)
+        )
         storms = [
             StormProcess(
                 f"p{i}",

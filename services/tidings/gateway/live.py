@@ -74,9 +74,7 @@ class Live:
         self._lingering: dict[str, asyncio.TimerHandle] = {}
         self._backfills: dict[str, asyncio.Task[None]] = {}
         self._reads = 0  # backfills started: each names its direct-get reply subject
-        # This gateway's direct-get replies, under its connection's reply prefix (the only one its
-        # NATS user may read: _INBOX_gateway in the chart).
-        self._inbox = nc.new_inbox()
+        self._inbox = ""  # this gateway's direct-get replies (see _reply_base)
         self._replays = asyncio.Semaphore(replay_concurrency)
         self.window_count = window_count
         self.window_age = window_age
@@ -286,7 +284,7 @@ class Live:
             return DirectReader(
                 self.nc,
                 stream=self.stream,
-                reply=f"{self._inbox}.{read}",
+                reply=f"{self._reply_base()}.{read}",
                 timeout=timeout,
                 direct_timeout=min(timeout, DIRECT_TIMEOUT),
             )
@@ -318,6 +316,13 @@ class Live:
         info = await self._short().stream_info(self.stream)
         self.head = max(self.head, info.state.last_seq)
         return int(info.state.last_seq)
+
+    def _reply_base(self) -> str:
+        """Where direct-get answers come: under the connection's reply prefix, the only one its
+        NATS user may read (``_INBOX_gateway`` in the chart); chosen at the first read."""
+        if not self._inbox:
+            self._inbox = self.nc.new_inbox()
+        return self._inbox
 
     def _short(self) -> JetStreamContext:
         """A JetStream context whose API calls give up after TRY_TIMEOUT (to be retried)."""
