@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import ServiceUnavailableError
 
 from tidings.client import Backoff, Subscriber, SubscriberOptions
 from tidings.client.subscriber_events import Event, Reset, State, StateChanged
@@ -55,7 +56,15 @@ async def read_stream(
         mem_storage=True,
         inactive_threshold=30.0,
     )
-    sub = await js.pull_subscribe("", stream=stream, config=config)
+    # Right after a fault the cluster may still answer "JetStream temporarily unavailable"
+    # (10008): ask again within the timeout; the check is of what is stored, not of that moment.
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                sub = await js.pull_subscribe("", stream=stream, config=config)
+                break
+            except (ServiceUnavailableError, TimeoutError):
+                await asyncio.sleep(0.25)
     out: list[Stored] = []
     try:
         pending = (await sub.consumer_info()).num_pending or 0
