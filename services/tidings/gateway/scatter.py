@@ -1,8 +1,9 @@
-"""Ask every gateway one question over NATS and collect their answers (the admin API's way).
+"""Ask every gateway one question over NATS and collect their answers (the status endpoint and
+the admin API).
 
-The same rule as the status scatter (``gateway/status.py``): no gateway knows how many there
-are, so the asker collects answers until a quiet interval passes without a new one (the longer
-of ``QUIET`` and the time the last answer took), never beyond ``timeout``.
+No gateway knows how many there are, so the asker collects answers until a quiet interval passes
+without a new one (the longer of ``QUIET`` and the time the last answer took), never beyond
+``timeout``.
 """
 
 from __future__ import annotations

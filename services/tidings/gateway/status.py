@@ -1,17 +1,12 @@
 """Cluster status: connection counts of a tenant and a user, summed over every gateway.
 
-The asking gateway publishes one question on ``STATUS_SUBJECT`` with a reply inbox; every
-gateway (itself included) answers with its own counts. No gateway knows how many there are,
-so the asker collects answers until a quiet interval passes without a new one: the longer of
-``QUIET`` and the time the last answer took (a slow cluster gets a longer wait), and never
-beyond the status timeout.
+The asking gateway publishes one question on ``STATUS_SUBJECT``; every gateway (itself
+included) answers with its own counts, collected by ``scatter.gather`` (until a quiet interval
+passes without a new answer, never beyond the status timeout).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 from typing import Any
 
 import orjson
@@ -19,9 +14,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from tidings.gateway.fanout import Hub
+from tidings.gateway.scatter import gather
 
 STATUS_SUBJECT = "tidings.gateway.status"
-QUIET = 0.05  # seconds without a new answer after which every gateway is taken to have answered
 
 
 class ClusterStatus:
@@ -50,35 +45,7 @@ class ClusterStatus:
 
     async def ask(self, nc: NATS, tenant: str, user: str) -> dict[str, Any]:
         """Counts of ``tenant`` and ``user`` summed over every gateway that answered."""
-        inbox = nc.new_inbox()
-        replies: list[dict[str, Any]] = []
-        answered = asyncio.Event()
-        began = time.monotonic()
-        last = 0.0  # seconds from the question to the latest answer
-
-        async def on_reply(msg: Msg) -> None:
-            nonlocal last
-            with contextlib.suppress(Exception):
-                replies.append(orjson.loads(msg.data))
-                last = time.monotonic() - began
-                answered.set()
-
-        sub = await nc.subscribe(inbox, cb=on_reply)
-        try:
-            await nc.publish(
-                STATUS_SUBJECT, orjson.dumps({"tenant": tenant, "user": user}), reply=inbox
-            )
-            deadline = began + self.timeout
-            while (left := deadline - time.monotonic()) > 0:
-                wait = left if not replies else min(left, max(QUIET, last))
-                answered.clear()
-                try:
-                    await asyncio.wait_for(answered.wait(), wait)
-                except TimeoutError:
-                    if replies:
-                        break  # quiet since the last answer: every gateway has answered
-        finally:
-            await sub.unsubscribe()
+        replies = await gather(nc, STATUS_SUBJECT, {"tenant": tenant, "user": user}, self.timeout)
         gateways = {r.get("gateway") for r in replies}
         return {
             "tenant": tenant,
