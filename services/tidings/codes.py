@@ -125,6 +125,8 @@ class ErrorCode(StrEnum):
     QUOTA_EXCEEDED = "quota_exceeded"
     UNAUTHORIZED = "unauthorized"
     TOKEN_REVOKED = "token_revoked"
+    PUBLISH_RATE_LIMITED = "publish_rate_limited"
+    DAILY_QUOTA_EXCEEDED = "daily_quota_exceeded"
     # 3xx: the service's own state
     SLOW_CONSUMER = "slow_consumer"
     OVERLOADED = "overloaded"
@@ -272,6 +274,20 @@ ERROR_TABLE: Mapping[ErrorCode, Row] = {
         _C.FORBIDDEN,
         "an operator revoked the token (`jti`), its user or its tenant",
         fatal=True,
+    ),
+    _E.PUBLISH_RATE_LIMITED: _row(
+        216,
+        429,
+        None,
+        "the tenant's publish rate quota is spent (`Retry-After`: until the next token)",
+        retryable=True,
+    ),
+    _E.DAILY_QUOTA_EXCEEDED: _row(
+        217,
+        429,
+        None,
+        "the tenant's daily publish volume is spent (`Retry-After`: until 00:00 UTC)",
+        retryable=True,
     ),
     _E.SLOW_CONSUMER: _row(
         300, 503, _C.TRY_AGAIN_LATER, "client did not read in time", fatal=True, retryable=True

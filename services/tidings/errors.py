@@ -228,6 +228,27 @@ class QuotaExceeded(TidingsError):
     code = ErrorCode.QUOTA_EXCEEDED
 
 
+class PublishQuotaError(TidingsError):
+    """A tenant's publish quota refused a publish; ``retry_after`` (whole seconds) says when
+    the same publish can be accepted (the sidecar's ``Retry-After``)."""
+
+    def __init__(self, reason: str, *, retry_after: int, field: str | None = None) -> None:
+        super().__init__(reason, field=field)
+        self.retry_after = retry_after
+
+
+class PublishRateLimited(PublishQuotaError):
+    """The tenant publishes faster than its rate quota (a token bucket)."""
+
+    code = ErrorCode.PUBLISH_RATE_LIMITED
+
+
+class DailyQuotaExceeded(PublishQuotaError):
+    """The tenant's notifications of the day (UTC) reached its daily volume quota."""
+
+    code = ErrorCode.DAILY_QUOTA_EXCEEDED
+
+
 class Unauthorized(TidingsError):
     """The sidecar's bearer token is missing or wrong."""
 

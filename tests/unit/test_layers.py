@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "v1",
         ),
     ),
-    ("services and clients", ("gateway", "publisher", "inbox", "client")),
+    ("services and clients", ("gateway", "publisher", "inbox", "client", "quotas")),
     ("dev tools and benchmarks", ("dev", "bench")),
     ("command line", ("cli", "__main__")),
 ]

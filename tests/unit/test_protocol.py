@@ -565,6 +565,8 @@ PUBLISHER_CODES = {
     ErrorCode.FORBIDDEN,
     ErrorCode.UNAUTHORIZED,
     ErrorCode.OUTBOX_FULL,
+    ErrorCode.PUBLISH_RATE_LIMITED,
+    ErrorCode.DAILY_QUOTA_EXCEEDED,
 }
 
 

@@ -22,6 +22,7 @@ from tidings.cli.events import events
 from tidings.cli.inbox import inbox_app
 from tidings.cli.inbox_user import inbox_counts_command, inbox_list, inbox_mark
 from tidings.cli.publish import publish
+from tidings.cli.quota import quota_app
 from tidings.cli.services import gateway, publisher
 from tidings.cli.stream import nats_app
 from tidings.cli.tail import tail
@@ -37,6 +38,7 @@ app = typer.Typer(
 )
 app.add_typer(nats_app, name="nats")
 app.add_typer(inbox_app, name="inbox")
+app.add_typer(quota_app, name="quota")
 
 
 @app.callback()

@@ -8,9 +8,11 @@ from typing import Annotated
 
 import typer
 
-from tidings.cli.common import DirOption, fail, settings_of, use_nats_url
+from tidings.cli.common import DirOption, fail, out, settings_of, use_nats_url
 from tidings.cli.render import stream_conflict, stream_report
 from tidings.errors import TidingsError
+from tidings.quotas.limits import bucket_name
+from tidings.settings import Settings
 
 nats_app = typer.Typer(help="Operate the NATS side (the stream).", no_args_is_help=True)
 
@@ -36,3 +38,27 @@ def nats_init(
     stream_report(report, settings)
     if report.conflicts:
         fail(stream_conflict(report, settings))
+    try:
+        created = asyncio.run(ensure_quota_bucket(settings))
+    except TidingsError as exc:
+        fail(exc)
+    if created:
+        out.print(f"created the quotas bucket {bucket_name(settings.stream.name)}")
+
+
+async def ensure_quota_bucket(settings: Settings) -> bool:
+    """The publish quotas' KV bucket, with the stream's replicas and storage (docs/security.md)."""
+    from tidings.nats import connect
+    from tidings.quotas.bucket import QuotaBucket
+
+    nc = await connect(
+        settings.nats, within=max(3.0, 2 * settings.nats.connect_timeout), service="admin"
+    )
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(settings.stream.name)
+        return await QuotaBucket(stream=settings.stream.name).ensure(js, like=info.config)
+    except Exception as exc:
+        raise TidingsError(f"the quotas bucket could not be created: {exc}") from exc
+    finally:
+        await nc.close()

@@ -13,10 +13,14 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from prometheus_client import CollectorRegistry
 
 from tidings.catalogue import Catalogue
+from tidings.errors import Unavailable
+from tidings.lifecycle import Supervisor
 from tidings.nats import connect
 from tidings.publishing import (
+    OutgoingMessage,
     PublishPolicy,
     PublishResult,
     prepare,
@@ -24,7 +28,15 @@ from tidings.publishing import (
     publish,
     publish_many,
 )
-from tidings.settings import EventsSettings, NatsSettings, StreamSettings
+from tidings.quotas.keeper import QuotaKeeper, build_quotas
+from tidings.quotas.meter import Meter
+from tidings.settings import (
+    EventsSettings,
+    NatsSettings,
+    QuotaSettings,
+    Settings,
+    StreamSettings,
+)
 
 
 class Publisher:
@@ -34,6 +46,11 @@ class Publisher:
     ``TIDINGS_PUBLISHER_ALLOW_BROADCAST``: a tenant's service that sends one by mistake is
     refused with ``forbidden`` before anything is sent. NATS permissions (``broadcast.>``)
     remain the enforcement a hostile producer cannot bypass.
+
+    With quotas on (``quota=QuotaSettings(enabled=True)`` or ``TIDINGS_QUOTA_ENABLED``), a
+    publish beyond the tenant's limits raises :class:`~tidings.errors.PublishRateLimited` or
+    :class:`~tidings.errors.DailyQuotaExceeded` (``retry_after`` seconds) before anything is
+    sent; ``metrics`` holds the quota counters.
     """
 
     def __init__(
@@ -51,6 +68,10 @@ class Publisher:
         self.policy = policy or PublishPolicy(allow_broadcast=allow_broadcast)
         self.stream = stream
         self.timeout = timeout
+        self.meter: Meter | None = None
+        self.keeper: QuotaKeeper | None = None
+        self.metrics = CollectorRegistry()
+        self._supervisor: Supervisor | None = None
 
     @classmethod
     async def connect(
@@ -62,27 +83,59 @@ class Publisher:
         source: str = "",
         allow_broadcast: bool = False,
         within: float | None = None,
+        quota: QuotaSettings | None = None,
     ) -> Publisher:
         """Open a NATS connection of its own (closed by :meth:`close`); ``within`` bounds the
-        first connect (see :func:`tidings.nats.connect`)."""
+        first connect (see :func:`tidings.nats.connect`). ``quota``: default from the
+        environment (``TIDINGS_QUOTA_*``, off unless ``TIDINGS_QUOTA_ENABLED``)."""
         nats = nats or NatsSettings()
         events = events or EventsSettings()
-        nc = await connect(nats, within=within, service="publisher")
+        quota = quota or QuotaSettings()
+        holder: list[Publisher] = []
+
+        async def reconnected() -> None:
+            keeper = holder[0].keeper if holder else None
+            if keeper is not None:
+                keeper.reconnected()
+
+        nc = await connect(nats, within=within, service="publisher", reconnected_cb=reconnected)
         policy = PublishPolicy(
             catalogue=Catalogue.build(extra=events.extra, allow_unknown=events.allow_unknown),
             allow_broadcast=allow_broadcast,
             source=source,
         )
-        return cls(
-            nc.jetstream(),
-            policy=policy,
-            stream=(stream or StreamSettings()).name,
-            timeout=nats.request_timeout,
-            nc=nc,
+        stream = stream or StreamSettings()
+        publisher = cls(
+            nc.jetstream(), policy=policy, stream=stream.name, timeout=nats.request_timeout, nc=nc
         )
+        holder.append(publisher)
+        if quota.enabled:
+            publisher.use_quotas(Settings(nats=nats, stream=stream, quota=quota))
+        return publisher
+
+    def use_quotas(self, settings: Settings) -> None:
+        """Enforce ``settings.quota`` from now on (its part runs until :meth:`close`)."""
+        nc = self._nc
+
+        def js() -> Any:
+            if nc is not None and not nc.is_connected:
+                raise Unavailable("NATS is not connected")
+            return self._js
+
+        async def send(msg: OutgoingMessage) -> PublishResult:
+            return await publish(self._js, msg, stream=self.stream, timeout=self.timeout)
+
+        self.meter, self.keeper = build_quotas(
+            settings, registry=self.metrics, js=js, send=send, policy=self.policy
+        )
+        self._supervisor = Supervisor()
+        self._supervisor.start(self.keeper)
 
     async def close(self) -> None:
-        """Flush and close the connection this publisher opened (not one it was given)."""
+        """Stop the quotas' part; flush and close the connection this publisher opened."""
+        if self._supervisor is not None:
+            await self._supervisor.stop()
+            self._supervisor = None
         if self._nc is not None:
             await self._nc.drain()
 
@@ -100,11 +153,15 @@ class Publisher:
     async def publish(self, body: Mapping[str, Any]) -> PublishResult:
         """Publish one request in the sidecar's JSON shape (``tenant``, ``event``, ...)."""
         msg = prepare(dict(body), self.policy)
+        if self.meter is not None:
+            await self.meter.admit_messages([msg])
         return await publish(self._js, msg, stream=self.stream, timeout=self.timeout)
 
     async def publish_batch(self, bodies: Sequence[Mapping[str, Any]]) -> list[PublishResult]:
         """Validate all, then publish in order, pipelined."""
         msgs = prepare_batch([dict(b) for b in bodies], self.policy, max_items=max(1, len(bodies)))
+        if self.meter is not None:
+            await self.meter.admit_messages(msgs)
         return await publish_many(self._js, msgs, stream=self.stream, timeout=self.timeout)
 
     async def to_tenant(

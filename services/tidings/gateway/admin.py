@@ -130,12 +130,12 @@ class Admin:
         lift = request.method == "DELETE"
         action = "lift" if lift else "revoke"
         try:
-            actor = await self._actor(request)
+            actor = await self.actor(request)
         except TidingsError as exc:
-            return self._refused(action, exc, request)
+            return self.refused(action, exc, request)
         try:
             rev = revocation_from(
-                await self._body(request), actor, self.revocations.max_lifetime, time.time()
+                await self.read_body(request), actor, self.revocations.max_lifetime, time.time()
             )
             if not actor.may(rev.tenant) or (actor.tenant is not None and rev.scope == "tenant"):
                 raise Forbidden(
@@ -145,10 +145,10 @@ class Admin:
             revision = await (self.bucket.lift(js, rev.key) if lift else self.bucket.put(js, rev))
         except TidingsError as exc:
             self.audit.admin(action, "refused", actor=actor.name, code=exc.code.value)
-            return _error(exc)
+            return admin_error(exc)
         except Exception as exc:  # NATS refused or is away: say so, never a 500
             self.audit.admin(action, "failed", actor=actor.name, why=type(exc).__name__)
-            return _error(ErrorCode.UNAVAILABLE, f"the revocation list is unavailable: {exc}")
+            return admin_error(ErrorCode.UNAVAILABLE, f"the revocation list is unavailable: {exc}")
         try:
             replies = await gather(
                 self.nats(), REVOKED_SUBJECT, {"revision": revision}, self.settings.admin_timeout
@@ -174,43 +174,43 @@ class Admin:
             "gateways": len(replies),
             "applied": applied,
         }
-        return _json(body)
+        return admin_json(body)
 
     async def revocations_in_force(self, request: Request) -> Response:
         try:
-            actor = await self._actor(request)
-            tenant = self._tenant_param(request, actor)
+            actor = await self.actor(request)
+            tenant = self.tenant_param(request, actor)
         except AuthError as exc:
-            return self._refused("list", exc, request)
+            return self.refused("list", exc, request)
         except TidingsError as exc:
-            return _error(exc)
-        return _json({"revocations": [r.to_dict() for r in self.revocations.active(tenant)]})
+            return admin_error(exc)
+        return admin_json({"revocations": [r.to_dict() for r in self.revocations.active(tenant)]})
 
     async def presence_of(self, request: Request) -> Response:
         try:
-            actor = await self._actor(request)
-            tenant = self._tenant_param(request, actor)
+            actor = await self.actor(request)
+            tenant = self.tenant_param(request, actor)
             user = request.query_params.get("user")
             if user is not None:
                 check_id(user, field="user")
                 if tenant is None:
                     raise MissingField("a user is named within its tenant", field="tenant")
         except AuthError as exc:
-            return self._refused("presence", exc, request)
+            return self.refused("presence", exc, request)
         except TidingsError as exc:
-            return _error(exc)
+            return admin_error(exc)
         question = {"tenant": tenant, "user": user}
         try:
             replies = await gather(
                 self.nats(), PRESENCE_SUBJECT, question, self.settings.admin_timeout
             )
         except Exception as exc:  # NATS is away: say so, never a 500
-            return _error(ErrorCode.UNAVAILABLE, f"the gateways cannot be asked: {exc}")
-        return _json(merge(tenant, user, replies))
+            return admin_error(ErrorCode.UNAVAILABLE, f"the gateways cannot be asked: {exc}")
+        return admin_json(merge(tenant, user, replies))
 
     # -- checks --------------------------------------------------------------------------------
 
-    async def _actor(self, request: Request) -> Actor:
+    async def actor(self, request: Request) -> Actor:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -224,16 +224,16 @@ class Admin:
             raise Forbidden(f"the token lacks the role {self.settings.admin_role}", field="roles")
         return Actor(f"{claims.tenant}/{claims.user}", claims.tenant)
 
-    def _refused(self, action: str, exc: TidingsError, request: Request) -> Response:
+    def refused(self, action: str, exc: TidingsError, request: Request) -> Response:
         if isinstance(exc, AuthError):
             self.auth_failures.labels(exc.code.value).inc()
             token = request.headers.get("Authorization", "").partition(" ")[2].strip()
             self.audit.auth_failed(exc.code.value, where=f"admin {action}", token=token)
-            return _error(exc, **{"WWW-Authenticate": "Bearer"})
+            return admin_error(exc, **{"WWW-Authenticate": "Bearer"})
         self.audit.admin(action, "refused", actor="unknown", code=exc.code.value)
-        return _error(exc)
+        return admin_error(exc)
 
-    def _tenant_param(self, request: Request, actor: Actor) -> str | None:
+    def tenant_param(self, request: Request, actor: Actor) -> str | None:
         tenant = request.query_params.get("tenant", actor.tenant)
         if tenant is not None:
             check_id(tenant, field="tenant")
@@ -241,7 +241,7 @@ class Admin:
             raise Forbidden("a tenant's admin sees its own tenant only", field="tenant")
         return tenant
 
-    async def _body(self, request: Request) -> dict[str, Any]:
+    async def read_body(self, request: Request) -> dict[str, Any]:
         raw = b""
         async for chunk in request.stream():
             raw += chunk
@@ -300,11 +300,11 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _json(body: Any) -> Response:
+def admin_json(body: Any) -> Response:
     return Response(orjson.dumps(body), 200, _NO_STORE, "application/json")
 
 
-def _error(error: TidingsError | ErrorCode, reason: str = "", **headers: str) -> Response:
+def admin_error(error: TidingsError | ErrorCode, reason: str = "", **headers: str) -> Response:
     code = error if isinstance(error, ErrorCode) else error.code
     return Response(
         error_body(error, reason or None),

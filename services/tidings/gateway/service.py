@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nats.aio.client import Client as NATS
+from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 from picows import ws_create_server
 
@@ -38,6 +39,7 @@ from tidings.gateway.inbox import Inbox
 from tidings.gateway.listener import CLOSE_TIMEOUT, SessionDeps, shed
 from tidings.gateway.live import Live
 from tidings.gateway.metrics import GatewayMetrics
+from tidings.gateway.quota_admin import QuotaAdmin
 from tidings.gateway.registry import Registry
 from tidings.gateway.resume import Resume
 from tidings.gateway.revoke import RevocationBucket, RevocationList
@@ -48,6 +50,7 @@ from tidings.gateway.upkeep import Expiry, Keepalive
 from tidings.lifecycle import Supervisor, spawn
 from tidings.nats import stream_epoch
 from tidings.nats_link import NatsLink
+from tidings.quotas.bucket import QuotaBucket
 from tidings.settings import Settings
 from tidings.telemetry import setup_logging, setup_tracing
 
@@ -84,6 +87,16 @@ class Gateway:
             nats=lambda: self.link.client,
             js=lambda: self.link.js,
         )
+        self.quota_admin = QuotaAdmin(
+            self.admin,
+            audit=self.audit,
+            bucket=QuotaBucket(stream=settings.stream.name),
+            defaults=settings.quota,
+            js=lambda: self.link.js,
+            like=lambda: self.stream_config,
+            timeout=settings.nats.request_timeout,
+        )
+        self.stream_config: StreamConfig | None = None
         self.expiry = Expiry(self.registry)
         self.keepalive = Keepalive(self.registry, interval=gs.ping_interval)
         self.status = ClusterStatus(self.id, self.hub, timeout=gs.status_timeout)
@@ -117,6 +130,7 @@ class Gateway:
                 field="TIDINGS_STREAM_NAME",
             ) from None
         self.epoch = stream_epoch(info)
+        self.stream_config = info.config
         nc = self._bound = link.client
         # The revocation list is loaded before the first connection is served.
         await self.bucket.ensure(link.js, like=info.config)
@@ -205,7 +219,7 @@ class Gateway:
             self.metrics.auth_failures,
             self.cluster_status,
             allowed_origins=gs.allowed_origins,
-            extra=self.admin.routes(),
+            extra=[*self.admin.routes(), *self.quota_admin.routes()],
             on_refused=lambda code, token: self.audit.auth_failed(
                 code, where="status", token=token
             ),

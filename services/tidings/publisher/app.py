@@ -36,6 +36,7 @@ from tidings.errors import (
     InvalidField,
     Malformed,
     OutboxFull,
+    PublishQuotaError,
     TidingsError,
     TooLarge,
     Unauthorized,
@@ -56,6 +57,8 @@ from tidings.publishing import (
     prepare,
     prepare_batch,
 )
+from tidings.quotas.keeper import QuotaKeeper, build_quotas
+from tidings.quotas.meter import Meter
 from tidings.settings import PublisherSettings, Settings
 from tidings.telemetry import setup_logging, setup_tracing
 from tidings.variables import unknown_variables
@@ -74,7 +77,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 def error_response(exc: TidingsError) -> Response:
     """``{"error": {"code", "reason", "field"?}}`` with the error's status and headers."""
     headers: dict[str, str] = {}
-    if isinstance(exc, OutboxFull):
+    if isinstance(exc, OutboxFull | PublishQuotaError):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="tidings-publisher"'
@@ -92,6 +95,7 @@ class Sidecar:
     link: NatsLink
     relay: Relay
     supervisor: Supervisor
+    quotas: tuple[Meter, QuotaKeeper] | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Sidecar:
@@ -120,7 +124,23 @@ class Sidecar:
             nats_connected=lambda: 1.0 if link.connected else 0.0,
         )
         policy = PublishPolicy(catalogue, pub.allow_broadcast, pub.source)
-        return cls(settings, policy, metrics, outbox, link, relay, Supervisor())
+        quotas = None
+        if settings.quota.enabled:
+            quotas = build_quotas(
+                settings,
+                registry=metrics.registry,
+                js=lambda: link.js,
+                send=lambda msg: relay.submit([msg]),
+                policy=policy,
+            )
+            keeper = quotas[1]
+
+            async def reconnected() -> None:
+                keeper.reconnected()
+
+            link.on_up(reconnected)
+            link.on_down(keeper.lost)
+        return cls(settings, policy, metrics, outbox, link, relay, Supervisor(), quotas)
 
     @property
     def ready(self) -> bool:
@@ -137,6 +157,8 @@ class Sidecar:
             )
         self.supervisor.start(self.link)
         self.supervisor.start(self.relay)
+        if self.quotas is not None:
+            self.supervisor.start(self.quotas[1])
         try:
             yield
         finally:
@@ -231,10 +253,14 @@ class Sidecar:
         return {"results": [r.to_dict() for r in results]}, _outcome(results)
 
     async def submit(self, msgs: list[OutgoingMessage]) -> list[PublishResult]:
+        if self.quotas is not None:  # refused here, before the outbox could accept it
+            await self.quotas[0].admit_messages(msgs)
         try:
             results = await self.relay.submit(msgs)
         except OutboxFull:
             self.metrics.outbox_full.inc(len(msgs))
+            if self.quotas is not None:
+                self.quotas[0].release_messages(msgs)  # refused: not counted
             raise
         for r in results:
             outcome = "queued" if r.queued else "duplicate" if r.duplicate else "published"

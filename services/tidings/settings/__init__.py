@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings
 
 from tidings.errors import ConfigError
 from tidings.settings.connection import EventsSettings, NatsSettings, StreamSettings
+from tidings.settings.quotas import QuotaSettings
 from tidings.settings.security import AuthSettings, LogSettings, TelemetrySettings
 from tidings.settings.services import GatewaySettings, InboxSettings, PublisherSettings
 
@@ -29,6 +30,7 @@ __all__ = [
     "LogSettings",
     "NatsSettings",
     "PublisherSettings",
+    "QuotaSettings",
     "Settings",
     "StreamSettings",
     "TelemetrySettings",
@@ -41,6 +43,7 @@ GROUPS: dict[str, type[BaseSettings]] = {
     "stream": StreamSettings,
     "events": EventsSettings,
     "publisher": PublisherSettings,
+    "quota": QuotaSettings,
     "log": LogSettings,
     "auth": AuthSettings,
     "gateway": GatewaySettings,
@@ -57,6 +60,7 @@ class Settings:
     stream: StreamSettings = field(default_factory=StreamSettings)
     events: EventsSettings = field(default_factory=EventsSettings)
     publisher: PublisherSettings = field(default_factory=PublisherSettings)
+    quota: QuotaSettings = field(default_factory=QuotaSettings)
     log: LogSettings = field(default_factory=LogSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
