@@ -331,3 +331,44 @@ async def test_publishing_goes_on_without_the_bucket_and_without_nats(
         answer = await client.post("/v1/notifications", json=body("while-down"))
         assert answer.status_code == 202 and answer.json()["queued"] is True, answer.text
     assert "quotas bucket unavailable" in proc.log()
+
+
+async def test_the_quota_api_refuses_precisely(gateway: Gateway, token: Mint) -> None:
+    base = f"http://127.0.0.1:{gateway.api_port}"
+    operator = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+    member = {"Authorization": f"Bearer {token(tenant='acme', user='bob')}"}
+    admin = {"Authorization": f"Bearer {token(tenant='acme', user='root', roles=['admin'])}"}
+    async with httpx.AsyncClient(base_url=base, timeout=10) as api:
+        cases: list[tuple[str, str, dict[str, str], Any, int, str]] = [
+            ("PUT", "", operator, {"tenant": "acme", "rate": "fast"}, 400, "invalid_field"),
+            ("PUT", "", operator, {"tenant": "acme", "daily": -1}, 400, "invalid_field"),
+            ("PUT", "", operator, {"tenant": "acme", "daily": 10**13}, 400, "invalid_field"),
+            ("PUT", "", operator, {"tenant": "acme", "rate": 1, "x": 1}, 400, "invalid_field"),
+            ("PUT", "", operator, {"tenant": "a b", "rate": 1}, 400, "invalid_field"),
+            ("PUT", "", operator, {"rate": 1}, 400, "missing_field"),
+            ("PUT", "", operator, {"tenant": "acme"}, 400, "missing_field"),
+            ("PUT", "", operator, [1], 400, "malformed"),
+            ("PUT", "", admin, {"tenant": "acme", "rate": 1}, 403, "forbidden"),
+            ("PUT", "", member, {"tenant": "acme", "rate": 1}, 403, "forbidden"),
+            ("PUT", "", {}, {"tenant": "acme", "rate": 1}, 401, "token_missing"),
+            ("DELETE", "", operator, None, 400, "missing_field"),
+            ("GET", "?tenant=globex", admin, None, 403, "forbidden"),
+            ("GET", "", operator, None, 400, "missing_field"),
+        ]
+        for method, query, headers, payload, status, code in cases:
+            answer = await api.request(
+                method, f"/api/admin/quota{query}", json=payload, headers=headers
+            )
+            assert (answer.status_code, answer.json()["error"]["code"]) == (status, code), (
+                method,
+                payload,
+                answer.text,
+            )
+        own = await api.get("/api/admin/quota", params={"tenant": "acme"}, headers=admin)
+        assert own.status_code == 200, own.text
+        assert own.json() == {
+            "tenant": "acme",
+            "limits": {"rate": 0.0, "burst": 0, "daily": 0},
+            "own": False,
+            "used_today": 0,
+        }

@@ -109,6 +109,7 @@ class QuotaAdmin:
             return admin_error(exc)
         try:
             js = self.js()
+            await self.bucket.ensure(js, like=self.like())  # none yet: the defaults, 0 used
             entry = await self.bucket.get_limits(js, tenant)
             used = await self.bucket.count(js, day_of(time.time()), tenant)
         except TidingsError as exc:
@@ -134,7 +135,9 @@ class QuotaAdmin:
         except TidingsError as exc:
             return admin_error(exc)
         try:
-            found = await self.bucket.all_limits(self.js(), self.timeout)
+            js = self.js()
+            await self.bucket.ensure(js, like=self.like())
+            found = await self.bucket.all_limits(js, self.timeout)
         except Exception as exc:
             return admin_error(ErrorCode.UNAVAILABLE, f"the quotas bucket is unavailable: {exc}")
         rows = [e.to_dict() for t, e in sorted(found.items()) if tenant in (None, t)]

@@ -133,13 +133,7 @@ class Sidecar:
                 send=lambda msg: relay.submit([msg]),
                 policy=policy,
             )
-            keeper = quotas[1]
-
-            async def reconnected() -> None:
-                keeper.reconnected()
-
-            link.on_up(reconnected)
-            link.on_down(keeper.lost)
+            quotas[1].track(link)
         return cls(settings, policy, metrics, outbox, link, relay, Supervisor(), quotas)
 
     @property

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
+from tidings.nats_link import NatsLink
 from tidings.publishing import OutgoingMessage, PublishPolicy, prepare
 from tidings.quotas.bucket import QuotaBucket
 from tidings.quotas.meter import EXCEEDED, Meter, Notice
@@ -66,6 +67,15 @@ class QuotaKeeper:
         self._refollow = True
         self._next_follow = 0.0
         self._wake.set()
+
+    def track(self, link: NatsLink) -> None:
+        """Follow ``link``'s losses and reconnects (the sidecar's supervised connection)."""
+
+        async def reconnected() -> None:
+            self.reconnected()
+
+        link.on_up(reconnected)
+        link.on_down(self.lost)
 
     def lost(self) -> None:
         self.meter.add_shared = None

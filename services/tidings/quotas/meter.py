@@ -24,7 +24,13 @@ from dataclasses import dataclass
 
 from tidings.errors import DailyQuotaExceeded, PublishQuotaError, PublishRateLimited
 from tidings.publishing import OutgoingMessage
-from tidings.quotas.limits import Limits, TenantLimits, day_of, seconds_to_midnight
+from tidings.quotas.limits import (
+    DAY_SECONDS,
+    Limits,
+    TenantLimits,
+    day_of,
+    seconds_to_midnight,
+)
 from tidings.quotas.metrics import QuotaMetrics
 from tidings.settings import QuotaSettings
 from tidings.subjects import TENANT_PREFIX
@@ -118,6 +124,7 @@ class Meter:
         self.add_shared: AddShared | None = None  # set while the bucket is reachable
         self.on_notice: Callable[[], None] = lambda: None
         self._logged_at = -math.inf
+        self._day = ("", 0.0, 0.0)  # the UTC day, its start and end: formatted once a day
         metrics.tenants.set_function(lambda: len(self.own))
         metrics.spent.set_function(self._spent)
 
@@ -193,11 +200,19 @@ class Meter:
         if bucket is not None:
             bucket.tokens = min(bucket.size, bucket.tokens + n)
         if limits.daily:
-            self._usage(day_of(self.clock()), tenant).pending -= n
+            self._usage(self._today(self.clock()), tenant).pending -= n
+
+    def _today(self, now: float) -> str:
+        day, start, end = self._day
+        if not start <= now < end:
+            start = now - now % DAY_SECONDS
+            day = day_of(now)
+            self._day = (day, start, start + DAY_SECONDS)
+        return day
 
     def _refuse_rate(self, tenant: str, limits: Limits, now: float, wait: float, n: int) -> None:
         self.metrics.refused.labels("rate").inc(n)
-        self._notice(Notice(day_of(now), tenant, "rate", EXCEEDED, limits.rate, 0))
+        self._notice(Notice(self._today(now), tenant, "rate", EXCEEDED, limits.rate, 0))
         if math.isinf(wait):
             raise PublishRateLimited(
                 f"{n} notifications at once exceed the tenant's burst of {limits.size:.0f};"
@@ -213,7 +228,7 @@ class Meter:
         )
 
     async def _count(self, tenant: str, daily: int, n: int, now: float) -> None:
-        day = day_of(now)
+        day = self._today(now)
         usage = self._usage(day, tenant)
         usage.touched = True
         if usage.used + n > daily:
@@ -276,7 +291,7 @@ class Meter:
 
     def take_pending(self) -> list[tuple[str, str, int]]:
         """What to add to the shared counts: ``(day, tenant, delta)``; forgets past days."""
-        today = day_of(self.clock())
+        today = self._today(self.clock())
         out: list[tuple[str, str, int]] = []
         for (day, tenant), usage in list(self.usage.items()):
             if usage.pending or usage.touched:
@@ -297,7 +312,7 @@ class Meter:
 
     def unmerged(self, day: str, tenant: str, delta: int) -> None:
         """A merge failed: keep the count for the next one."""
-        if day == day_of(self.clock()):
+        if day == self._today(self.clock()):
             self._usage(day, tenant).pending += delta
 
     def unavailable(self, exc: BaseException) -> None:
@@ -311,7 +326,7 @@ class Meter:
             )
 
     def _spent(self) -> float:
-        today = day_of(self.clock())
+        today = self._today(self.clock())
         return float(
             sum(
                 1
