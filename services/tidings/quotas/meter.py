@@ -64,15 +64,18 @@ class TokenBucket:
         self.rate, self.size, self.tokens, self.at = rate, size, size, now
 
     def take(self, n: int, now: float) -> float:
-        """Take ``n`` tokens: 0.0, or the seconds until there are enough (nothing taken)."""
+        """Take ``n`` tokens: 0.0, or the seconds until there are enough (nothing taken).
+
+        A batch larger than the bucket passes when the bucket is full and leaves it in debt
+        (negative), so the average rate holds and no batch is refused for ever.
+        """
         self.tokens = min(self.size, self.tokens + (now - self.at) * self.rate)
         self.at = now
-        if self.tokens >= n:
+        needed = min(float(n), self.size)
+        if self.tokens >= needed:
             self.tokens -= n
             return 0.0
-        if n > self.size:
-            return math.inf  # never: more than the bucket holds (a batch larger than the burst)
-        return (n - self.tokens) / self.rate
+        return (needed - self.tokens) / self.rate
 
 
 @dataclass(slots=True)
@@ -213,13 +216,6 @@ class Meter:
     def _refuse_rate(self, tenant: str, limits: Limits, now: float, wait: float, n: int) -> None:
         self.metrics.refused.labels("rate").inc(n)
         self._notice(Notice(self._today(now), tenant, "rate", EXCEEDED, limits.rate, 0))
-        if math.isinf(wait):
-            raise PublishRateLimited(
-                f"{n} notifications at once exceed the tenant's burst of {limits.size:.0f};"
-                " send fewer per request",
-                retry_after=1,
-                field="tenant",
-            )
         raise PublishRateLimited(
             f"the tenant's publish rate quota ({limits.rate:g}/s, burst {limits.size:.0f}) is"
             " spent",
