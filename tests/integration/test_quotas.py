@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from tests.support.publisher_process import PublisherProcess, metric, stored_messages
@@ -372,3 +373,25 @@ async def test_the_quota_api_refuses_precisely(gateway: Gateway, token: Mint) ->
             "own": False,
             "used_today": 0,
         }
+
+
+async def test_nats_init_creates_the_quotas_bucket_once(
+    nats_server: EmbeddedNats, nc: NATS
+) -> None:
+    def init() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tidings", "nats", "init", "--url", nats_server.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    first = await asyncio.to_thread(init)
+    assert first.returncode == 0, first.stderr
+    assert "created the quotas bucket TIDINGS_QUOTAS" in first.stdout
+    info = await nc.jetstream().stream_info("KV_TIDINGS_QUOTAS")
+    assert info.config.allow_direct and info.config.max_msgs_per_subject == 1
+    again = await asyncio.to_thread(init)
+    assert again.returncode == 0, again.stderr
+    assert "quotas bucket" not in again.stdout + again.stderr

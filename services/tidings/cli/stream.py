@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tidings.cli.common import DirOption, fail, out, settings_of, use_nats_url
+from tidings.cli.common import DirOption, err, fail, out, settings_of, use_nats_url
 from tidings.cli.render import stream_conflict, stream_report
 from tidings.errors import TidingsError
 from tidings.quotas.limits import bucket_name
@@ -41,7 +41,10 @@ def nats_init(
     try:
         created = asyncio.run(ensure_quota_bucket(settings))
     except TidingsError as exc:
-        fail(exc)
+        # Not fatal: the stream is what every service needs; the bucket only publishers with
+        # TIDINGS_QUOTA_ENABLED (NATS values from before it lack the permission).
+        err.print(f"[yellow]warning:[/] {exc.reason}; publish quotas fail open without it")
+        return
     if created:
         out.print(f"created the quotas bucket {bucket_name(settings.stream.name)}")
 
