@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -29,7 +30,7 @@ from tidings.envelope import Notification
 from tidings.errors import DailyQuotaExceeded
 from tidings.gateway.service import Gateway
 from tidings.quotas.bucket import QuotaBucket
-from tidings.quotas.limits import day_of, seconds_to_midnight
+from tidings.quotas.limits import Limits, TenantLimits, day_of, seconds_to_midnight
 from tidings.settings import NatsSettings, QuotaSettings
 
 Mint = Callable[..., str]
@@ -395,3 +396,29 @@ async def test_nats_init_creates_the_quotas_bucket_once(
     again = await asyncio.to_thread(init)
     assert again.returncode == 0, again.stderr
     assert "quotas bucket" not in again.stdout + again.stderr
+
+
+async def test_a_sidecar_follows_the_limits_again_after_nats_restarts(
+    nats_server: EmbeddedNats, bucket: QuotaBucket, started: list[PublisherProcess], tmp_path: Path
+) -> None:
+    proc = await running(started, sidecar_process(nats_server, tmp_path, "one"))
+    async with httpx.AsyncClient(base_url=proc.url, timeout=10) as client:
+        nats_server.stop()
+
+        async def down() -> bool:
+            return (await client.get("/readyz")).json()["nats"] != "connected"
+
+        await until(down, timeout=10, what="the sidecar to see NATS gone")
+        nats_server.start()
+        nc = await nats.connect(nats_server.url)
+        try:
+            limits = TenantLimits("acme", Limits(rate=1.0, burst=1), by="test")
+            await bucket.put_limits(nc.jetstream(), limits)  # while the sidecar reconnects
+        finally:
+            await nc.close()
+
+        async def limited() -> bool:
+            answers = [await client.post("/v1/notifications", json=body("probe")) for _ in range(2)]
+            return answers[-1].status_code == 429
+
+        await until(limited, timeout=15, what=f"the limit after the restart\n{proc.log()}")
