@@ -85,8 +85,12 @@ async def running(procs: list[PublisherProcess], proc: PublisherProcess) -> Publ
     return proc
 
 
+async def stored_notifications(url: str) -> list[Notification]:
+    return [Notification.from_bytes(m.data or b"") for m in await stored_messages(url)]
+
+
 async def notices(url: str, tenant: str = "acme") -> list[Notification]:
-    found = [Notification.from_bytes(m.data or b"") for m in await stored_messages(url)]
+    found = await stored_notifications(url)
     return [n for n in found if n.tenant == tenant and n.event.startswith("quota.")]
 
 
@@ -109,9 +113,7 @@ async def test_the_sidecar_answers_429_with_retry_after_beyond_the_rate(
         assert other.status_code == 202, other.text
         page = (await client.get("/metrics")).text
     assert metric(page, "tidings_publisher_quota_refused_total", reason="rate") == 1.0
-    stored = [
-        Notification.from_bytes(m.data or b"") for m in await stored_messages(nats_server.url)
-    ]
+    stored = await stored_notifications(nats_server.url)
     assert sorted(n.title for n in stored if n.event == "incident.created") == [
         "n0",
         "n1",
@@ -185,9 +187,7 @@ async def test_the_daily_volume_is_summed_over_a_sidecar_and_the_sdk_and_admins_
         for exc in sdk_refusals:
             assert exc.code.value == "daily_quota_exceeded"
             assert abs(exc.retry_after - midnight) <= 30
-        stored = [
-            Notification.from_bytes(m.data or b"") for m in await stored_messages(nats_server.url)
-        ]
+        stored = await stored_notifications(nats_server.url)
         assert sorted(n.title for n in stored if n.event == "incident.created") == sorted(accepted)
         assert await bucket.count(gateway.link.js, day_of(time.time()), "acme") == daily
 
@@ -422,3 +422,33 @@ async def test_a_sidecar_follows_the_limits_again_after_nats_restarts(
             return answers[-1].status_code == 429
 
         await until(limited, timeout=15, what=f"the limit after the restart\n{proc.log()}")
+
+
+async def test_two_sidecars_racing_store_exactly_the_daily_volume(
+    nats_server: EmbeddedNats, bucket: QuotaBucket, started: list[PublisherProcess], tmp_path: Path
+) -> None:
+    daily = 15
+    one, two = [
+        await running(started, sidecar_process(nats_server, tmp_path, name, daily=str(daily)))
+        for name in ("one", "two")
+    ]
+
+    async def flood(proc: PublisherProcess) -> list[int]:
+        async with httpx.AsyncClient(base_url=proc.url, timeout=10) as client:
+            return [
+                (await client.post("/v1/notifications", json=body(f"{proc.port}-{i}"))).status_code
+                for i in range(daily)
+            ]
+
+    codes = [c for answers in await asyncio.gather(flood(one), flood(two)) for c in answers]
+    assert (codes.count(202), codes.count(429)) == (daily, daily)
+    stored = await stored_notifications(nats_server.url)
+    assert len([n for n in stored if n.event == "incident.created"]) == daily
+
+    async def told() -> bool:
+        return sorted(n.event for n in await notices(nats_server.url)) == [
+            "quota.exceeded",
+            "quota.warning",
+        ]
+
+    await until(told, timeout=10, what="one warning and one exceeded from two sidecars")
