@@ -452,3 +452,19 @@ async def test_two_sidecars_racing_store_exactly_the_daily_volume(
         ]
 
     await until(told, timeout=10, what="one warning and one exceeded from two sidecars")
+
+
+async def test_a_publisher_adds_its_last_count_when_it_closes(
+    nats_settings: NatsSettings, bucket: QuotaBucket, js: JetStreamContext
+) -> None:
+    quota = QuotaSettings(enabled=True, daily=100_000, merge_interval=60)  # no merge meanwhile
+    sdk = await Publisher.connect(nats_settings, quota=quota, within=5)
+    await until(
+        lambda: sdk.metrics.get_sample_value("tidings_publisher_quota_following") == 1,
+        timeout=10,
+        what="the SDK to follow the bucket",
+    )
+    for i in range(5):
+        await sdk.publish(body(f"last-{i}"))
+    await sdk.close()
+    assert await bucket.count(js, day_of(time.time()), "acme") == 5

@@ -90,7 +90,16 @@ class QuotaKeeper:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.merge_interval)
         finally:
+            await self._last_merge()
             await self.bucket.stop()
+
+    async def _last_merge(self) -> None:
+        """On the way out, add what this process counted since the last merge (a restart
+        would otherwise drop up to one interval's count from the day's total)."""
+        if self.meter.add_shared is None:
+            return
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(self.merge(self.js()), self.timeout)
 
     async def tick(self, now: float) -> None:
         try:
