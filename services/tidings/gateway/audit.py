@@ -5,7 +5,7 @@ Refused tokens are logged on the ``tidings.audit`` logger with the reason code, 
 cause as many refusals as it likes, so their lines are rate-limited (a token bucket): beyond it
 lines are dropped and counted, and the next line written says how many were (``suppressed``);
 the ``tidings_gateway_auth_failures_total`` counter still counts every one. Admin actions
-(revoke, lift) are few and authenticated: each is logged, and counted in
+(revoke, lift, quota changes) are few and authenticated: each is logged, and counted in
 ``tidings_gateway_admin_actions_total`` by action and outcome.
 """
 
@@ -60,7 +60,8 @@ class Audit:
         self.suppressed = 0  # refused-authentication lines dropped since the last one written
         self.admin_actions = Counter(
             "tidings_gateway_admin_actions",
-            "Admin API actions (revoke, lift), by action and outcome (ok, refused, failed).",
+            "Admin API actions (revoke, lift, quota_set, quota_reset), by action and outcome"
+            " (ok, refused, failed).",
             ["action", "outcome"],
             registry=metrics,
         )
