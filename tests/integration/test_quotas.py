@@ -282,6 +282,12 @@ async def test_a_quota_set_with_the_cli_applies_within_a_second_and_is_logged_an
         == 1
     )
 
+    done = await asyncio.to_thread(cli, "list", *target)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "defaults: rate unlimited, volume unlimited (defaults)",
+        "  acme: rate 1/s (burst 1), volume unlimited (own)",
+    ]
     done = await asyncio.to_thread(cli, "get", "acme", "--json", *target)
     assert done.returncode == 0, done.stderr
     assert '"rate":1.0' in done.stdout and '"own":true' in done.stdout
