@@ -125,6 +125,7 @@ class ErrorCode(StrEnum):
     QUOTA_EXCEEDED = "quota_exceeded"
     UNAUTHORIZED = "unauthorized"
     TOKEN_REVOKED = "token_revoked"
+    USER_CONNECTIONS_FULL = "user_connections_full"
     # 3xx: the service's own state
     SLOW_CONSUMER = "slow_consumer"
     OVERLOADED = "overloaded"
@@ -272,6 +273,14 @@ ERROR_TABLE: Mapping[ErrorCode, Row] = {
         _C.FORBIDDEN,
         "an operator revoked the token (`jti`), its user or its tenant",
         fatal=True,
+    ),
+    _E.USER_CONNECTIONS_FULL: _row(
+        216,
+        429,
+        _C.RATE_LIMITED,
+        "the user holds its connection limit over all gateways (close one, or retry later)",
+        fatal=True,
+        retryable=True,
     ),
     _E.SLOW_CONSUMER: _row(
         300, 503, _C.TRY_AGAIN_LATER, "client did not read in time", fatal=True, retryable=True
