@@ -80,14 +80,26 @@ def notification_schema(catalogue: Catalogue, *, allow_broadcast: bool) -> dict[
         if catalogue.allow_unknown
         else {"type": "string", "enum": sorted(catalogue.events)}
     )
+    # null reads as absent for id, audience, data and source (``prepare``), and says so here.
     common: dict[str, Any] = {
-        "id": {**_ID, "description": "idempotency key, scoped by tenant; default: a new id"},
+        "id": {
+            **_ID,
+            "type": ["string", "null"],
+            "description": "idempotency key, scoped by tenant; absent or null: a new id",
+        },
         "event": {**event, "description": "an event type of the catalogue, <domain>.<action>"},
         "title": {**text, "maxLength": MAX_TITLE},
         "message": {**text, "maxLength": MAX_MESSAGE},
         "severity": {"type": "string", "enum": [s.value for s in Severity], "default": "info"},
-        "data": {"type": "object", "description": "any JSON object, delivered as given"},
-        "source": {"type": "string", "maxLength": MAX_SOURCE},
+        "data": {
+            "type": ["object", "null"],
+            "description": "any JSON object, delivered as given; absent or null: {}",
+        },
+        "source": {
+            "type": ["string", "null"],
+            "maxLength": MAX_SOURCE,
+            "description": "absent, null or empty: the sidecar's TIDINGS_PUBLISHER_SOURCE",
+        },
     }
     for_tenant: dict[str, Any] = {
         "type": "object",
@@ -98,8 +110,13 @@ def notification_schema(catalogue: Catalogue, *, allow_broadcast: bool) -> dict[
             **common,
             "tenant": _ID,
             "audience": {
-                "description": "who receives it; absent: every user of the tenant",
-                "oneOf": [_one("user", _ID), _one("role", _ID), _one("room", _ID)],
+                "description": "who receives it; absent or null: every user of the tenant",
+                "oneOf": [
+                    {"type": "null"},
+                    _one("user", _ID),
+                    _one("role", _ID),
+                    _one("room", _ID),
+                ],
             },
         },
     }
