@@ -96,15 +96,19 @@ async def test_one_users_connections_are_limited_over_every_gateway(
             # Closing one of hers (on gw2) frees a slot on another gateway within the window.
             on_gw2 = held.pop(1)
             await on_gw2.__aexit__(None, None, None)
+            began = time.monotonic()
             held.append(await admitted_within(gw1, alice, WINDOW))
+            print(f"a slot freed on gw2 was taken on gw1 after {time.monotonic() - began:.2f}s")
             await refused_within(gw3, alice, WINDOW)
 
             # gw1 dies without a word (two of alice's connections there): once its share
             # expires, gw2 and gw3 admit her again, up to the limit and no further.
             await gw1.kill()
+            killed = time.monotonic()
             # Right after: gw1's share still counts (its last message is under EXPIRE old).
             assert await connect(gw2, alice) is None
             held.append(await admitted_within(gw2, alice, EXPIRE + 2 * WINDOW))
+            print(f"gw1's share expired {time.monotonic() - killed:.2f}s after SIGKILL")
             held.append(await admitted_within(gw3, alice, WINDOW))
             await refused_within(gw2, alice, WINDOW)
         finally:
