@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from nats.js import JetStreamContext
 
 from tests.support.gateway_process import GatewayProcess, gateway_processes
 from tests.support.wsclient import RawClient
 from tidings.dev.embedded import EmbeddedNats
+from tidings.gateway.service import Gateway
 from tidings.gateway.user_limit import EXPIRE, TICK
 
 Mint = Callable[..., str]
@@ -115,3 +117,28 @@ async def test_one_users_connections_are_limited_over_every_gateway(
             for client in held:
                 with contextlib.suppress(Exception):
                     await client.__aexit__(None, None, None)
+
+
+@pytest.mark.settings(gateway={"user_connections": 2})
+async def test_on_one_gateway_the_limit_is_exact_for_concurrent_hellos(
+    gateway: Gateway, token: Mint
+) -> None:
+    """Hellos of one user racing on one gateway: the check and the count happen with no await
+    between them, so exactly ``limit`` are welcomed, however they interleave."""
+    url = f"ws://127.0.0.1:{gateway.port}/ws"
+    clients = [RawClient(url) for _ in range(6)]
+    try:
+        for client in clients:
+            await client.__aenter__()
+        alice = token(tenant="acme", user="alice")
+        await asyncio.gather(*(c.send({"type": "hello", "token": alice}) for c in clients))
+        firsts = await asyncio.gather(*(c.next() for c in clients))
+        kinds = sorted(f["type"] if f["type"] == "welcome" else f["code"] for f in firsts)
+        assert kinds == ["user_connections_full"] * 4 + ["welcome"] * 2
+        assert gateway.registry.presence.user("acme", "alice") == 2
+        refused = gateway.metrics.connects_refused.labels("user")._value.get()
+        assert refused == 4
+    finally:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.__aexit__(None, None, None)
