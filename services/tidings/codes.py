@@ -127,6 +127,7 @@ class ErrorCode(StrEnum):
     TOKEN_REVOKED = "token_revoked"
     PUBLISH_RATE_LIMITED = "publish_rate_limited"
     DAILY_QUOTA_EXCEEDED = "daily_quota_exceeded"
+    USER_CONNECTIONS_FULL = "user_connections_full"
     # 3xx: the service's own state
     SLOW_CONSUMER = "slow_consumer"
     OVERLOADED = "overloaded"
@@ -287,6 +288,14 @@ ERROR_TABLE: Mapping[ErrorCode, Row] = {
         429,
         None,
         "the tenant's daily publish volume is spent (`Retry-After`: until 00:00 UTC)",
+        retryable=True,
+    ),
+    _E.USER_CONNECTIONS_FULL: _row(
+        218,
+        429,
+        _C.RATE_LIMITED,
+        "the user holds its connection limit over all gateways (close one, or retry later)",
+        fatal=True,
         retryable=True,
     ),
     _E.SLOW_CONSUMER: _row(

@@ -249,6 +249,12 @@ class DailyQuotaExceeded(PublishQuotaError):
     code = ErrorCode.DAILY_QUOTA_EXCEEDED
 
 
+class UserConnectionsFull(TidingsError):
+    """One user holds ``TIDINGS_GATEWAY_USER_CONNECTIONS`` connections over all gateways."""
+
+    code = ErrorCode.USER_CONNECTIONS_FULL
+
+
 class Unauthorized(TidingsError):
     """The sidecar's bearer token is missing or wrong."""
 

@@ -44,6 +44,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         },
         "gateway": {
             "allowedOrigins": ["https://app.example.com"],
+            "userConnections": 5,
             "ingress": {
                 "enabled": True,
                 "tls": [{"secretName": "tidings-tls", "hosts": ["tidings.example.com"]}],
@@ -100,6 +101,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 "publisher": {"method": "password", "existingSecret": "tidings-nats-publisher"},
             }
         },
+        "gateway": {"adminToken": {"existingSecret": "tidings-admin"}},
         "exampleProducer": {"enabled": True},
     },
     "sidecar": {

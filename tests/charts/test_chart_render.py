@@ -41,6 +41,7 @@ NEWEST_KUBERNETES = kubernetes_validate.utils.latest_version()
 CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "HTTPRoute"}  # CRDs: checked below
 # The operator's Secrets in the existing-secret variant, with values a real one would hold.
 EXTERNAL = {
+    "tidings-admin": {"admin-token": "an-operator-managed-admin-key-0123456789"},
     "tidings-jwt": {"jwt-secret": "an-operator-managed-secret-0123456789"},
     "tidings-nats-gateway": {"password": "gateway-password"},
     "tidings-nats-admin": {"token": "admin-token"},
@@ -287,6 +288,7 @@ def test_existing_secrets_are_used_and_never_created() -> None:
                 if ref:
                     refs.setdefault(ref["name"], set()).add(ref["key"])
     assert refs == {
+        "tidings-admin": {"admin-token"},  # the admin API's operator key
         "tidings-jwt": {"jwt-secret"},
         "tidings-nats-gateway": {"password"},
         "tidings-nats-admin": {"token"},

@@ -372,10 +372,31 @@ def spread(key: str) -> Obj:
     }
 
 
+class AdminToken(Strict):
+    existingSecret: str = Field(
+        default="",
+        description="Your Secret holding the admin API's operator key (>= 32 characters).",
+    )
+    key: str = Field(
+        default="admin-token", min_length=1, description="The key of that Secret to read."
+    )
+    generate: bool = Field(
+        default=False,
+        description="Generate the key into a Secret the chart keeps across upgrades (lookup).",
+    )
+
+
 class Gateway(Strict):
     replicas: int = Field(default=2, ge=1, description="Pods when the autoscaler is off.")
     allowedOrigins: list[str] = Field(default=[], description="Origins allowed to open /ws.")
     tenantQuota: int = Field(default=0, ge=0, description="Connections per tenant per gateway.")
+    userConnections: int = Field(
+        default=0, ge=0, description="Connections per user summed over every gateway; 0: off."
+    )
+    adminToken: AdminToken = Field(
+        default=AdminToken(),
+        description="TIDINGS_GATEWAY_ADMIN_TOKEN (admin API: revoke, presence); none: off.",
+    )
     drainSeconds: float = Field(default=20, ge=0, le=600, description="Drain period on SIGTERM.")
     preStopSeconds: int = Field(default=5, ge=0, le=60, description="Pause before SIGTERM.")
     terminationGracePeriodSeconds: int | None = Field(
@@ -438,6 +459,11 @@ class Publisher(Strict):
     allowBroadcast: bool = Field(
         default=False,
         description="Allow broadcast audiences (needs the broadcast NATS user).",
+    )
+    insecureNats: bool = Field(
+        default=False,
+        description="Development only: render the sidecar although it connects to NATS"
+        " without a credential or client certificate (refused otherwise).",
     )
     outbox: Outbox = Outbox()
     resources: Resources = Resources(**_resources("50m", "96Mi", "500m", "256Mi"))

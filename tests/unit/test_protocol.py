@@ -474,6 +474,7 @@ PUBLISHED_ERRORS = {
     "identity_changed": (212, 4003),
     "quota_exceeded": (213, 4029),
     "token_revoked": (215, 4003),
+    "user_connections_full": (218, 4029),
     "slow_consumer": (300, 1013),
     "overloaded": (301, 1013),
     "restarting": (302, 1012),

@@ -191,6 +191,10 @@ nkey.seed: {{ required (printf "%s.nkeySeed (or %s.existingSecret) is required w
 
 {{/* Auth (gateway) ------------------------------------------------------------------------ */}}
 
+{{- define "tidings.adminToken.secretName" -}}
+{{- .Values.gateway.adminToken.existingSecret | default (include "tidings.component" (list . "admin")) -}}
+{{- end -}}
+
 {{- define "tidings.auth.secretName" -}}
 {{- .Values.auth.existingSecret | default (include "tidings.component" (list . "auth")) -}}
 {{- end -}}
@@ -221,6 +225,9 @@ securityContext:
 {{- end -}}
 {{- if hasKey .Values.gateway.extraConfig "TIDINGS_GATEWAY_DEMO" -}}
 {{- fail "gateway.extraConfig.TIDINGS_GATEWAY_DEMO is refused: the demo mode mints tokens for anyone and is for `tidings dev` only" -}}
+{{- end -}}
+{{- if and .Values.gateway.adminToken.existingSecret .Values.gateway.adminToken.generate -}}
+{{- fail "gateway.adminToken: give existingSecret or generate, not both" -}}
 {{- end -}}
 {{- $_ := include "tidings.gateway.gracePeriod" . -}}
 {{- end -}}

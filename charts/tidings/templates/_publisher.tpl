@@ -18,6 +18,11 @@ for `containers:` instead (clusters without native sidecars).
 Parameters (only image and natsUrls are required):
   image, imagePullPolicy (IfNotPresent), natsUrls (list), port (8081), source (""),
   native (true), allowBroadcast (false), streamName ("TIDINGS"),
+  insecure (false: the template refuses to render a sidecar that connects to NATS with neither a
+      credential (method password/token/creds/nkey) nor a client certificate (tls.clientCert,
+      mTLS); true only for a development NATS without users),
+  apiToken: {secretName, key ("token")}: TIDINGS_PUBLISHER_TOKEN from a Secret (the bearer
+      token callers must send; optional beside its producer on loopback),
   credentials: {method: none|password|token|creds|nkey, user, secretName}
       the Secret holds `password`, `token`, `nats.creds` or `nkey.seed`;
   tls: {enabled, secretName (ca.crt [, tls.crt, tls.key]), clientCert, hostname},
@@ -40,6 +45,10 @@ exec:
 {{- $creds := .credentials | default dict -}}
 {{- $method := $creds.method | default "none" -}}
 {{- $tls := .tls | default dict -}}
+{{- $apiToken := .apiToken | default dict -}}
+{{- if and (eq $method "none") (not (and $tls.enabled $tls.clientCert)) (not .insecure) -}}
+{{- fail "tidings.publisher.sidecar: the publisher would connect to NATS without a credential: anyone reaching NATS could then publish to every tenant. Give credentials.method (password, token, creds or nkey; in this chart nats.credentials.publisher) or a client certificate (tls.enabled and tls.clientCert: mTLS). Only for a development NATS without users: insecure=true (this chart: publisher.insecureNats)" -}}
+{{- end -}}
 {{- $outbox := .outbox | default dict -}}
 {{- $events := .events | default dict -}}
 {{- $log := .log | default dict -}}
@@ -59,6 +68,13 @@ exec:
     {{- with .source }}
     - name: TIDINGS_PUBLISHER_SOURCE
       value: {{ . | quote }}
+    {{- end }}
+    {{- with $apiToken.secretName }}
+    - name: TIDINGS_PUBLISHER_TOKEN
+      valueFrom:
+        secretKeyRef:
+          name: {{ . }}
+          key: {{ $apiToken.key | default "token" }}
     {{- end }}
     {{- if .allowBroadcast }}
     - name: TIDINGS_PUBLISHER_ALLOW_BROADCAST

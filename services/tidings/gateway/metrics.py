@@ -195,7 +195,7 @@ class GatewayMetrics:
         self.connects_refused = Counter(
             "tidings_gateway_connects_refused",
             "Connections refused by the connect-rate limits, by scope: ip (HTTP 429 before the"
-            " upgrade) or tenant (rate_limited at hello).",
+            " upgrade), tenant (rate_limited at hello) or user (user_connections_full at hello).",
             ["scope"],
             registry=self.registry,
         )

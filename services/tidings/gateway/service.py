@@ -47,6 +47,7 @@ from tidings.gateway.routes import ApiServer, Pages, Routes, api_app, metrics_ap
 from tidings.gateway.session import Session
 from tidings.gateway.status import ClusterStatus
 from tidings.gateway.upkeep import Expiry, Keepalive
+from tidings.gateway.user_limit import UserLimit
 from tidings.lifecycle import Supervisor, spawn
 from tidings.nats import stream_epoch
 from tidings.nats_link import NatsLink
@@ -97,6 +98,9 @@ class Gateway:
             timeout=settings.nats.request_timeout,
         )
         self.stream_config: StreamConfig | None = None
+        self.users: UserLimit | None = None  # TIDINGS_GATEWAY_USER_CONNECTIONS only
+        if gs.user_connections:
+            self.users = UserLimit(self.id, self.registry.presence, limit=gs.user_connections)
         self.expiry = Expiry(self.registry)
         self.keepalive = Keepalive(self.registry, interval=gs.ping_interval)
         self.status = ClusterStatus(self.id, self.hub, timeout=gs.status_timeout)
@@ -141,6 +145,9 @@ class Gateway:
         await live.start()
         await self.status.listen(nc)
         await self.admin.listen(nc)
+        if self.users is not None:
+            await self.users.listen(nc)  # the others' counts before the first hello
+            self.supervisor.start(self.users)
         self.registry.nats_connected = True
         self.registry.set_healed(True)
         resume = self.resume = Resume(
@@ -183,7 +190,7 @@ class Gateway:
         routes = Routes(
             gs,
             self.registry,
-            session=lambda: Session(deps),
+            session=lambda: Session(deps, self.users),
             api_port=lambda: self.api_port,
             metrics_port=lambda: self.metrics_port,
             pages=self.pages,
@@ -269,6 +276,8 @@ class Gateway:
             with contextlib.suppress(Exception):
                 session.refuse(ErrorCode.RESTARTING)
         await self._wait_closed()
+        if self.users is not None:
+            await self.users.close()
         await self.bucket.stop()
         if self.inbox is not None:
             await self.inbox.close()  # tenant refreshes under way
@@ -347,12 +356,16 @@ class Gateway:
             await self.live.rebind(nc, self.link.js)
             await self.status.listen(nc)
             await self.admin.listen(nc)
+            if self.users is not None:
+                await self.users.listen(nc)
             if self.inbox is not None:
                 await self.inbox.rebind(nc)
             self._bound = nc
         else:
             await nc.flush()
             await self.live.rearm_all()
+            if self.users is not None:
+                await self.users.resync()  # counts missed while away: every full table again
         # Revocations made while NATS was away (on a majority this gateway could not reach):
         # loaded again in the background, retried; the heal does not wait for it.
         spawn(self.bucket.refollow(self.link, self.settings.nats.request_timeout))

@@ -27,10 +27,12 @@ from tidings.errors import (
     TidingsError,
     TooManyRooms,
     UnexpectedFrame,
+    UserConnectionsFull,
     error_code_of,
 )
 from tidings.gateway.connection import State
 from tidings.gateway.listener import Listener, SessionDeps
+from tidings.gateway.user_limit import UserLimit
 from tidings.subjects import Audience
 
 log = logging.getLogger(__name__)
@@ -51,10 +53,11 @@ def _request_id(raw: bytes) -> int | None:
 class Session(Listener):
     """A listener that speaks the protocol: the hello, then the client's requests."""
 
-    __slots__ = ("_tokens", "_tokens_at")
+    __slots__ = ("_tokens", "_tokens_at", "_users")
 
-    def __init__(self, deps: SessionDeps) -> None:
+    def __init__(self, deps: SessionDeps, users: UserLimit | None = None) -> None:
         super().__init__(deps)
+        self._users = users  # TIDINGS_GATEWAY_USER_CONNECTIONS: counted over every gateway
         self._tokens = float(deps.settings.rate_burst)
         self._tokens_at = self.seen
 
@@ -129,6 +132,17 @@ class Session(Listener):
             counts = await deps.inbox.join(conn, claims)
             if conn.state is not State.HANDSHAKING:
                 return  # closed or sent away meanwhile
+        users = self._users
+        if users is not None:
+            # Here, with no await before the hub counts it: two hellos of one user on this
+            # gateway cannot both take the last slot.
+            try:
+                users.admit(claims.tenant, claims.user)
+            except UserConnectionsFull:
+                if deps.rate_refused is not None:
+                    deps.rate_refused.labels("user").inc()
+                raise
+            users.changed(claims.tenant, claims.user)
         conn.move(State.SYNCING)
         hub.add(conn, [r for r in claims.default_rooms if r != "broadcast"] + named)
         deps.expiry.watch(conn)
@@ -161,6 +175,8 @@ class Session(Listener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         super().on_ws_disconnected(transport)
+        if self._users is not None and self.claims is not None:
+            self._users.changed(self.conn.tenant, self.conn.user)
         if self.deps.inbox is not None:
             self.deps.inbox.forget(self.conn)
 

@@ -1,8 +1,9 @@
 """The publisher sidecar's HTTP API: validate, publish (or queue durably), answer.
 
 Routes: ``POST /v1/notifications``, ``POST /v1/notifications/batch``, ``GET /healthz``,
-``GET /readyz``, ``GET /metrics``. Validation is the core's ``publishing.prepare``, the
-same code the SDK runs; nothing reaches NATS before every check passed. The lifespan opens the
+``GET /readyz``, ``GET /metrics``, ``GET /openapi.json`` (:mod:`tidings.publisher.openapi`).
+Validation is the core's ``publishing.prepare``, the same code the SDK runs; nothing reaches
+NATS before every check passed. The lifespan opens the
 outbox and starts the NATS link in the background, so the sidecar starts and accepts while NATS
 is down.
 """
@@ -48,6 +49,7 @@ from tidings.lifecycle import Supervisor, absorb_exit_signals
 from tidings.nats_link import NatsLink
 from tidings.ports import port_in_use
 from tidings.publisher.metrics import PublisherMetrics
+from tidings.publisher.openapi import document
 from tidings.publisher.outbox import Outbox
 from tidings.publisher.relay import Relay
 from tidings.publishing import (
@@ -332,6 +334,13 @@ def _outcome(results: list[PublishResult]) -> str:
 def create_app(settings: Settings) -> Starlette:
     """The sidecar as an ASGI app; its lifespan opens the outbox and starts the NATS link."""
     sidecar = Sidecar.build(settings)
+    spec = orjson.dumps(
+        document(sidecar.policy.catalogue, allow_broadcast=sidecar.policy.allow_broadcast)
+    )
+
+    async def openapi(_request: Request) -> Response:
+        return Response(spec, media_type="application/json")
+
     routes = [
         Route(
             "/v1/notifications",
@@ -346,6 +355,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", sidecar.healthz, methods=["GET"]),
         Route("/readyz", sidecar.readyz, methods=["GET"]),
         Route("/metrics", sidecar.metrics_page, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,

@@ -101,6 +101,14 @@ class GatewaySettings(BaseSettings):
     tenant_quota: int = Field(
         default=0, ge=0, description="Connections per tenant on one gateway; 0 = unlimited."
     )
+    user_connections: int = Field(
+        default=0,
+        ge=0,
+        description="Connections one user (tenant, user) may hold summed over every gateway"
+        " (`user_connections_full`, close 4029, at hello beyond); the gateways share their"
+        " counts over NATS, so the sum is eventually consistent (about 0.25 s; a gateway not"
+        " heard from for 3 s stops counting). 0 = unlimited.",
+    )
     connect_rate_per_ip: float = Field(
         default=0.0,
         ge=0,
