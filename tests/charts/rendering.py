@@ -72,6 +72,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "natsPeers": [{"namespaceSelector": {"matchLabels": {"name": "nats"}}}],
         },
         "exampleProducer": {"enabled": True},
+        "publisher": {"quotas": {"enabled": True, "rate": 50, "burst": 100, "daily": 100000}},
     },
     # The inbox (issue 11) with everything that routes, scrapes or fences it.
     "inbox": {

@@ -482,6 +482,34 @@ def test_sidecar_is_a_loopback_container_with_exec_probes(variant: str, native: 
     assert urls == {f"http://127.0.0.1:{env['TIDINGS_PUBLISHER_PORT']}"}
 
 
+@pytest.mark.parametrize(
+    ("variant", "quotas"),
+    [
+        ("sidecar", {}),  # off by default: no quota variable at all
+        (
+            "full",
+            {
+                "TIDINGS_QUOTA_ENABLED": "true",
+                "TIDINGS_QUOTA_RATE": "50",
+                "TIDINGS_QUOTA_BURST": "100",
+                "TIDINGS_QUOTA_DAILY": "100000",
+            },
+        ),
+    ],
+)
+def test_the_sidecar_enforces_quotas_when_the_values_say_so(
+    variant: str, quotas: dict[str, str]
+) -> None:
+    spec = pod_spec(render_variant(variant).get("Deployment", "example-producer"))
+    (sidecar,) = [
+        c
+        for c in spec.get("initContainers", []) + spec["containers"]
+        if c["name"] == "tidings-publisher"
+    ]
+    env = {e["name"]: e.get("value") for e in sidecar["env"]}
+    assert {k: v for k, v in env.items() if k.startswith("TIDINGS_QUOTA_")} == quotas
+
+
 def test_another_chart_can_include_the_sidecar_template(tmp_path: Path) -> None:
     """A producer chart with tidings as a dependency renders the sidecar with its own values."""
     parent = tmp_path / "orders"

@@ -453,6 +453,21 @@ class Outbox(Strict):
     )
 
 
+class Quotas(Strict):
+    enabled: bool = Field(
+        default=False,
+        description="Enforce per-tenant publish quotas in the sidecar (limits per tenant:"
+        " `tidings quota set`; the NATS user may use the quotas bucket).",
+    )
+    rate: float = Field(
+        default=0, ge=0, description="Default publishes/s per tenant and sidecar (0: unlimited)."
+    )
+    burst: int = Field(default=0, ge=0, description="Default burst (0: one second of rate).")
+    daily: int = Field(
+        default=0, ge=0, description="Default notifications per tenant per UTC day (0: unlimited)."
+    )
+
+
 class Publisher(Strict):
     port: int = Field(default=8081, ge=1, le=65535, description="Loopback port of the sidecar.")
     native: bool = Field(default=True, description="Run as a native sidecar (init container).")
@@ -466,6 +481,7 @@ class Publisher(Strict):
         " without a credential or client certificate (refused otherwise).",
     )
     outbox: Outbox = Outbox()
+    quotas: Quotas = Quotas()
     resources: Resources = Resources(**_resources("50m", "96Mi", "500m", "256Mi"))
 
 

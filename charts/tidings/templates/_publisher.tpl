@@ -27,6 +27,8 @@ Parameters (only image and natsUrls are required):
       the Secret holds `password`, `token`, `nats.creds` or `nkey.seed`;
   tls: {enabled, secretName (ca.crt [, tls.crt, tls.key]), clientCert, hostname},
   outbox: {maxMessages, maxBytes, volume (a volume source; default emptyDir 512Mi)},
+  quotas: {enabled, rate, burst, daily}: per-tenant publish quotas (docs/security.md "Quotas";
+      per-tenant limits are set with `tidings quota set`; these are the defaults),
   events: {extra (list), allowUnknown}, log: {level, format}, resources, securityContext.
 The sidecar binds loopback only, so its probes run inside the container (exec), not from the
 kubelet.
@@ -50,6 +52,7 @@ exec:
 {{- fail "tidings.publisher.sidecar: the publisher would connect to NATS without a credential: anyone reaching NATS could then publish to every tenant. Give credentials.method (password, token, creds or nkey; in this chart nats.credentials.publisher) or a client certificate (tls.enabled and tls.clientCert: mTLS). Only for a development NATS without users: insecure=true (this chart: publisher.insecureNats)" -}}
 {{- end -}}
 {{- $outbox := .outbox | default dict -}}
+{{- $quotas := .quotas | default dict -}}
 {{- $events := .events | default dict -}}
 {{- $log := .log | default dict -}}
 - name: tidings-publisher
@@ -79,6 +82,16 @@ exec:
     {{- if .allowBroadcast }}
     - name: TIDINGS_PUBLISHER_ALLOW_BROADCAST
       value: "true"
+    {{- end }}
+    {{- if $quotas.enabled }}
+    - name: TIDINGS_QUOTA_ENABLED
+      value: "true"
+    {{- range $key, $name := dict "rate" "TIDINGS_QUOTA_RATE" "burst" "TIDINGS_QUOTA_BURST" "daily" "TIDINGS_QUOTA_DAILY" }}
+    {{- with (get $quotas $key) }}
+    - name: {{ $name }}
+      value: {{ . | toString | quote }}
+    {{- end }}
+    {{- end }}
     {{- end }}
     {{- with $outbox.maxMessages }}
     - name: TIDINGS_PUBLISHER_OUTBOX_MAX_MESSAGES
