@@ -26,10 +26,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from operator import itemgetter
+from typing import Final
 
 from tidings.errors import SlowConsumer
-from tidings.gateway.connection import Connection
+from tidings.gateway.connection import Connection, State
 from tidings.gateway.frames import MAX_PAYLOAD, cuts, frame_buffer
 from tidings.gateway.presence import Presence
 from tidings.subjects import BROADCAST_TENANT
@@ -41,12 +42,14 @@ FLUSH_SPACING = 2.0
 RoomKey = tuple[str, str]  # (tenant, room name as clients write it)
 
 
-class Due(NamedTuple):
-    seq: int
-    tenant: str
-    room: str
-    body: bytes
-    mute: str | None = None  # the event domain a user may mute; None for critical (never)
+# One queued notification: (seq, tenant, room, body, mute) — mute is the event domain a user may
+# mute, None for a critical one (never). A plain tuple: built once per notification, read by index.
+Due = tuple[int, str, str, bytes, str | None]
+SEQ: Final = 0
+TENANT: Final = 1
+ROOM: Final = 2
+BODY: Final = 3
+MUTE: Final = 4
 
 
 def mute_key(event: str, critical: bool) -> str | None:
@@ -54,8 +57,9 @@ def mute_key(event: str, critical: bool) -> str | None:
     return None if critical else event.partition(".")[0]
 
 
-def _by_seq(d: Due) -> int:
-    return d.seq
+_by_seq = itemgetter(SEQ)
+_room_of = itemgetter(TENANT, ROOM)  # a Due's RoomKey
+_LIVE = State.LIVE
 
 
 class Hub:
@@ -148,7 +152,7 @@ class Hub:
         self, seq: int, tenant: str, room: str, body: bytes, mute: str | None = None
     ) -> None:
         """Queue one encoded notification; it goes out within the batching window."""
-        self._due.append(Due(seq, tenant, room, body, mute))
+        self._due.append((seq, tenant, room, body, mute))
         if self._flush_handle is not None:
             return
         try:
@@ -181,7 +185,7 @@ class Hub:
         due.sort(key=_by_seq)
         groups: dict[RoomKey, list[Due]] = {}
         for d in due:
-            key = (d.tenant, d.room)
+            key = _room_of(d)
             run = groups.get(key)
             if run is None:
                 groups[key] = [d]
@@ -202,15 +206,20 @@ class Hub:
         one in several (a user room and its tenant's, or any room and a broadcast) gets them
         merged in stream order into one frame of its own: one write either way."""
         seen: set[Connection] = set()
+        total = 0
+        for members, _ in targets:
+            seen.update(members)
+            total += len(members)
+        if len(seen) == total:  # nobody is in two of them: every room's frame is shared
+            for members, run in targets:
+                self._write_group(members, run, None)
+            return
+        seen.clear()
         several: set[Connection] = set()
         for members, _ in targets:
             if seen:
                 several.update(seen.intersection(members))
             seen.update(members)
-        if not several:
-            for members, run in targets:
-                self._write_group(members, run, None)
-            return
         merged: dict[Connection, list[Due]] = {}
         for members, run in targets:
             for conn in several.intersection(members):
@@ -243,29 +252,40 @@ class Hub:
         ``skip``, written on their own)."""
         if len(run) == 1:  # the common case once rooms are many: one notification per frame
             d = run[0]
-            payload, items = d.body, [(d.seq, d.body)]
-        elif sum(len(d.body) for d in run) + len(run) > MAX_PAYLOAD:
-            for start, end in cuts([len(d.body) for d in run], MAX_PAYLOAD):
+            payload, items = d[BODY], [(d[SEQ], d[BODY])]
+        elif sum(len(d[BODY]) for d in run) + len(run) > MAX_PAYLOAD:
+            for start, end in cuts([len(d[BODY]) for d in run], MAX_PAYLOAD):
                 self._write_group(members, run[start:end], skip)
             return
         else:
-            payload, items = b"\n".join([d.body for d in run]), [(d.seq, d.body) for d in run]
+            payload, items = b"\n".join([d[BODY] for d in run]), [(d[SEQ], d[BODY]) for d in run]
         frame = frame_buffer(payload)
+        last = items[-1][0]
         slow: list[Connection] = []
         skipped = 0
-        sent = 0
+        sent = len(members)
         domains: set[str | None] | None = None  # the run's, once a member mutes something
         for conn in members:
-            if skip is not None and conn in skip:
+            # The common case inline: a live connection muting nothing takes the shared frame.
+            if conn.state is _LIVE and conn.muted is None:
+                if skip is not None and conn in skip:
+                    sent -= 1
+                    continue
+                # A client that stops reading is noticed by its sink (the transport's
+                # high-water mark, `Session.pause_writing`), not by a check per write here.
+                conn.sink.write_frame(frame)
+                conn.last_seq = last
                 continue
-            sent += 1
+            if skip is not None and conn in skip:
+                sent -= 1
+                continue
             try:
                 muted = conn.muted
                 if muted is None:
                     conn.deliver(frame, items)
                 else:
                     if domains is None:
-                        domains = {d.mute for d in run}
+                        domains = {d[MUTE] for d in run}
                     if muted.isdisjoint(domains):
                         conn.deliver(frame, items)
                     else:
@@ -280,10 +300,11 @@ class Hub:
 
     def _deliver_own(self, conn: Connection, items: list[Due]) -> None:
         """``items`` (in stream order) in frames of ``conn``'s own, as few as MAX_PAYLOAD allows."""
-        for start, end in cuts([len(d.body) for d in items], MAX_PAYLOAD):
+        for start, end in cuts([len(d[BODY]) for d in items], MAX_PAYLOAD):
             part = items[start:end]
             conn.deliver(
-                frame_buffer(b"\n".join([d.body for d in part])), [(d.seq, d.body) for d in part]
+                frame_buffer(b"\n".join([d[BODY] for d in part])),
+                [(d[SEQ], d[BODY]) for d in part],
             )
             self.frames += 1
 
@@ -291,7 +312,7 @@ class Hub:
         """``conn`` gets the run without what its user muted, in frames of its own; how many
         were left out. Its ``last_seq`` moves only over what it was sent, and a resume never
         replays the others (the windows filter the same way)."""
-        kept = [d for d in run if d.mute is None or d.mute not in muted]
+        kept = [d for d in run if d[MUTE] is None or d[MUTE] not in muted]
         if kept:
             self._deliver_own(conn, kept)
         return len(run) - len(kept)
