@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
+from tests.support.waiting import until
 from tidings.errors import IllegalTransition
 from tidings.gateway import connection
 from tidings.gateway.connection import Connection, State
@@ -168,6 +170,33 @@ async def test_flushes_space_out_after_a_costly_one() -> None:
     hub.publish(3, "acme", "tenant", b"3")  # the spacing has passed: the window again
     await asyncio.sleep(0.05)
     assert sink.lines()[-1] == b"3"
+
+
+class SlowSink(RecordingSink):
+    """A socket whose send takes 20 ms: a costly flush."""
+
+    sent_at = 0.0  # loop time the last send ended
+
+    def write_frame(self, frame: bytearray) -> None:
+        time.sleep(0.02)
+        super().write_frame(frame)
+        self.sent_at = asyncio.get_running_loop().time()
+
+
+async def test_only_a_late_flush_spaces_the_next() -> None:
+    """A flush behind its timer (the loop was busy) is followed by a pause of twice its cost;
+    one on time (here: called early, by hand) by none, however costly."""
+    hub = Hub(window=0.001, window_max=1.0, on_slow=lambda c: None)
+    sink = SlowSink()
+    live(hub, "acme", ["tenant"], sink)
+    loop = asyncio.get_running_loop()
+    hub.publish(1, "acme", "tenant", b"1")
+    hub.flush()
+    assert hub._not_before <= loop.time()
+    hub.publish(2, "acme", "tenant", b"2")
+    time.sleep(0.02)  # the loop busy with other work (the ingest) when the timer is due
+    await until(lambda: len(sink.frames) == 2, timeout=5, what="the late flush")
+    assert hub._not_before >= sink.sent_at + 0.039  # 2 x (at least) 20 ms after it ended
 
 
 async def test_the_spacing_never_exceeds_window_max() -> None:

@@ -9,10 +9,12 @@ them merged in stream order into one frame of its own. Either way a connection g
 per flush, in stream order (``seq``), whatever rooms it is in.
 
 Under load the writes (one socket send each, the dearest part of the path on loopback) would
-take the loop from the ingest: a flush is followed by a pause of ``FLUSH_SPACING`` times its
-own cost (capped by ``window_max``) before the next one, so flushes space out and each write
-carries more — the way nats-server's per-client flusher batches without a fixed window. At low
-rates the pause has long passed when news arrives: the latency stays the window's.
+take the loop from the ingest. When a flush runs late (the loop was busy when its timer was
+due: it has more to do than write), it is followed by a pause of ``FLUSH_SPACING`` times its own
+cost (capped by ``window_max``) before the next one, so flushes space out and each write
+carries more — the way nats-server's per-client flusher batches without a fixed window. A
+flush on time (a loop with room to spare, whatever the fan-out's size) leaves no pause: the
+latency stays the window's.
 
 A connection whose user muted event domains (the inbox's preferences) gets its own frame
 without them; every other connection pays one attribute check for it, so the shared frame
@@ -23,7 +25,6 @@ stays the common case. A connection that cannot keep up is reported (:class:`Slo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Iterable
 from operator import itemgetter
@@ -35,9 +36,11 @@ from tidings.gateway.frames import MAX_PAYLOAD, cuts, frame_buffer
 from tidings.gateway.presence import Presence
 from tidings.subjects import BROADCAST_TENANT
 
-# After a flush, the next waits at least this many times the flush's own cost: the writes take
-# at most a third of the loop under load (decisions: the write path).
+# After a late flush, the next waits at least this many times the flush's own cost: the writes
+# take at most a third of a busy loop (decisions: the write path).
 FLUSH_SPACING = 2.0
+# A flush this much behind its timer found the loop busy with other work (the ingest).
+LATE = 0.001
 
 RoomKey = tuple[str, str]  # (tenant, room name as clients write it)
 
@@ -79,6 +82,7 @@ class Hub:
         # How long the spacing after a costly flush may stretch the window (default: never).
         self.window_max = window if window_max is None else max(window, window_max)
         self._not_before = 0.0  # loop time before which the next flush is not due (spacing)
+        self._due_at = 0.0  # loop time the pending flush was scheduled for
         # Connections per tenant and user (the admin API's presence), counted here: add and
         # remove are the one place a connection enters and leaves, once each.
         self.presence = presence if presence is not None else Presence()
@@ -162,7 +166,9 @@ class Hub:
             return
         # The window, or longer while the writes of the last flush still owe the loop their
         # share: under load flushes space out and each write carries more (see the docstring).
-        delay = max(self.window, min(self.window_max, self._not_before - loop.time()))
+        now = loop.time()
+        delay = max(self.window, min(self.window_max, self._not_before - now))
+        self._due_at = now + delay
         if delay > 0:
             self._flush_handle = loop.call_later(delay, self.flush)
         else:
@@ -179,6 +185,12 @@ class Hub:
         if not due:
             return
         began = time.perf_counter()
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # driven by hand: no timer, no spacing
+            loop = None
+        # Called by its timer (or by hand, earlier: never late) behind time: the loop is busy.
+        late = loop is not None and loop.time() - self._due_at > LATE
         # nats-py runs each subscription's callback in its own task, so a tenant's messages and
         # broadcasts read in one go can be queued out of stream order: restore it (nearly sorted,
         # so this costs a linear pass).
@@ -197,9 +209,9 @@ class Hub:
             self._write_group(*targets[0], None)
         elif targets:
             self._write_groups(targets)
-        cost = time.perf_counter() - began
-        with contextlib.suppress(RuntimeError):  # driven by hand: no loop, no spacing
-            self._not_before = asyncio.get_running_loop().time() + FLUSH_SPACING * cost
+        if loop is not None:
+            spacing = FLUSH_SPACING * (time.perf_counter() - began) if late else 0.0
+            self._not_before = loop.time() + spacing
 
     def _write_groups(self, targets: list[tuple[dict[Connection, None], list[Due]]]) -> None:
         """Several rooms had news: a connection in one of them gets that room's shared frame;
