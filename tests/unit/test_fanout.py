@@ -173,12 +173,14 @@ async def test_flushes_space_out_after_a_costly_one() -> None:
 
 
 class SlowSink(RecordingSink):
-    """A socket whose send takes 20 ms: a costly flush."""
+    """A socket whose send takes 20 ms of CPU: a costly flush."""
 
     sent_at = 0.0  # loop time the last send ended
 
     def write_frame(self, frame: bytearray) -> None:
-        time.sleep(0.02)
+        end = time.thread_time() + 0.02
+        while time.thread_time() < end:
+            pass
         super().write_frame(frame)
         self.sent_at = asyncio.get_running_loop().time()
 

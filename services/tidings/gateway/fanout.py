@@ -11,7 +11,7 @@ per flush, in stream order (``seq``), whatever rooms it is in.
 Under load the writes (one socket send each, the dearest part of the path on loopback) would
 take the loop from the ingest. When a flush runs late (the loop was busy when its timer was
 due: it has more to do than write), it is followed by a pause of ``FLUSH_SPACING`` times its own
-cost (capped by ``window_max``) before the next one, so flushes space out and each write
+CPU cost (capped by ``window_max``) before the next one, so flushes space out and each write
 carries more — the way nats-server's per-client flusher batches without a fixed window. A
 flush on time (a loop with room to spare, whatever the fan-out's size) leaves no pause: the
 latency stays the window's.
@@ -184,7 +184,7 @@ class Hub:
         due, self._due = self._due, []
         if not due:
             return
-        began = time.perf_counter()
+        began = time.thread_time()  # CPU time: a gateway descheduled meanwhile is not "costly"
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:  # driven by hand: no timer, no spacing
@@ -210,7 +210,7 @@ class Hub:
         elif targets:
             self._write_groups(targets)
         if loop is not None:
-            spacing = FLUSH_SPACING * (time.perf_counter() - began) if late else 0.0
+            spacing = FLUSH_SPACING * (time.thread_time() - began) if late else 0.0
             self._not_before = loop.time() + spacing
 
     def _write_groups(self, targets: list[tuple[dict[Connection, None], list[Due]]]) -> None:
