@@ -160,15 +160,18 @@ async def test_flushes_space_out_after_a_costly_one() -> None:
     sink = RecordingSink()
     live(hub, "acme", ["tenant"], sink)
     loop = asyncio.get_running_loop()
-    hub._not_before = loop.time() + 0.3  # as after a flush that cost 150 ms
+    spaced_until = hub._not_before = loop.time() + 0.3  # as after a late flush of 150 ms CPU
     hub.publish(1, "acme", "tenant", b"1")
     await asyncio.sleep(0.1)
     assert sink.frames == []  # spaced: not yet
     hub.publish(2, "acme", "tenant", b"2")
-    await asyncio.sleep(0.4)
+    await until(lambda: sink.frames, what="the spaced flush")
+    assert loop.time() >= spaced_until - 0.001  # not before the spacing ended (clock: ~1 ms)
     assert sink.lines() == [b"1", b"2"] and len(sink.frames) == 1
+    began = loop.time()
     hub.publish(3, "acme", "tenant", b"3")  # the spacing has passed: the window again
-    await asyncio.sleep(0.05)
+    await until(lambda: len(sink.frames) == 2, what="the next flush")
+    assert loop.time() - began < 0.25  # not spaced again (that would be 0.3 s)
     assert sink.lines()[-1] == b"3"
 
 
@@ -205,9 +208,12 @@ async def test_the_spacing_never_exceeds_window_max() -> None:
     hub = Hub(window=0.001, window_max=0.02, on_slow=lambda c: None)
     sink = RecordingSink()
     live(hub, "acme", ["tenant"], sink)
-    hub._not_before = asyncio.get_running_loop().time() + 60.0
+    loop = asyncio.get_running_loop()
+    hub._not_before = loop.time() + 60.0
+    began = loop.time()
     hub.publish(1, "acme", "tenant", b"1")
-    await asyncio.sleep(0.3)
+    await until(lambda: sink.frames, what="the flush, window_max after the publish")
+    assert loop.time() - began < 10.0  # the cap (20 ms), not the 60 s spacing
     assert sink.lines() == [b"1"]
 
 
