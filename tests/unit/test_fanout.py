@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
+from tests.support.waiting import until
 from tidings.errors import IllegalTransition
 from tidings.gateway import connection
 from tidings.gateway.connection import Connection, State
@@ -74,6 +76,145 @@ async def test_stream_order_is_kept_across_rooms_of_one_connection() -> None:
     hub.flush()
     assert both.lines() == [b"1", b"2", b"3", b"4", b"5"]
     assert only_user.lines() == [b"1", b"3", b"4"]
+
+
+async def test_a_connection_in_several_rooms_gets_one_write_per_flush() -> None:
+    """Coalesced per connection: interleaved news of its rooms and a broadcast arrive in one
+    frame, in stream order; a connection in one of those rooms still shares that room's frame."""
+    hub = Hub(window=1.0, on_slow=lambda c: None)
+    both, tenant_only, other = RecordingSink(), RecordingSink(), RecordingSink()
+    live(hub, "acme", ["tenant", "user:alice"], both)
+    live(hub, "acme", ["tenant"], tenant_only)
+    live(hub, "acme", ["tenant"], other)
+    for seq, room in enumerate(["user:alice", "tenant", "user:alice", "tenant"], start=1):
+        hub.publish(seq, "acme", room, b"%d" % seq)
+    hub.flush()
+    assert len(both.frames) == 1
+    assert both.lines() == [b"1", b"2", b"3", b"4"]
+    assert tenant_only.lines() == [b"2", b"4"] and len(tenant_only.frames) == 1
+    assert tenant_only.frames[0] is other.frames[0]  # the room's frame, built once
+    assert hub.deliveries == 4 + 2 + 2
+    hub.publish(5, "acme", "tenant", b"5")
+    hub.publish(6, "", "broadcast", b"6")
+    hub.publish(7, "acme", "tenant", b"7")
+    hub.flush()
+    assert [len(s.frames) for s in (both, tenant_only, other)] == [2, 2, 2]
+    assert tenant_only.lines()[2:] == [b"5", b"6", b"7"]
+    assert both.lines()[4:] == [b"5", b"6", b"7"]
+
+
+async def test_a_coalesced_frame_stays_within_the_payload_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tidings.gateway import fanout
+
+    monkeypatch.setattr(fanout, "MAX_PAYLOAD", 25)
+    hub = Hub(window=1.0, on_slow=lambda c: None)
+    sink = RecordingSink()
+    live(hub, "acme", ["tenant", "user:alice"], sink)
+    for seq in range(1, 9):
+        hub.publish(seq, "acme", "tenant" if seq % 2 else "user:alice", b"%09d" % seq)
+    hub.flush()
+    assert sink.lines() == [b"%09d" % seq for seq in range(1, 9)]
+    assert all(len(f) - HEADROOM <= 25 for f in sink.frames)
+    assert len(sink.frames) == 4
+
+
+async def test_a_muted_connection_in_several_rooms_gets_its_own_merged_frame() -> None:
+    hub = Hub(window=1.0, on_slow=lambda c: None)
+    sink = RecordingSink()
+    conn = live(hub, "acme", ["tenant", "user:alice"], sink)
+    conn.muted = frozenset({"audit"})
+    hub.publish(1, "acme", "tenant", b"1", "audit")
+    hub.publish(2, "acme", "user:alice", b"2", "incident")
+    hub.publish(3, "acme", "tenant", b"3", "incident")
+    hub.flush()
+    assert sink.lines() == [b"2", b"3"] and len(sink.frames) == 1
+    assert conn.last_seq == 3
+    assert (hub.deliveries, hub.muted) == (2, 1)
+
+
+async def test_a_slow_consumer_in_several_rooms_is_reported_once_others_receive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(connection, "MAX_PENDING", 2)
+    slow: list[Connection] = []
+    hub = Hub(window=1.0, on_slow=slow.append)
+    fast = RecordingSink()
+    live(hub, "acme", ["tenant", "user:alice"], fast)
+    laggard = Connection(RecordingSink())
+    laggard.tenant = "acme"
+    laggard.move(State.SYNCING)
+    hub.add(laggard, ["tenant", "user:alice"])
+    for seq, room in enumerate(["tenant", "user:alice", "tenant"], start=1):
+        hub.publish(seq, "acme", room, b"%d" % seq)
+    hub.flush()
+    assert slow == [laggard]
+    assert fast.lines() == [b"1", b"2", b"3"]
+
+
+async def test_flushes_space_out_after_a_costly_one() -> None:
+    """Under load the window stretches (at most to window_max): the next flush waits twice the
+    last one's cost; at low rates it stays the window."""
+    hub = Hub(window=0.001, window_max=0.5, on_slow=lambda c: None)
+    sink = RecordingSink()
+    live(hub, "acme", ["tenant"], sink)
+    loop = asyncio.get_running_loop()
+    spaced_until = hub._not_before = loop.time() + 0.3  # as after a late flush of 150 ms CPU
+    hub.publish(1, "acme", "tenant", b"1")
+    await asyncio.sleep(0.1)
+    assert sink.frames == []  # spaced: not yet
+    hub.publish(2, "acme", "tenant", b"2")
+    await until(lambda: sink.frames, what="the spaced flush")
+    assert loop.time() >= spaced_until - 0.001  # not before the spacing ended (clock: ~1 ms)
+    assert sink.lines() == [b"1", b"2"] and len(sink.frames) == 1
+    began = loop.time()
+    hub.publish(3, "acme", "tenant", b"3")  # the spacing has passed: the window again
+    await until(lambda: len(sink.frames) == 2, what="the next flush")
+    assert loop.time() - began < 0.25  # not spaced again (that would be 0.3 s)
+    assert sink.lines()[-1] == b"3"
+
+
+class SlowSink(RecordingSink):
+    """A socket whose send takes 20 ms of CPU: a costly flush."""
+
+    sent_at = 0.0  # loop time the last send ended
+
+    def write_frame(self, frame: bytearray) -> None:
+        end = time.thread_time() + 0.02
+        while time.thread_time() < end:
+            pass
+        super().write_frame(frame)
+        self.sent_at = asyncio.get_running_loop().time()
+
+
+async def test_only_a_late_flush_spaces_the_next() -> None:
+    """A flush behind its timer (the loop was busy) is followed by a pause of twice its cost;
+    one on time (here: called early, by hand) by none, however costly."""
+    hub = Hub(window=0.001, window_max=1.0, on_slow=lambda c: None)
+    sink = SlowSink()
+    live(hub, "acme", ["tenant"], sink)
+    loop = asyncio.get_running_loop()
+    hub.publish(1, "acme", "tenant", b"1")
+    hub.flush()
+    assert hub._not_before <= loop.time()
+    hub.publish(2, "acme", "tenant", b"2")
+    time.sleep(0.02)  # the loop busy with other work (the ingest) when the timer is due
+    await until(lambda: len(sink.frames) == 2, timeout=5, what="the late flush")
+    assert hub._not_before >= sink.sent_at + 0.039  # 2 x (at least) 20 ms after it ended
+
+
+async def test_the_spacing_never_exceeds_window_max() -> None:
+    hub = Hub(window=0.001, window_max=0.02, on_slow=lambda c: None)
+    sink = RecordingSink()
+    live(hub, "acme", ["tenant"], sink)
+    loop = asyncio.get_running_loop()
+    hub._not_before = loop.time() + 60.0
+    began = loop.time()
+    hub.publish(1, "acme", "tenant", b"1")
+    await until(lambda: sink.frames, what="the flush, window_max after the publish")
+    assert loop.time() - began < 10.0  # the cap (20 ms), not the 60 s spacing
+    assert sink.lines() == [b"1"]
 
 
 def test_other_tenants_rooms_never_receive() -> None:

@@ -1,37 +1,58 @@
-"""The hot path: rooms, their members, and one pre-built frame per room per batch.
+"""The hot path: rooms, their members, and one write per connection per batch.
 
 Each live notification is encoded once (by the caller) and queued here. Within the batching
-window (default 2 ms) everything due is flushed: for every run of consecutive notifications of
-one room, one WebSocket frame holding them as newline-delimited JSON is built and the same bytes
-are written to every member. Runs are cut per tenant and at broadcasts so that every
-connection, whatever rooms it is in, sees notifications in stream order.
+window (default 2 ms) everything due is flushed, **coalesced per connection, not per room**:
+every room with news gets one WebSocket frame holding its notifications as newline-delimited
+JSON, and the same bytes are written to each member that has nothing else due; a connection
+with news from several rooms (its user room and its tenant's, or any room and a broadcast) gets
+them merged in stream order into one frame of its own. Either way a connection gets one write
+per flush, in stream order (``seq``), whatever rooms it is in.
+
+Under load the writes (one socket send each, the dearest part of the path on loopback) would
+take the loop from the ingest. When a flush runs late (the loop was busy when its timer was
+due: it has more to do than write), it is followed by a pause of ``FLUSH_SPACING`` times its own
+CPU cost (capped by ``window_max``) before the next one, so flushes space out and each write
+carries more — the way nats-server's per-client flusher batches without a fixed window. A
+flush on time (a loop with room to spare, whatever the fan-out's size) leaves no pause: the
+latency stays the window's.
 
 A connection whose user muted event domains (the inbox's preferences) gets its own frame
 without them; every other connection pays one attribute check for it, so the shared frame
-stays the common case.
+stays the common case. A connection that cannot keep up is reported (:class:`SlowConsumer`,
+``on_slow``) after the others got theirs; no frame exceeds ``MAX_PAYLOAD``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from operator import itemgetter
+from typing import Final
 
 from tidings.errors import SlowConsumer
-from tidings.gateway.connection import Connection
+from tidings.gateway.connection import Connection, State
 from tidings.gateway.frames import MAX_PAYLOAD, cuts, frame_buffer
 from tidings.gateway.presence import Presence
 from tidings.subjects import BROADCAST_TENANT
 
+# After a late flush, the next waits at least this many times the flush's own cost: the writes
+# take at most a third of a busy loop (decisions: the write path).
+FLUSH_SPACING = 2.0
+# A flush this much behind its timer found the loop busy with other work (the ingest).
+LATE = 0.001
+
 RoomKey = tuple[str, str]  # (tenant, room name as clients write it)
 
 
-class Due(NamedTuple):
-    seq: int
-    tenant: str
-    room: str
-    body: bytes
-    mute: str | None = None  # the event domain a user may mute; None for critical (never)
+# One queued notification: (seq, tenant, room, body, mute) — mute is the event domain a user may
+# mute, None for a critical one (never). A plain tuple: built once per notification, read by index.
+Due = tuple[int, str, str, bytes, str | None]
+SEQ: Final = 0
+TENANT: Final = 1
+ROOM: Final = 2
+BODY: Final = 3
+MUTE: Final = 4
 
 
 def mute_key(event: str, critical: bool) -> str | None:
@@ -39,8 +60,9 @@ def mute_key(event: str, critical: bool) -> str | None:
     return None if critical else event.partition(".")[0]
 
 
-def _by_seq(d: Due) -> int:
-    return d.seq
+_by_seq = itemgetter(SEQ)
+_room_of = itemgetter(TENANT, ROOM)  # a Due's RoomKey
+_LIVE = State.LIVE
 
 
 class Hub:
@@ -50,12 +72,17 @@ class Hub:
         self,
         *,
         window: float,
+        window_max: float | None = None,
         on_slow: Callable[[Connection], None],
         on_tenant_added: Callable[[str], None] = lambda t: None,
         on_tenant_removed: Callable[[str], None] = lambda t: None,
         presence: Presence | None = None,
     ) -> None:
         self.window = window
+        # How long the spacing after a costly flush may stretch the window (default: never).
+        self.window_max = window if window_max is None else max(window, window_max)
+        self._not_before = 0.0  # loop time before which the next flush is not due (spacing)
+        self._due_at = 0.0  # loop time the pending flush was scheduled for
         # Connections per tenant and user (the admin API's presence), counted here: add and
         # remove are the one place a connection enters and leaves, once each.
         self.presence = presence if presence is not None else Presence()
@@ -129,7 +156,7 @@ class Hub:
         self, seq: int, tenant: str, room: str, body: bytes, mute: str | None = None
     ) -> None:
         """Queue one encoded notification; it goes out within the batching window."""
-        self._due.append(Due(seq, tenant, room, body, mute))
+        self._due.append((seq, tenant, room, body, mute))
         if self._flush_handle is not None:
             return
         try:
@@ -137,67 +164,140 @@ class Hub:
         except RuntimeError:  # driven by hand, without an event loop: write at once
             self.flush()
             return
-        if self.window > 0:
-            self._flush_handle = loop.call_later(self.window, self.flush)
+        # The window, or longer while the writes of the last flush still owe the loop their
+        # share: under load flushes space out and each write carries more (see the docstring).
+        now = loop.time()
+        delay = max(self.window, min(self.window_max, self._not_before - now))
+        self._due_at = now + delay
+        if delay > 0:
+            self._flush_handle = loop.call_later(delay, self.flush)
         else:
             # Not at once even then: the other subscriptions' callbacks of this loop turn may
             # hold older notifications (see flush), so write after them.
             self._flush_handle = loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Write everything due, in stream order per connection."""
+        """Write everything due: one write per connection, in stream order."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()  # a no-op when it is the timer calling
             self._flush_handle = None
         due, self._due = self._due, []
+        if not due:
+            return
+        began = time.thread_time()  # CPU time: a gateway descheduled meanwhile is not "costly"
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # driven by hand: no timer, no spacing
+            loop = None
+        # Called by its timer (or by hand, earlier: never late) behind time: the loop is busy.
+        late = loop is not None and loop.time() - self._due_at > LATE
         # nats-py runs each subscription's callback in its own task, so a tenant's messages and
         # broadcasts read in one go can be queued out of stream order: restore it (nearly sorted,
         # so this costs a linear pass).
         due.sort(key=_by_seq)
-        by_tenant: dict[str, list[Due]] = {}
+        groups: dict[RoomKey, list[Due]] = {}
         for d in due:
-            if d.tenant == BROADCAST_TENANT:
-                self._write_tenants(by_tenant)  # a broadcast is a barrier for every tenant
-                by_tenant = {}
-                self._write_run((BROADCAST_TENANT, d.room), [d])
+            key = _room_of(d)
+            run = groups.get(key)
+            if run is None:
+                groups[key] = [d]
             else:
-                by_tenant.setdefault(d.tenant, []).append(d)
-        self._write_tenants(by_tenant)
+                run.append(d)
+        rooms = self.rooms
+        targets = [(m, run) for key, run in groups.items() if (m := rooms.get(key))]
+        if len(targets) == 1:
+            self._write_group(*targets[0], None)
+        elif targets:
+            self._write_groups(targets)
+        if loop is not None:
+            spacing = FLUSH_SPACING * (time.thread_time() - began) if late else 0.0
+            self._not_before = loop.time() + spacing
 
-    def _write_tenants(self, by_tenant: dict[str, list[Due]]) -> None:
-        single = self.window <= 0  # batching off: one notification per frame
-        for tenant, items in by_tenant.items():
-            start = 0
-            for i in range(1, len(items) + 1):
-                if i == len(items) or single or items[i].room != items[start].room:
-                    self._write_run((tenant, items[start].room), items[start:i])
-                    start = i
-
-    def _write_run(self, key: RoomKey, run: list[Due]) -> None:
-        members = self.rooms.get(key)
-        if not members:
+    def _write_groups(self, targets: list[tuple[dict[Connection, None], list[Due]]]) -> None:
+        """Several rooms had news: a connection in one of them gets that room's shared frame;
+        one in several (a user room and its tenant's, or any room and a broadcast) gets them
+        merged in stream order into one frame of its own: one write either way."""
+        seen: set[Connection] = set()
+        total = 0
+        for members, _ in targets:
+            seen.update(members)
+            total += len(members)
+        if len(seen) == total:  # nobody is in two of them: every room's frame is shared
+            for members, run in targets:
+                self._write_group(members, run, None)
             return
+        seen.clear()
+        several: set[Connection] = set()
+        for members, _ in targets:
+            if seen:
+                several.update(seen.intersection(members))
+            seen.update(members)
+        merged: dict[Connection, list[Due]] = {}
+        for members, run in targets:
+            for conn in several.intersection(members):
+                held = merged.get(conn)
+                if held is None:
+                    merged[conn] = list(run)
+                else:
+                    held += run
+            self._write_group(members, run, several)
+        slow: list[Connection] = []
+        for conn, items in merged.items():
+            items.sort(key=_by_seq)
+            try:
+                muted = conn.muted
+                skipped = 0 if muted is None else self._deliver_unmuted(conn, items, muted)
+                if muted is None:
+                    self._deliver_own(conn, items)
+            except SlowConsumer:
+                slow.append(conn)
+                continue
+            self.deliveries += len(items) - skipped
+            self.muted += skipped
+        for conn in slow:
+            self._on_slow(conn)
+
+    def _write_group(
+        self, members: dict[Connection, None], run: list[Due], skip: set[Connection] | None
+    ) -> None:
+        """One room's news as one frame, the same bytes written to every member (but those in
+        ``skip``, written on their own)."""
         if len(run) == 1:  # the common case once rooms are many: one notification per frame
             d = run[0]
-            payload, items = d.body, [(d.seq, d.body)]
-        elif sum(len(d.body) for d in run) + len(run) > MAX_PAYLOAD:
-            for start, end in cuts([len(d.body) for d in run]):
-                self._write_run(key, run[start:end])
+            payload, items = d[BODY], [(d[SEQ], d[BODY])]
+        elif sum(len(d[BODY]) for d in run) + len(run) > MAX_PAYLOAD:
+            for start, end in cuts([len(d[BODY]) for d in run], MAX_PAYLOAD):
+                self._write_group(members, run[start:end], skip)
             return
         else:
-            payload, items = b"\n".join([d.body for d in run]), [(d.seq, d.body) for d in run]
+            payload, items = b"\n".join([d[BODY] for d in run]), [(d[SEQ], d[BODY]) for d in run]
         frame = frame_buffer(payload)
+        last = items[-1][0]
         slow: list[Connection] = []
         skipped = 0
+        sent = len(members)
         domains: set[str | None] | None = None  # the run's, once a member mutes something
         for conn in members:
+            # The common case inline: a live connection muting nothing takes the shared frame.
+            if conn.state is _LIVE and conn.muted is None:
+                if skip is not None and conn in skip:
+                    sent -= 1
+                    continue
+                # A client that stops reading is noticed by its sink (the transport's
+                # high-water mark, `Session.pause_writing`), not by a check per write here.
+                conn.sink.write_frame(frame)
+                conn.last_seq = last
+                continue
+            if skip is not None and conn in skip:
+                sent -= 1
+                continue
             try:
                 muted = conn.muted
                 if muted is None:
                     conn.deliver(frame, items)
                 else:
                     if domains is None:
-                        domains = {d.mute for d in run}
+                        domains = {d[MUTE] for d in run}
                     if muted.isdisjoint(domains):
                         conn.deliver(frame, items)
                     else:
@@ -205,19 +305,26 @@ class Hub:
             except SlowConsumer:
                 slow.append(conn)
         self.frames += 1
-        self.deliveries += len(run) * (len(members) - len(slow)) - skipped
+        self.deliveries += len(run) * (sent - len(slow)) - skipped
         self.muted += skipped
         for conn in slow:
             self._on_slow(conn)
 
-    @staticmethod
-    def _deliver_unmuted(conn: Connection, run: list[Due], muted: frozenset[str]) -> int:
-        """``conn`` gets the run without what its user muted, in a frame of its own; how many
+    def _deliver_own(self, conn: Connection, items: list[Due]) -> None:
+        """``items`` (in stream order) in frames of ``conn``'s own, as few as MAX_PAYLOAD allows."""
+        for start, end in cuts([len(d[BODY]) for d in items], MAX_PAYLOAD):
+            part = items[start:end]
+            conn.deliver(
+                frame_buffer(b"\n".join([d[BODY] for d in part])),
+                [(d[SEQ], d[BODY]) for d in part],
+            )
+            self.frames += 1
+
+    def _deliver_unmuted(self, conn: Connection, run: list[Due], muted: frozenset[str]) -> int:
+        """``conn`` gets the run without what its user muted, in frames of its own; how many
         were left out. Its ``last_seq`` moves only over what it was sent, and a resume never
         replays the others (the windows filter the same way)."""
-        kept = [d for d in run if d.mute is None or d.mute not in muted]
+        kept = [d for d in run if d[MUTE] is None or d[MUTE] not in muted]
         if kept:
-            conn.deliver(
-                frame_buffer(b"\n".join([d.body for d in kept])), [(d.seq, d.body) for d in kept]
-            )
+            self._deliver_own(conn, kept)
         return len(run) - len(kept)

@@ -43,6 +43,7 @@ from tidings.settings import GatewaySettings
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 2.0  # how long a closing connection may take to answer our close frame
+_TEXT = WSMsgType.TEXT  # looked up once: the send path runs per member per flush
 MAX_QUEUED = 64  # frames held while a hello or refresh is checked; beyond it, rate_limited
 
 
@@ -109,7 +110,7 @@ class Listener(WSListener):
         place; the same buffer goes to every member). Dropped once our close frame is out."""
         transport = self.transport
         if transport is not None:
-            transport.send_reuse_external_bytearray(WSMsgType.TEXT, frame, HEADROOM)
+            transport.send_reuse_external_bytearray(_TEXT, frame, HEADROOM)
 
     def pause_writing(self) -> None:
         """asyncio: more than ``max_outbound_bytes`` wait unsent for this client, a slow

@@ -67,7 +67,12 @@ class Gateway:
         self.id = gs.id or f"{socket.gethostname()}-{os.getpid()}"
         self.pages = pages
         self.registry = Registry()
-        self.hub = Hub(window=gs.batch_window, on_slow=self._shed, presence=self.registry.presence)
+        self.hub = Hub(
+            window=gs.batch_window,
+            window_max=gs.batch_window_max,
+            on_slow=self._shed,
+            presence=self.registry.presence,
+        )
         self.verifier = Verifier(settings.auth)
         self.metrics = GatewayMetrics(self.registry, self.hub, dropped=self._dropped)
         self.collector = Collector(lambda: self.registry.accepted)
