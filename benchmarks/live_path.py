@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import importlib
 import json
 import statistics
 import time
@@ -167,6 +168,16 @@ async def run_handler(live: Live, msgs: list[Msg], batch: int, *, write: bool = 
     hub.flush()
 
 
+def run_raw(live: Any, raw: list[tuple[bytes, bytes, bytes]], batch: int) -> None:
+    """``Live._on_raw`` (the direct path) for every message, throwing what is due away."""
+    hub = live.hub
+    for i, (subject, data, block) in enumerate(raw, 1):
+        live._on_raw(subject, data, block)
+        if i % batch == 0:
+            hub._due.clear()
+    hub._due.clear()
+
+
 def measure(
     count: int, rooms: int, receivers: int, batch: int, muting: float = 0.0
 ) -> dict[str, float]:
@@ -196,12 +207,22 @@ def measure(
         out["encode_notification (wire)"] = per_message(
             lambda: [encode_notification(n, 7, "tenant") for n in wire], count
         )
-    lag = live_module._lag
+    # Where the stamp is read: live.py before issue 12 item 3, gateway/stamps.py since.
+    lag: Any = (
+        getattr(live_module, "_lag", None) or importlib.import_module("tidings.gateway.stamps").lag
+    )
     out["lag (Nats-Time-Stamp)"] = per_message(lambda: [lag(s) for s in stamps], count)
     _, live = build_gateway(rooms, receivers)
     out["Live._on_message (no writes)"] = per_message(
         lambda: asyncio.run(run_handler(live, msgs, batch, write=False)), count
     )
+    if hasattr(live, "_on_raw"):  # the direct path (gateway/direct.py) where it exists
+        raw = [
+            (m.subject.encode(), m.data, b"NATS/1.0\r\n" + header_block(m.headers or {}))
+            for m in msgs
+        ]
+        _, live = build_gateway(rooms, receivers)
+        out["Live._on_raw (no writes)"] = per_message(lambda: run_raw(live, raw, batch), count)
     gw, live = build_gateway(rooms, receivers, muting)
     out["Live._on_message + Hub.flush"] = per_message(
         lambda: asyncio.run(run_handler(live, msgs, batch)), count
