@@ -39,6 +39,7 @@ async def test_routed_messages_arrive_raw_and_in_order_beside_normal_ones(
 ) -> None:
     routes = direct.install(nc)
     assert routes is not None
+    assert direct.install(nc) is routes  # one per client
     got: list[tuple[bytes, bytes, bytes | None]] = []
     sub = await nc.subscribe("live.tenant.acme.>")
     routes.route(sub._id, lambda s, d, h: got.append((s, d, h)))

@@ -83,6 +83,9 @@ def install(nc: NATS) -> Direct | None:
     if not supported():
         log.warning("nats-py's message path is not the one verified; live ingest uses its queue")
         return None
+    installed = getattr(nc._process_msg, "__self__", None)
+    if isinstance(installed, Direct):
+        return installed  # one per client: a second install would chain behind the first
     direct = Direct(nc)
     nc._process_msg = direct._process_msg  # type: ignore[method-assign]
     return direct
