@@ -43,6 +43,7 @@ from tidings.gateway.window import Window
 from tidings.protocol import encode_notification
 from tidings.publishing import PublishPolicy, prepare
 from tidings.settings import AuthSettings, load_settings
+from tidings.subjects import Audience, AudienceKind
 
 SECRET = "x" * 32  # a Gateway needs one to be built; nothing is verified here
 
@@ -203,6 +204,17 @@ def measure(
     lean: Any = getattr(envelope, "decode_wire", None)  # the live path's decode, where it exists
     if lean is not None:
         out["decode_wire"] = per_message(lambda: [lean(p) for p in payloads], count)
+        # To one user each, routed as the live path reads it: the audience name is checked.
+        users = [
+            (
+                dataclasses.replace(n, audience=Audience(AudienceKind.USER, f"u{i}")).to_bytes(),
+                (n.tenant or "", f"user:u{i}"),
+            )
+            for i, n in enumerate(decoded)
+        ]
+        out["decode_wire (user, routed)"] = per_message(
+            lambda: [lean(p, route) for p, route in users], count
+        )
         wire = [lean(p) for p in payloads]
         out["encode_notification (wire)"] = per_message(
             lambda: [encode_notification(n, 7, "tenant") for n in wire], count
