@@ -171,7 +171,9 @@ class Live:
         # subscription's own queue: handled first, in order.
         queue = sub._pending_queue
         while not queue.empty():
-            await self._on_message(queue.get_nowait())
+            msg = queue.get_nowait()
+            queue.task_done()  # a drain of the client joins this queue
+            await self._on_message(msg)
         return sub
 
     async def _arm(self, window: Window) -> None:
