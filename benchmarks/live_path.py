@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import importlib
 import json
 import statistics
 import time
@@ -42,6 +43,7 @@ from tidings.gateway.window import Window
 from tidings.protocol import encode_notification
 from tidings.publishing import PublishPolicy, prepare
 from tidings.settings import AuthSettings, load_settings
+from tidings.subjects import Audience, AudienceKind
 
 SECRET = "x" * 32  # a Gateway needs one to be built; nothing is verified here
 
@@ -167,6 +169,16 @@ async def run_handler(live: Live, msgs: list[Msg], batch: int, *, write: bool = 
     hub.flush()
 
 
+def run_raw(live: Any, raw: list[tuple[bytes, bytes, bytes]], batch: int) -> None:
+    """``Live._on_raw`` (the direct path) for every message, throwing what is due away."""
+    hub = live.hub
+    for i, (subject, data, block) in enumerate(raw, 1):
+        live._on_raw(subject, data, block)
+        if i % batch == 0:
+            hub._due.clear()
+    hub._due.clear()
+
+
 def measure(
     count: int, rooms: int, receivers: int, batch: int, muting: float = 0.0
 ) -> dict[str, float]:
@@ -192,16 +204,37 @@ def measure(
     lean: Any = getattr(envelope, "decode_wire", None)  # the live path's decode, where it exists
     if lean is not None:
         out["decode_wire"] = per_message(lambda: [lean(p) for p in payloads], count)
+        # To one user each, routed as the live path reads it: the audience name is checked.
+        users = [
+            (
+                dataclasses.replace(n, audience=Audience(AudienceKind.USER, f"u{i}")).to_bytes(),
+                (n.tenant or "", f"user:u{i}"),
+            )
+            for i, n in enumerate(decoded)
+        ]
+        out["decode_wire (user, routed)"] = per_message(
+            lambda: [lean(p, route) for p, route in users], count
+        )
         wire = [lean(p) for p in payloads]
         out["encode_notification (wire)"] = per_message(
             lambda: [encode_notification(n, 7, "tenant") for n in wire], count
         )
-    lag = live_module._lag
+    # Where the stamp is read: live.py before issue 12 item 3, gateway/stamps.py since.
+    lag: Any = (
+        getattr(live_module, "_lag", None) or importlib.import_module("tidings.gateway.stamps").lag
+    )
     out["lag (Nats-Time-Stamp)"] = per_message(lambda: [lag(s) for s in stamps], count)
     _, live = build_gateway(rooms, receivers)
     out["Live._on_message (no writes)"] = per_message(
         lambda: asyncio.run(run_handler(live, msgs, batch, write=False)), count
     )
+    if hasattr(live, "_on_raw"):  # the direct path (gateway/direct.py) where it exists
+        raw = [
+            (m.subject.encode(), m.data, b"NATS/1.0\r\n" + header_block(m.headers or {}))
+            for m in msgs
+        ]
+        _, live = build_gateway(rooms, receivers)
+        out["Live._on_raw (no writes)"] = per_message(lambda: run_raw(live, raw, batch), count)
     gw, live = build_gateway(rooms, receivers, muting)
     out["Live._on_message + Hub.flush"] = per_message(
         lambda: asyncio.run(run_handler(live, msgs, batch)), count

@@ -16,8 +16,7 @@ import uuid_utils
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tidings.errors import InvalidField
-from tidings.subjects import NAMED_KINDS, Audience, AudienceKind
+from tidings.subjects import ID_RE, NAMED_KINDS, Audience, AudienceKind
 from tidings.v1 import notification_pb2 as pb
 
 
@@ -169,6 +168,8 @@ class Rejected(ValueError):
 
 
 _EMPTY_OBJECT = b"{}"
+_NAMED = frozenset(NAMED_KINDS)
+_KIND_TEXT = {k: k.value for k in AudienceKind}  # an enum's .value is a property call
 
 
 def decode_wire(payload: bytes, route: tuple[str, str] | None = None) -> WireNotification:
@@ -189,16 +190,15 @@ def decode_wire(payload: bytes, route: tuple[str, str] | None = None) -> WireNot
     if kind is None:
         raise Rejected("audience", f"unknown audience kind {audience.kind}")
     name = audience.name
-    if name or kind in NAMED_KINDS:
-        try:
-            Audience(kind, name)  # validates as from_bytes does
-        except InvalidField:
-            raise Rejected("audience", f"invalid {kind.value} audience") from None
+    # What Audience(kind, name) checks (as from_bytes does), without building one (~7x dearer).
+    if (not ID_RE.fullmatch(name)) if kind in _NAMED else bool(name):
+        raise Rejected("audience", f"invalid {kind.value} audience")
     data = msg.data or _EMPTY_OBJECT
     if route is not None:
         if msg.tenant != route[0]:
             raise Rejected("mismatch", "the envelope's tenant is not the subject's")
-        if (f"{kind.value}:{name}" if name else kind.value) != route[1]:
+        text = _KIND_TEXT[kind]
+        if (f"{text}:{name}" if name else text) != route[1]:
             raise Rejected("mismatch", "the envelope's audience is not the subject's")
         if data != _EMPTY_OBJECT:
             try:

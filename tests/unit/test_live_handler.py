@@ -3,13 +3,14 @@ lag observed once; a message it cannot route or decode is counted and skipped.""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from nats.aio.msg import Msg
 
 from tidings.envelope import Notification
-from tidings.gateway import live as live_module
+from tidings.gateway import stamps
 from tidings.gateway.connection import Connection, State
 from tidings.gateway.fanout import Hub
 from tidings.gateway.frames import HEADROOM
@@ -58,6 +59,31 @@ def stored(subject: str, payload: bytes, seq: int | None, stamp: str | None = "d
     return Msg(_client=None, subject=subject, data=payload, headers=headers)  # type: ignore[arg-type]
 
 
+def raw_block(headers: dict[str, str]) -> bytes | None:
+    """The header block nats-server writes for ``headers`` (what nats-py's parser hands on)."""
+    if not headers:
+        return None
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return f"NATS/1.0\r\n{lines}\r\n".encode()
+
+
+Hand = Callable[[Live, Msg], Awaitable[None]]
+
+
+@pytest.fixture(params=["queue", "direct"])
+def hand(request: pytest.FixtureRequest) -> Hand:
+    """A message handed to the live handler through nats-py's queue path (a parsed header
+    dict in a ``Msg``) or the direct one (the raw header block from the parser)."""
+
+    async def through_queue(live: Live, msg: Msg) -> None:
+        await live._on_message(msg)
+
+    async def direct(live: Live, msg: Msg) -> None:
+        live._on_raw(msg.subject.encode(), msg.data, raw_block(msg.headers or {}))
+
+    return through_queue if request.param == "queue" else direct
+
+
 @pytest.fixture
 def setup() -> tuple[Live, RecordingSink, list[float]]:
     hub = Hub(window=0.002, on_slow=lambda c: None)
@@ -90,13 +116,14 @@ def setup() -> tuple[Live, RecordingSink, list[float]]:
 
 async def test_a_message_reaches_window_hub_and_metrics(
     setup: tuple[Live, RecordingSink, list[float]],
+    hand: Hand,
 ) -> None:
     live, sink, lags = setup
     tenant_note = note("a")
     user_note = note("b", Audience(AudienceKind.USER, "alice"))
-    await live._on_message(stored("live.tenant.acme.incident.created", tenant_note.to_bytes(), 7))
-    await live._on_message(
-        stored("live.tenant.acme.user.alice.incident.created", user_note.to_bytes(), 9)
+    await hand(live, stored("live.tenant.acme.incident.created", tenant_note.to_bytes(), 7))
+    await hand(
+        live, stored("live.tenant.acme.user.alice.incident.created", user_note.to_bytes(), 9)
     )
     live.hub.flush()
     expected = [
@@ -115,6 +142,7 @@ async def test_a_message_reaches_window_hub_and_metrics(
 
 async def test_a_broadcast_reaches_the_hubs_broadcast_room(
     setup: tuple[Live, RecordingSink, list[float]],
+    hand: Hand,
 ) -> None:
     """The live router's key for a broadcast is the one the hub files broadcast members under."""
     live, _, _ = setup
@@ -133,7 +161,7 @@ async def test_a_broadcast_reaches_the_hubs_broadcast_room(
         title="all",
         message="m",
     )
-    await live._on_message(stored("live.broadcast.system.notification", everyone.to_bytes(), 11))
+    await hand(live, stored("live.broadcast.system.notification", everyone.to_bytes(), 11))
     live.hub.flush()
     assert live.dropped == 0
     assert len(sink.frames) == 1
@@ -150,11 +178,15 @@ async def test_a_broadcast_reaches_the_hubs_broadcast_room(
     ids=["bad-subject", "bad-payload", "no-sequence"],
 )
 async def test_an_unusable_message_is_counted_and_skipped(
-    setup: tuple[Live, RecordingSink, list[float]], subject: str, payload: bytes, seq: int | None
+    setup: tuple[Live, RecordingSink, list[float]],
+    hand: Hand,
+    subject: str,
+    payload: bytes,
+    seq: int | None,
 ) -> None:
     live, sink, lags = setup
-    await live._on_message(stored(subject, payload, seq))
-    await live._on_message(stored("live.tenant.acme.incident.created", note().to_bytes(), 4))
+    await hand(live, stored(subject, payload, seq))
+    await hand(live, stored("live.tenant.acme.incident.created", note().to_bytes(), 4))
     live.hub.flush()
     assert live.dropped == 1
     assert len(sink.frames) == 1  # the next one still goes out
@@ -164,11 +196,10 @@ async def test_an_unusable_message_is_counted_and_skipped(
 
 async def test_without_a_stream_timestamp_nothing_is_observed(
     setup: tuple[Live, RecordingSink, list[float]],
+    hand: Hand,
 ) -> None:
     live, sink, lags = setup
-    await live._on_message(
-        stored("live.tenant.acme.incident.created", note().to_bytes(), 5, stamp=None)
-    )
+    await hand(live, stored("live.tenant.acme.incident.created", note().to_bytes(), 5, stamp=None))
     live.hub.flush()
     assert len(sink.frames) == 1
     assert lags == []
@@ -202,4 +233,4 @@ def test_stream_timestamps_read_as_before() -> None:
 )
 def test_an_unreadable_timestamp_means_no_lag(stamp: str) -> None:
     assert stored_at(stamp) is None
-    assert live_module._lag(stamp) == 0.0
+    assert stamps.lag(stamp) == 0.0

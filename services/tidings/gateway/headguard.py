@@ -15,7 +15,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from tidings.codes import ErrorCode
 from tidings.errors import error_body
@@ -71,8 +71,8 @@ class HeadGuard(asyncio.BufferedProtocol):
         self.view: memoryview | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCPTransport does all an asyncio.Transport does, without subclassing it.
+        self.transport = transport = cast(asyncio.Transport, transport)
         if self.per_ip is not None:
             peer = transport.get_extra_info("peername")
             wait = self.per_ip.take(str(peer[0])) if peer else 0.0

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from nats.aio.client import Client as NATS
@@ -24,9 +23,11 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from tidings.envelope import Rejected, Severity, WireNotification
+from tidings.gateway import direct
 from tidings.gateway.fanout import Hub, mute_key
 from tidings.gateway.ingest import Drops, wire_line
 from tidings.gateway.replay import DIRECT_TIMEOUT, DirectReader, read_reach_retrying
+from tidings.gateway.stamps import lag, stored_at
 from tidings.gateway.window import Entry, Window
 from tidings.subjects import BROADCAST_TENANT, LIVE_PREFIX, tenant_filter
 from tidings.telemetry import context_from, tracing_enabled
@@ -85,6 +86,7 @@ class Live:
         self.head = 0  # highest stream seq seen or read
         self.on_delivered = on_delivered
         self.drops = Drops()  # stored messages not delivered, by reason
+        self.direct = direct.install(nc)  # None: nats-py changed, its own queue path is used
         hub.on_interest(self.tenant_added, self.tenant_removed)  # subscribe by the hub's interest
 
     @classmethod
@@ -150,13 +152,29 @@ class Live:
             tenant, Window(max_count=self.window_count, max_age=self.window_age)
         )
         if tenant not in self.subs:  # a retry after a failed arm keeps its subscription
-            self.subs[tenant] = await self.nc.subscribe(
-                subject, cb=self._on_message, pending_msgs_limit=65536, pending_bytes_limit=-1
-            )
+            self.subs[tenant] = await self._listen(subject)
         await self.nc.flush(
             int(max(1, self.timeout))
         )  # the server has the SUB: nothing stored now is missed
         await self._arm(window)
+
+    async def _listen(self, subject: str) -> Subscription:
+        """Subscribe ``subject`` to the live handler: routed past nats-py's queue when
+        :mod:`~tidings.gateway.direct` is installed, else through a callback."""
+        if self.direct is None:
+            return await self.nc.subscribe(
+                subject, cb=self._on_message, pending_msgs_limit=65536, pending_bytes_limit=-1
+            )
+        sub = await self.nc.subscribe(subject, pending_bytes_limit=-1)
+        self.direct.route(sub._id, self._on_raw)
+        # Anything that came in before the route (while subscribe awaited) waits in the
+        # subscription's own queue: handled first, in order.
+        queue = sub._pending_queue
+        while not queue.empty():
+            msg = queue.get_nowait()
+            queue.task_done()  # a drain of the client joins this queue
+            await self._on_message(msg)
+        return sub
 
     async def _arm(self, window: Window) -> None:
         # One short try: the heal that calls this is retried (TRY_TIMEOUT).
@@ -175,19 +193,45 @@ class Live:
         if ready is not None and not ready.done():
             ready.cancel()
         if sub is not None:
+            if self.direct is not None:
+                self.direct.unroute(sub._id)
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
     # -- the live handler ------------------------------------------------------------------
 
     async def _on_message(self, msg: Msg) -> None:
+        """A live message through nats-py's own path (headers parsed to a dict)."""
         headers = msg.headers or {}
-        seq: int | None = None
         try:
-            seq = int(headers["Nats-Sequence"])
-            tenant, room, n, body = wire_line(msg.subject, msg.data, seq)
+            seq: int | None = int(headers["Nats-Sequence"])
+        except Exception:
+            seq = None
+        self._deliver(msg.subject, msg.data, seq, headers.get("Nats-Time-Stamp"))
+
+    def _on_raw(self, subject: bytes, data: bytes, headers: bytes | None) -> None:
+        """A live message straight from the parser (:mod:`~tidings.gateway.direct`): only the
+        two headers the gateway reads are looked up in the raw block."""
+        raw = direct.header_value(headers, _SEQUENCE)
+        try:
+            seq: int | None = int(raw) if raw is not None else None
+        except ValueError:
+            seq = None
+        stamp = direct.header_value(headers, _STAMP)
+        self._deliver(
+            subject.decode(errors="replace"),
+            data,
+            seq,
+            stamp.decode(errors="replace") if stamp else None,
+        )
+
+    def _deliver(self, subject: str, data: bytes, seq: int | None, stamp: str | None) -> None:
+        try:
+            if seq is None:
+                raise LookupError("no Nats-Sequence header")
+            tenant, room, n, body = wire_line(subject, data, seq)
         except Exception as exc:  # a bad message must never stop the others
-            self._drop(exc, msg.subject, seq, "live")
+            self._drop(exc, subject, seq, "live")
             return
         if seq > self.head:
             self.head = seq
@@ -199,9 +243,8 @@ class Live:
             self._traced_publish(n, seq, tenant, room, body, mute)
         else:
             self.hub.publish(seq, tenant, room, body, mute)
-        stamp = headers.get("Nats-Time-Stamp")
         if stamp:
-            self.on_delivered(_lag(stamp))
+            self.on_delivered(lag(stamp))
 
     @property
     def dropped(self) -> int:
@@ -350,6 +393,7 @@ class Live:
         """A new client (nats-py gave up on the old one, and its subscriptions with it):
         subscribe anew for every tenant held, and re-arm."""
         self.nc, self.js = nc, js
+        self.direct = direct.install(nc)
         tenants = list(self._ready)
         self._ready.clear()
         self.subs.clear()
@@ -357,28 +401,5 @@ class Live:
             await self.ensure(tenant)
 
 
-_second_of: dict[str, float] = {}  # "YYYY-MM-DDTHH:MM:SS" -> POSIX seconds (few in use at once)
-
-
-def stored_at(stamp: str) -> float | None:
-    """POSIX time of a ``Nats-Time-Stamp`` (RFC 3339, UTC, ns precision); None if unreadable.
-
-    The whole seconds are parsed once per second of stamps, not once per message.
-    """
-    head, _, frac = stamp.rstrip("Z").partition(".")
-    try:
-        second = _second_of.get(head)
-        if second is None:
-            second = datetime.fromisoformat(head + "+00:00").timestamp()
-            if len(_second_of) >= 64:
-                _second_of.clear()
-            _second_of[head] = second
-        return second + float(f"0.{frac or 0}")
-    except ValueError:
-        return None
-
-
-def _lag(stamp: str) -> float:
-    """Seconds from the stream's timestamp to now (0 when the stamp is unreadable)."""
-    stored = stored_at(stamp)
-    return 0.0 if stored is None else max(0.0, time.time() - stored)
+_SEQUENCE = b"\r\nNats-Sequence:"  # the headers RePublish adds that the gateway reads
+_STAMP = b"\r\nNats-Time-Stamp:"

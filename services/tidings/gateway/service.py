@@ -27,6 +27,7 @@ from picows import ws_create_server
 from tidings.auth import Verifier
 from tidings.codes import CloseCode, ErrorCode
 from tidings.errors import PartFailed, TidingsError, Unavailable
+from tidings.gateway import loop as event_loop
 from tidings.gateway.admin import Admin
 from tidings.gateway.audit import Audit
 from tidings.gateway.collector import Collector
@@ -386,7 +387,7 @@ def serve_gateway(settings: Settings, *, pages: Pages | None = None) -> None:
     setup_logging(settings.log)
     setup_tracing(settings.telemetry, process="gateway")
     try:
-        asyncio.run(Gateway(settings, pages=pages).run())
+        event_loop.run(Gateway(settings, pages=pages).run())  # uvloop when installed
     except PartFailed as exc:
         log.error("gateway stopped: %s", exc.reason)
         print(f"tidings gateway: {exc}", file=sys.stderr)

@@ -35,7 +35,7 @@ def encode_notification(n: Notification | WireNotification, seq: int, room: str)
             "time": n.time,
             "title": n.title,
             "message": n.message,
-            "severity": n.severity.value,
+            "severity": n.severity,  # a StrEnum: orjson writes its value (no property call)
             "data": orjson.Fragment(data),
         },
         option=orjson.OPT_UTC_Z,

@@ -1,0 +1,105 @@
+"""Live messages from nats-py's parser straight to the gateway's handler (issue 12 item 3).
+
+nats-py hands every message of a subscription through a header dict (the seven headers a
+republished message carries, parsed line by line), a ``Msg``, the subscription's
+``asyncio.Queue`` and a task per subscription that awaits the callback. For one user per
+notification that was about a third of the gateway's CPU, for two values the gateway reads: the
+stream sequence and the stored time. :class:`Direct` takes the messages of the subscriptions
+routed to it at the one place nats-py's parser delivers every message (the client's
+``_process_msg``, replaced on that one client object, never on the class) and calls a plain
+function with the raw subject, payload and header block; every other subscription of the client
+(requests, status, admin, JetStream) goes the usual way. :func:`header_value` reads one header
+from the raw block.
+
+This leans on a private method of nats-py, so it is contained: :func:`install` checks the
+method's signature and the parser's call first and answers ``None`` (the caller keeps nats-py's
+own path) when they are not what was verified (nats-py 2.16); tests/unit/test_gateway_direct.py
+fails when an upgrade changes them (docs/decisions.md, "Live ingest past nats-py's queue").
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+
+from nats.aio.client import Client as NATS
+from nats.protocol import parser as nats_parser
+
+log = logging.getLogger(__name__)
+
+# subject, payload, header block (``NATS/1.0\r\nName: value\r\n…``) or None
+Handler = Callable[[bytes, bytes, bytes | None], None]
+_ProcessMsg = Callable[[int, bytes, bytes, bytes, bytes], Awaitable[None]]
+
+_SIGNATURE = ("self", "sid", "subject", "reply", "data", "headers")
+_CALL = "await self.nc._process_msg(sid, subject, reply, payload, hdr)"
+
+
+def supported() -> bool:
+    """nats-py's parser still delivers messages the way :class:`Direct` relies on."""
+    try:
+        params = tuple(inspect.signature(NATS._process_msg).parameters)
+        source = inspect.getsource(nats_parser.Parser.parse)
+    except (AttributeError, OSError, TypeError, ValueError):
+        return False
+    return params == _SIGNATURE and _CALL in source
+
+
+class Direct:
+    """The routes of one nats-py client: subscription id → handler."""
+
+    __slots__ = ("_fallback", "_routes", "_stats", "nc")
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self._routes: dict[int, Handler] = {}
+        self._fallback: _ProcessMsg = nc._process_msg
+        self._stats = nc.stats
+
+    def route(self, sid: int, handler: Handler) -> None:
+        self._routes[sid] = handler
+
+    def unroute(self, sid: int) -> None:
+        self._routes.pop(sid, None)
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        handler = self._routes.get(sid)
+        if handler is None:
+            await self._fallback(sid, subject, reply, data, headers)  # type: ignore[arg-type]
+            return
+        stats = self._stats
+        stats["in_msgs"] += 1
+        stats["in_bytes"] += len(data)
+        handler(subject, data, headers)  # never raises: the handler counts what it drops
+
+
+def install(nc: NATS) -> Direct | None:
+    """Route messages of ``nc`` through a new :class:`Direct`; None when nats-py changed."""
+    if not isinstance(nc, NATS):
+        return None  # not nats-py's client (a handler test's stand-in): nothing to route
+    if not supported():
+        log.warning("nats-py's message path is not the one verified; live ingest uses its queue")
+        return None
+    installed = getattr(nc._process_msg, "__self__", None)
+    if isinstance(installed, Direct):
+        return installed  # one per client: a second install would chain behind the first
+    direct = Direct(nc)
+    nc._process_msg = direct._process_msg  # type: ignore[method-assign]
+    return direct
+
+
+def header_value(block: bytes | None, name: bytes) -> bytes | None:
+    """The value of header ``name`` (exact case, as nats-server writes its own) in a raw
+    header block, stripped; the last one when repeated (as nats-py's dict keeps); None when
+    absent. ``name`` is ``b"\\r\\nName:"``: a header line starts after a line break."""
+    if block is None:
+        return None
+    at = block.rfind(name)
+    if at < 0:
+        return None
+    start = at + len(name)
+    end = block.find(b"\r\n", start)
+    return block[start:end].strip() if end >= 0 else block[start:].strip()
