@@ -89,9 +89,7 @@ async def test_counts_of_two_running_writers_include_exactly_up_to_their_seq(
     settings = inbox_settings(nats_settings, database_url, batch_size=25)
     samples: list[tuple[int, int]] = []
     async with running(settings) as one, running(settings) as two:
-        publishing = asyncio.ensure_future(
-            publish_requests(js, [request(i) for i in range(total)])
-        )
+        publishing = asyncio.ensure_future(publish_requests(js, [request(i) for i in range(total)]))
         while True:
             seen = await counts(one.store)
             samples.append((seen["seq"], seen["total"]))
