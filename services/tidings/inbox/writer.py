@@ -30,10 +30,10 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tidings.inbox.metrics import InboxMetrics
+from tidings.inbox.pull import Pull
 from tidings.inbox.rows import Rejected, StreamMessage, dead_row, notification_row
 from tidings.inbox.store import Progress, Store, WriteResult
 from tidings.nats import stream_epoch
@@ -87,7 +87,7 @@ class InboxWriter:
         self.settings = settings
         self.stream = stream
         self.epoch = ""
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._sub: Pull | None = None
         self._bound = asyncio.Event()
         self.batches = 0  # committed batches
         self.last_sequence = 0  # highest stream sequence committed and acked
@@ -127,8 +127,10 @@ class InboxWriter:
         old, self._sub = self._sub, None
         if old is not None:
             with contextlib.suppress(Exception):
-                await old.unsubscribe()
-        self._sub = await js.pull_subscribe_bind(durable=self.settings.durable, stream=self.stream)
+                await old.stop()
+        pull = Pull(self.link.client, self.stream, self.settings.durable)
+        await pull.start()
+        self._sub = pull
         self._bound.set()
         log.info("inbox writer bound", extra={"consumer": self.settings.durable})
 
@@ -167,9 +169,7 @@ class InboxWriter:
             self._bound.clear()
             return []
         try:
-            msgs: list[Msg] = await sub.fetch(
-                self.settings.batch_size, timeout=self.settings.fetch_timeout
-            )
+            msgs = await sub.fetch(self.settings.batch_size, self.settings.fetch_timeout)
         except NatsTimeoutError:
             return []  # nothing waiting
         except asyncio.CancelledError:
