@@ -206,7 +206,51 @@ async def exactly_once(database_url: str, ids: list[str]) -> str:
     )
 
 
-async def run(database_url: str, root: Path, args: argparse.Namespace) -> None:
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of ``pids`` so far (0 for a process that is gone)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+def children(parent: int) -> list[int]:
+    """The processes whose parent is ``parent`` (PostgreSQL's backends of its postmaster)."""
+    found = [parent]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@dataclass
+class Cpu:
+    """CPU time of the writers and of the database server, at one moment."""
+
+    writers: float
+    database: float
+
+    @classmethod
+    def now(cls, writers: list[Writer], postmaster: int | None) -> Cpu:
+        pids = [w.proc.pid for w in writers if w.proc is not None]
+        database = cpu_seconds(children(postmaster)) if postmaster else 0.0
+        return cls(cpu_seconds(pids), database)
+
+
+async def run(
+    database_url: str, root: Path, args: argparse.Namespace, postmaster: int | None = None
+) -> None:
     total = args.backlog + int(args.rate * args.seconds)
     print(f"building {total:,} notifications ...", flush=True)
     messages = payloads(total)
@@ -241,12 +285,15 @@ async def run(database_url: str, root: Path, args: argparse.Namespace) -> None:
                 now = time.perf_counter()
                 if m.stored and first is None:
                     first = (now, m.stored)
+                    cpu_first = Cpu.now(writers, postmaster)
                 stored = m.stored
                 last = now
                 await asyncio.sleep(SAMPLE / 2)
             assert first is not None
             assert last is not None
             catchup = (stored - first[1]) / max(last - first[0], 1e-9)
+            cpu_caught = Cpu.now(writers, postmaster)
+            caught = stored - first[1]
             before = await scrape_all(clients)
             catchup_commit = before.commit_seconds / max(before.batches, 1)
             catchup_batch = before.batch_sum / max(before.batches, 1)
@@ -280,6 +327,7 @@ async def run(database_url: str, root: Path, args: argparse.Namespace) -> None:
                     watcher = asyncio.ensure_future(watch())
                 await asyncio.sleep(TICK)
             published_for = time.perf_counter() - began
+            cpu_published = Cpu.now(writers, postmaster)
             while await ack_floor(js) < total:  # noqa: ASYNC110 (polls the server)
                 await asyncio.sleep(SAMPLE / 2)
             drained = time.perf_counter() - began
@@ -326,7 +374,19 @@ async def run(database_url: str, root: Path, args: argparse.Namespace) -> None:
         f"batches while sustained: {batches:.0f}, mean {mean:.0f} messages,"
         f" {commit * 1000:.1f} ms each in the database"
     )
+    print(
+        "CPU per notification while catching up: writers"
+        f" {per(cpu_caught.writers - cpu_first.writers, caught)},"
+        f" database {per(cpu_caught.database - cpu_first.database, caught)};"
+        f" while sustained (publishing): writers"
+        f" {(cpu_published.writers - cpu_caught.writers) / published_for:.2f} cores,"
+        f" database {(cpu_published.database - cpu_caught.database) / published_for:.2f} cores"
+    )
     print(await exactly_once(database_url, ids))
+
+
+def per(seconds: float, count: float) -> str:
+    return f"{seconds / count * 1e6:.0f} µs" if count else "-"
 
 
 def main() -> None:
@@ -346,7 +406,8 @@ def main() -> None:
         pg = PostgresServer().start()
         try:
             pg.create_database("bench")
-            asyncio.run(run(pg.url("bench"), root, args))
+            postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+            asyncio.run(run(pg.url("bench"), root, args, postmaster))
         finally:
             pg.remove()
 
