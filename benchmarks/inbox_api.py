@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from benchmarks.inbox_writer import children, cpu_seconds
 from tests.support.inbox_api import api_settings, bearer
 from tests.support.postgres import PostgresServer
 from tidings.auth.claims import Claims
@@ -138,8 +139,34 @@ async def timed(samples: int, call: Callable[[int], Awaitable[httpx.Response]]) 
     return took
 
 
-async def run(url: str, args: argparse.Namespace) -> None:
+class CpuMeter:
+    """CPU time per request of this process (the API in process, and its HTTP client) and of
+    the PostgreSQL server (all its processes): what a request costs whatever the load."""
+
+    def __init__(self, postmaster: int | None) -> None:
+        self.postmaster = postmaster
+        self.per_request: dict[str, tuple[float, float]] = {}
+
+    def _now(self) -> tuple[float, float]:
+        database = cpu_seconds(children(self.postmaster)) if self.postmaster else 0.0
+        return time.process_time(), database
+
+    async def timed(
+        self, name: str, samples: int, call: Callable[[int], Awaitable[httpx.Response]]
+    ) -> list[float]:
+        api, database = self._now()
+        took = await timed(samples, call)
+        api_after, database_after = self._now()
+        self.per_request[name] = (
+            (api_after - api) / samples * 1000,
+            (database_after - database) / samples * 1000,
+        )
+        return took
+
+
+async def run(url: str, args: argparse.Namespace, postmaster: int | None = None) -> None:
     load_at_start = os.getloadavg()
+    meter = CpuMeter(postmaster)
     app = create_app(api_settings(url))
     process = app.state.process
     await process.start()
@@ -164,20 +191,25 @@ async def run(url: str, args: argparse.Namespace) -> None:
             for headers in callers[:20]:  # warm the pool and the caches
                 await client.get("/v1/inbox/counts", headers=headers)
             results = {
-                "first page (20)": await timed(
+                "first page (20)": await meter.timed(
+                    "first page (20)",
                     args.samples,
                     lambda i: client.get("/v1/inbox/notifications", headers=callers[i]),
                 ),
-                "counts": await timed(
-                    args.samples, lambda i: client.get("/v1/inbox/counts", headers=callers[i])
+                "counts": await meter.timed(
+                    "counts",
+                    args.samples,
+                    lambda i: client.get("/v1/inbox/counts", headers=callers[i]),
                 ),
-                "mark-all read": await timed(
+                "mark-all read": await meter.timed(
+                    "mark-all read",
                     args.samples,
                     lambda i: client.post(
                         "/v1/inbox/mark-all", json={"read": True}, headers=callers[i]
                     ),
                 ),
-                "first page after mark-all": await timed(
+                "first page after mark-all": await meter.timed(
+                    "first page after mark-all",
                     args.samples,
                     lambda i: client.get("/v1/inbox/notifications", headers=callers[i]),
                 ),
@@ -192,15 +224,17 @@ async def run(url: str, args: argparse.Namespace) -> None:
     print(
         f"machine load (1, 5, 15 min): {load_at_start} at the start, {os.getloadavg()} at the end"
     )
-    print("| request | p50 ms | p99 ms | max ms | mean ms |")
-    print("|---|---:|---:|---:|---:|")
+    print("| request | p50 ms | p99 ms | max ms | mean ms | CPU ms: API / database |")
+    print("|---|---:|---:|---:|---:|---|")
     for name, took in results.items():
         if not took:
-            print(f"| {name} | | | | |")
+            print(f"| {name} | | | | | |")
             continue
+        api, database = meter.per_request.get(name, (0.0, 0.0))
+        cpu = f"{api:.2f} / {database:.2f}" if name in meter.per_request else ""
         print(
             f"| {name} | {percentile(took, 50):.2f} | {percentile(took, 99):.2f} |"
-            f" {max(took):.2f} | {statistics.mean(took):.2f} |"
+            f" {max(took):.2f} | {statistics.mean(took):.2f} | {cpu} |"
         )
 
 
@@ -229,7 +263,8 @@ def main() -> None:
     server = PostgresServer().start()
     try:
         server.create_database("bench")
-        asyncio.run(run(server.url("bench"), args))
+        postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
+        asyncio.run(run(server.url("bench"), args, postmaster))
     finally:
         server.remove()
 

@@ -9,18 +9,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nats.js import JetStreamContext
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from tests.support.inbox import inbox_settings, publish_requests, request, running
 from tests.support.waiting import until
 from tidings.auth.claims import Claims
-from tidings.inbox import queries
+from tidings.inbox import migrate, queries
 from tidings.inbox.app import Inbox, prepare_schema
-from tidings.inbox.schema import notifications
-from tidings.inbox.store import Store
+from tidings.inbox.schema import notifications, progress
+from tidings.inbox.store import Progress, Store
 from tidings.settings import NatsSettings, Settings
 
 ALICE = Claims("acme", "alice")
@@ -104,3 +105,23 @@ async def test_counts_of_two_running_writers_include_exactly_up_to_their_seq(
     assert all(stored), stored  # both writers took part
     assert len({seq for seq, _ in samples}) > 3, samples[:10]  # the bound moved along
     assert samples[-1] == (total, total)
+
+
+async def test_gone_writers_progress_is_pruned_but_never_the_highest(database_url: str) -> None:
+    store = Store.open(database_url)
+    try:
+        await migrate.upgrade(store.engine)
+        for writer, upto in (("gone-low", 5), ("gone-high", 50), ("old-epoch", 900), ("me", 10)):
+            epoch = "e0" if writer == "old-epoch" else "e1"
+            await store.record(Progress(writer, epoch, upto))
+        async with store.engine.begin() as conn:
+            long_ago = datetime.now(UTC) - timedelta(hours=2)
+            await conn.execute(
+                update(progress).where(progress.c.writer != "me").values(updated_at=long_ago)
+            )
+        await store.prune_progress("me", 3600)
+        async with store.engine.connect() as conn:
+            rows = (await conn.execute(select(progress.c.writer, progress.c.upto))).all()
+    finally:
+        await store.close()
+    assert sorted(rows) == [("gone-high", 50), ("me", 10)]
