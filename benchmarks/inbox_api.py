@@ -231,7 +231,8 @@ async def run(url: str, args: argparse.Namespace, postmaster: int | None = None)
             print(f"| {name} | | | | | |")
             continue
         api, database = meter.per_request.get(name, (0.0, 0.0))
-        cpu = f"{api:.2f} / {database:.2f}" if name in meter.per_request else ""
+        cpu = f"{api:.2f} / {database:.2f}" if meter.postmaster else f"{api:.2f} (SQLite inside)"
+        cpu = cpu if name in meter.per_request else ""
         print(
             f"| {name} | {percentile(took, 50):.2f} | {percentile(took, 99):.2f} |"
             f" {max(took):.2f} | {statistics.mean(took):.2f} | {cpu} |"

@@ -12,16 +12,19 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from alembic import command
 from nats.js import JetStreamContext
 from sqlalchemy import func, select, update
 
-from tests.support.inbox import inbox_settings, publish_requests, request, running
+from tests.support.inbox import POLICY, inbox_settings, publish_requests, request, running
 from tests.support.waiting import until
 from tidings.auth.claims import Claims
 from tidings.inbox import migrate, queries
 from tidings.inbox.app import Inbox, prepare_schema
+from tidings.inbox.rows import StreamMessage, notification_row
 from tidings.inbox.schema import notifications, progress
 from tidings.inbox.store import Progress, Store
+from tidings.publishing import prepare
 from tidings.settings import NatsSettings, Settings
 
 ALICE = Claims("acme", "alice")
@@ -125,3 +128,26 @@ async def test_gone_writers_progress_is_pruned_but_never_the_highest(database_ur
     finally:
         await store.close()
     assert sorted(rows) == [("gone-high", 50), ("me", 10)]
+
+
+async def test_migration_0003_keeps_stored_notifications_and_goes_back(database_url: str) -> None:
+    store = Store.open(database_url)
+    try:
+        await migrate.upgrade(store.engine, "0002")
+        await store.write([row(1), row(2)])
+        assert await migrate.upgrade(store.engine, "0003") == ("0002", "0003")
+        assert await stored_upto(store, 2) == 2
+        assert (await counts(store))["total"] == 2
+        async with store.engine.begin() as conn:
+            await conn.run_sync(lambda sync: command.downgrade(migrate._config(sync), "0002"))
+        assert await migrate.current(store.engine) == "0002"
+        assert await stored_upto(store, 2) == 2
+        assert await migrate.upgrade(store.engine) == ("0002", migrate.head())
+    finally:
+        await store.close()
+
+
+def row(seq: int) -> dict[str, Any]:
+    note = prepare(request(seq), POLICY)
+    message = StreamMessage("e1", seq, note.subject, note.payload)
+    return notification_row(message)
