@@ -40,8 +40,8 @@ from tidings.auth.claims import Claims
 from tidings.envelope import Severity
 from tidings.inbox.filters import Filter, Status
 from tidings.inbox.preferences import muted_select, unmuted, unmuted_by
-from tidings.inbox.schema import inbox_marks, inbox_state, notifications, progress
-from tidings.inbox.visibility import branches, visible_branches, visible_to
+from tidings.inbox.schema import Pk, inbox_marks, inbox_state, notifications, progress
+from tidings.inbox.visibility import Value, branches, visible_to
 from tidings.subjects import NAMED_KINDS, Audience, AudienceKind, check_id
 
 n = notifications.c
@@ -72,14 +72,15 @@ class View:
     every list and count (docs/inbox.md, sizing).
     """
 
-    claims: Claims
+    claims: Claims | None  # None: a statement kept for every caller of a shape (bound values)
     dialect: str
+    tenant: Value
+    user: Value
 
     @cached_property
     def source(self) -> FromClause:
-        c = self.claims
-        state_on = and_(s.notification == n.pk, s.tenant == c.tenant, s.user == c.user)
-        marks_on = and_(m.tenant == c.tenant, m.user == c.user)
+        state_on = and_(s.notification == n.pk, s.tenant == self.tenant, s.user == self.user)
+        marks_on = and_(m.tenant == self.tenant, m.user == self.user)
         return notifications.outerjoin(inbox_state, state_on).outerjoin(inbox_marks, marks_on)
 
     @cached_property
@@ -96,6 +97,8 @@ class View:
 
     @cached_property
     def visible(self) -> ColumnElement[bool]:
+        if self.claims is None:
+            raise TypeError("a view kept for every caller has no claims to check")
         return visible_to(self.claims, self.dialect)
 
     def status(self, status: Status) -> ColumnElement[bool]:
@@ -148,7 +151,7 @@ def _room(audience: Audience) -> ColumnElement[bool]:
 
 
 def view_of(conn: AsyncConnection, claims: Claims) -> View:
-    return View(claims, conn.dialect.name)
+    return View(claims, conn.dialect.name, claims.tenant, claims.user)
 
 
 # --- items --------------------------------------------------------------------------------------
@@ -214,13 +217,46 @@ async def page(
     Each audience the caller sees is read backwards along the visibility index and cut at a
     page (``visible_branches``), then the parts are merged: a page costs the same in a tenant
     of a thousand notifications as in one of a million (sorting every visible row did not).
-    """
-    view = view_of(conn, claims)
-    clauses = view.narrowed(wanted, muted)  # visibility comes from the branches
+    The statement is built once per shape (roles count, room patterns, filter, muted set,
+    limit, with or without a cursor), the caller and the cursor bound at execution."""
+    roles = sorted(claims.roles)
+    query = _page_statement(
+        conn.dialect.name,
+        len(roles),
+        claims.room_patterns,
+        wanted,
+        muted,
+        limit,
+        before is not None,
+    )
+    values: dict[str, Any] = {"tenant": claims.tenant, "user": claims.user}
+    values.update((f"role_{i}", role) for i, role in enumerate(roles))
     if before is not None:
-        clauses.append(n.pk < before)
+        values["before"] = before
+    rows = (await conn.execute(query, values)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [item(r) for r in rows], (rows[-1].pk if more else None)
+
+
+@lru_cache(maxsize=512)
+def _page_statement(
+    dialect: str,
+    roles: int,
+    patterns: tuple[str, ...],
+    wanted: Filter,
+    muted: frozenset[str],
+    limit: int,
+    paged: bool,
+) -> Select[Any]:
+    tenant, user = bindparam("tenant", type_=String), bindparam("user", type_=String)
+    named = [bindparam(f"role_{i}", type_=String) for i in range(roles)]
+    view = View(None, dialect, tenant, user)
+    clauses = view.narrowed(wanted, muted)  # visibility comes from the branches
+    if paged:
+        clauses.append(n.pk < bindparam("before", type_=Pk))
     parts = []
-    for branch in visible_branches(claims, view.dialect):
+    for branch in branches(tenant, user, named, patterns, dialect):
         inner = (
             select(n.pk)
             .select_from(view.source)
@@ -231,16 +267,12 @@ async def page(
         )
         parts.append(select(inner.c.pk))
     newest = union_all(*parts).subquery()
-    query = (
+    return (
         _item_query(view)
         .where(n.pk.in_(select(newest.c.pk)))
         .order_by(n.pk.desc())
         .limit(limit + 1)
     )
-    rows = (await conn.execute(query)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return [item(r) for r in rows], (rows[-1].pk if more else None)
 
 
 async def one(conn: AsyncConnection, claims: Claims, ident: str) -> dict[str, Any] | None:
