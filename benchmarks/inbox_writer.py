@@ -10,14 +10,19 @@ publishes and watches the writer's ``/metrics``. Two phases:
    running; it then starts and drains them: the writer's top rate (``tidings_inbox_stored_total``
    over the time from its first stored row to its last).
 2. **sustained**: ``--rate`` notifications/s for ``--seconds``, paced every 10 ms. Every 100 ms
-   the writer's ``tidings_inbox_last_stored_sequence`` is read; the lag at that moment is the age
-   of the oldest notification published and not yet stored (publishes are core NATS on one
-   connection, so the stream's sequence is the publish order; the run checks the stream holds
-   exactly what was published).
+   the consumer's ack floor is read (every notification up to it is stored: the writers ack
+   after committing); the lag at that moment is the age of the oldest notification published
+   above it (publishes are core NATS on one connection, so the stream's sequence is the
+   publish order; the run checks the stream holds exactly what was published).
+
+``--writers N`` starts N writer processes on the same consumer. After each run every published
+id must be stored exactly once (printed). The CPU time of the writers and of the PostgreSQL
+server (all its processes, from /proc) is printed per notification: what a notification costs
+whatever else runs on the machine.
 
 Batch sizes come from the writer's ``tidings_inbox_batch_messages`` histogram.
 
-    python -m benchmarks.inbox_writer --database postgresql
+    python -m benchmarks.inbox_writer --database postgresql --writers 2
     python -m benchmarks.inbox_writer --database sqlite
 """
 
