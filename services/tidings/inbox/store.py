@@ -147,9 +147,14 @@ class Store:
         self.engine = engine
         self.dialect = engine.dialect.name
         # The same pool for reads of one statement each (counts, the session answer, a page):
-        # no BEGIN before and no ROLLBACK after, one round trip instead of three (a single
-        # statement reads one snapshot anyway).
-        self.reads = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # on PostgreSQL no BEGIN before and no ROLLBACK after, one round trip instead of three
+        # (a single statement reads one snapshot anyway). SQLite's driver begins nothing for a
+        # SELECT, and switching its isolation level costs two calls into its thread.
+        self.reads = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.dialect == "postgresql"
+            else engine
+        )
 
     @classmethod
     def open(cls, url: str, *, pre_ping: bool = True) -> Store:
