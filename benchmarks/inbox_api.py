@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import tempfile
@@ -30,10 +31,11 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from benchmarks.inbox_writer import children, cpu_seconds
 from tests.support.inbox_api import api_settings, bearer
 from tests.support.postgres import PostgresServer
 from tidings.auth.claims import Claims
-from tidings.inbox import preferences, queries
+from tidings.inbox import queries
 from tidings.inbox.api_app import create_app
 from tidings.inbox.store import Store
 
@@ -90,46 +92,36 @@ async def load(store: Store, count: int, tenants: int, users: int) -> float:
     return time.perf_counter() - began
 
 
-async def counts_before_after(
-    url: str, pairs: list[tuple[str, str]]
-) -> tuple[list[float], list[float], list[float]]:
-    """The counts' database part as it was (the pool pinging each checkout; the preferences read
-    by two queries), with the preferences in one query (:func:`queries.bell`), and as
-    ``GET /counts`` does it now (no pre-ping, the muting read inside the count), sample by
-    sample, rotating which goes first, so all three see the same machine load."""
-    old = Store.open(url, pre_ping=True)
-    new = Store.open(url, pre_ping=False)
+async def database_parts(url: str, pairs: list[tuple[str, str]]) -> dict[str, list[float]]:
+    """The database part of the counts (``queries.counts``: one statement) and of the session
+    answer a gateway asks at ``hello`` (``queries.bell``: counts and muted domains, one
+    statement), sample by sample, alternating which goes first, on a pool without pre-ping
+    (the API's)."""
+    store = Store.open(url, pre_ping=False)
     users = [Claims(tenant, user, frozenset({"member"})) for tenant, user in pairs]
 
-    async def before(claims: Claims) -> dict[str, Any]:
-        async with old.engine.connect() as conn:
-            muted = (await preferences.read(conn, claims.tenant, claims.user)).muted
-            return await queries.counts(conn, claims, muted)
-
-    async def two(claims: Claims) -> dict[str, Any]:
-        async with new.engine.connect() as conn:
-            counts: dict[str, Any] = (await queries.bell(conn, claims))["counts"]
-            return counts
-
-    async def after(claims: Claims) -> dict[str, Any]:
-        async with new.engine.connect() as conn:
+    async def counts(claims: Claims) -> object:
+        async with store.engine.connect() as conn:
             return await queries.counts(conn, claims, None)
 
-    took: dict[str, list[float]] = {"before": [], "two": [], "after": []}
+    async def session(claims: Claims) -> object:
+        async with store.engine.connect() as conn:
+            return await queries.bell(conn, claims)
+
+    took: dict[str, list[float]] = {"counts": [], "session": []}
     try:
-        for claims in users[:20]:  # warm both pools
-            await before(claims)
-            await after(claims)
+        for claims in users[:20]:  # warm the pool
+            await counts(claims)
+            await session(claims)
         for i, claims in enumerate(users):
-            calls = [("before", before), ("two", two), ("after", after)]
-            for name, call in calls[i % 3 :] + calls[: i % 3]:
+            calls = [("counts", counts), ("session", session)]
+            for name, call in calls[i % 2 :] + calls[: i % 2]:
                 began = time.perf_counter()
                 await call(claims)
                 took[name].append((time.perf_counter() - began) * 1000)
     finally:
-        await old.close()
-        await new.close()
-    return took["before"], took["two"], took["after"]
+        await store.close()
+    return took
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -147,7 +139,34 @@ async def timed(samples: int, call: Callable[[int], Awaitable[httpx.Response]]) 
     return took
 
 
-async def run(url: str, args: argparse.Namespace) -> None:
+class CpuMeter:
+    """CPU time per request of this process (the API in process, and its HTTP client) and of
+    the PostgreSQL server (all its processes): what a request costs whatever the load."""
+
+    def __init__(self, postmaster: int | None) -> None:
+        self.postmaster = postmaster
+        self.per_request: dict[str, tuple[float, float]] = {}
+
+    def _now(self) -> tuple[float, float]:
+        database = cpu_seconds(children(self.postmaster)) if self.postmaster else 0.0
+        return time.process_time(), database
+
+    async def timed(
+        self, name: str, samples: int, call: Callable[[int], Awaitable[httpx.Response]]
+    ) -> list[float]:
+        api, database = self._now()
+        took = await timed(samples, call)
+        api_after, database_after = self._now()
+        self.per_request[name] = (
+            (api_after - api) / samples * 1000,
+            (database_after - database) / samples * 1000,
+        )
+        return took
+
+
+async def run(url: str, args: argparse.Namespace, postmaster: int | None = None) -> None:
+    load_at_start = os.getloadavg()
+    meter = CpuMeter(postmaster)
     app = create_app(api_settings(url))
     process = app.state.process
     await process.start()
@@ -155,7 +174,10 @@ async def run(url: str, args: argparse.Namespace) -> None:
         loaded = await load(process.store, args.notifications, args.tenants, args.users)
         if process.store.dialect == "postgresql":  # what autovacuum does after a bulk load
             async with process.store.engine.connect() as conn:
-                await conn.execute(text("ANALYZE"))
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                # VACUUM sets the visibility map (index-only scans; autovacuum does it for an
+                # insert-only table too, since PostgreSQL 13), ANALYZE the statistics.
+                await conn.execute(text("VACUUM ANALYZE" if args.vacuum else "ANALYZE"))
         stored = await process.store.count()
         print(f"loaded {stored:,} notifications in {loaded:.1f}s ({stored / loaded:,.0f}/s)")
         rnd = random.Random(11)
@@ -169,41 +191,51 @@ async def run(url: str, args: argparse.Namespace) -> None:
             for headers in callers[:20]:  # warm the pool and the caches
                 await client.get("/v1/inbox/counts", headers=headers)
             results = {
-                "first page (20)": await timed(
+                "first page (20)": await meter.timed(
+                    "first page (20)",
                     args.samples,
                     lambda i: client.get("/v1/inbox/notifications", headers=callers[i]),
                 ),
-                "counts": await timed(
-                    args.samples, lambda i: client.get("/v1/inbox/counts", headers=callers[i])
+                "counts": await meter.timed(
+                    "counts",
+                    args.samples,
+                    lambda i: client.get("/v1/inbox/counts", headers=callers[i]),
                 ),
-                "mark-all read": await timed(
+                "mark-all read": await meter.timed(
+                    "mark-all read",
                     args.samples,
                     lambda i: client.post(
                         "/v1/inbox/mark-all", json={"read": True}, headers=callers[i]
                     ),
                 ),
-                "first page after mark-all": await timed(
+                "first page after mark-all": await meter.timed(
+                    "first page after mark-all",
                     args.samples,
                     lambda i: client.get("/v1/inbox/notifications", headers=callers[i]),
                 ),
             }
-        before, two, after = await counts_before_after(url, pairs)
-        results["counts, database part (interleaved):"] = []
-        results["  before: pre-ping, 2 preference queries, count"] = before
-        results["  no pre-ping, 1 preference query, count"] = two
-        results["  now: no pre-ping, one statement (muting inside the count)"] = after
+        parts = await database_parts(url, pairs)
+        results["database part only (interleaved):"] = []
+        results["  counts (one statement)"] = parts["counts"]
+        results["  session answer: counts + muted domains (one statement)"] = parts["session"]
     finally:
         await process.stop()
     print(f"{args.database}: {stored:,} notifications, {args.tenants} tenants x {args.users} users")
-    print("| request | p50 ms | p99 ms | max ms | mean ms |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        f"machine load (1, 5, 15 min): {load_at_start} at the start, {os.getloadavg()} at the end"
+    )
+    print("| request | p50 ms | p99 ms | max ms | mean ms | CPU ms: API / database |")
+    print("|---|---:|---:|---:|---:|---|")
     for name, took in results.items():
         if not took:
-            print(f"| {name} | | | | |")
+            print(f"| {name} | | | | | |")
             continue
+        api, database = meter.per_request.get(name, (0.0, 0.0))
+        cpu = f"{api:.2f} / {database:.2f}" if meter.postmaster else f"{api:.2f} (SQLite inside)"
+        cpu = cpu if name in meter.per_request else ""
         print(
             f"| {name} | {percentile(took, 50):.2f} | {percentile(took, 99):.2f} |"
-            f" {max(took):.2f} | {statistics.mean(took):.2f} |"
+            f" {max(took):.2f} | {statistics.mean(took):.2f} | {cpu} |"
         )
 
 
@@ -215,6 +247,12 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=1000)
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--samples", type=int, default=500)
+    parser.add_argument(
+        "--no-vacuum",
+        dest="vacuum",
+        action="store_false",
+        help="ANALYZE only after the load (index-only scans then visit the heap)",
+    )
     args = parser.parse_args()
     if args.database_url:
         asyncio.run(run(args.database_url, args))
@@ -226,7 +264,8 @@ def main() -> None:
     server = PostgresServer().start()
     try:
         server.create_database("bench")
-        asyncio.run(run(server.url("bench"), args))
+        postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
+        asyncio.run(run(server.url("bench"), args, postmaster))
     finally:
         server.remove()
 

@@ -300,7 +300,7 @@ async def test_migration_0002_keeps_stored_notifications_and_goes_back(database_
     try:
         await migrate.upgrade(store.engine, "0001")
         await store.write([note(1), note(2)])
-        assert await migrate.upgrade(store.engine) == ("0001", "0002")
+        assert await migrate.upgrade(store.engine, "0002") == ("0001", "0002")
         assert await store.count() == 2
         async with store.engine.begin() as conn:
             await conn.run_sync(lambda sync: command.downgrade(migrate._config(sync), "0001"))

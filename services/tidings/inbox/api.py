@@ -170,7 +170,7 @@ class InboxApi:
         if len(given) > 1:
             raise InvalidField("give it once", field="cursor")
         before = cursor.decode(given[0], owner) if given else None
-        async with self.store.engine.connect() as conn:
+        async with self.store.reads.connect() as conn:  # two statements, each on its own
             muted = await preferences.muted_domains(conn, claims.tenant, claims.user)
             items, last = await queries.page(
                 conn, claims, wanted, muted, limit=limit, before=before
@@ -182,14 +182,14 @@ class InboxApi:
         ident = request.path_params["id"]
         if request.query_params:
             raise InvalidField("takes no query parameters", field="query")
-        async with self.store.engine.connect() as conn:
+        async with self.store.reads.connect() as conn:
             found = await queries.one(conn, claims, ident) if _is_id(ident) else None
         if found is None:
             raise NotFound("no such notification in this inbox", field="id")
         return json_response(found)
 
     async def counts(self, request: Request, claims: Claims) -> Response:
-        async with self.store.engine.connect() as conn:  # one statement, muting included
+        async with self.store.reads.connect() as conn:  # one statement, muting included
             return json_response(await queries.counts(conn, claims, None))
 
     # -- writes ---------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ class InboxApiProcess:
 
         async def bell(claims: Claims) -> dict[str, Any]:
             async def read() -> dict[str, Any]:
-                async with store.engine.connect() as conn:
+                async with store.reads.connect() as conn:  # one statement
                     return await queries.bell(conn, claims)
 
             return await retrying(read)

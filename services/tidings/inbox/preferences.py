@@ -57,6 +57,7 @@ from tidings.inbox.schema import (
     preference_defaults,
     preferences,
 )
+from tidings.inbox.visibility import Value
 from tidings.subjects import AudienceKind, check_id
 
 CHANNELS = ("in_app", "email", "webhook", "push")
@@ -231,6 +232,11 @@ def muted_query(tenant: str, user: str) -> Select[Any]:
     A count that embeds it costs one round trip instead of two."""
     check_id(tenant, field="tenant")
     check_id(user, field="user")
+    return muted_select(tenant, user)
+
+
+def muted_select(tenant: Value, user: Value) -> Select[Any]:
+    """:func:`muted_query` for a checked tenant and user, or parameters bound at execution."""
     d, o = preference_defaults.c, preferences.c
     mine = (o.tenant == tenant, o.user == user, o.channel == IN_APP)
     turned_on = select(o.domain).where(*mine, o.enabled.is_(true()))
@@ -251,8 +257,16 @@ def muted_query(tenant: str, user: str) -> Select[Any]:
 
 def unmuted_in_sql(tenant: str, user: str) -> ColumnElement[bool]:
     """:func:`unmuted` with the muted domains read in the same statement."""
+    check_id(tenant, field="tenant")
+    check_id(user, field="user")
+    return unmuted_by(muted_select(tenant, user))
+
+
+def unmuted_by(muted: Select[Any]) -> ColumnElement[bool]:
+    """What reaches the bell when ``muted`` selects the muted domains: not among them, or
+    critical."""
     return or_(
-        notifications.c.domain.not_in(muted_query(tenant, user)),
+        notifications.c.domain.not_in(muted),
         notifications.c.severity == Severity.CRITICAL.value,
     )
 

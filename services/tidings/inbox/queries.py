@@ -13,15 +13,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import orjson
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     FromClause,
     Select,
+    String,
     and_,
+    bindparam,
     case,
     false,
     func,
@@ -36,16 +39,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tidings.auth.claims import Claims
 from tidings.envelope import Severity
 from tidings.inbox.filters import Filter, Status
-from tidings.inbox.preferences import muted_domains, unmuted, unmuted_in_sql
-from tidings.inbox.schema import inbox_marks, inbox_state, notifications
-from tidings.inbox.visibility import visible_branches, visible_to
-from tidings.subjects import NAMED_KINDS, Audience, AudienceKind
+from tidings.inbox.preferences import muted_select, unmuted, unmuted_by
+from tidings.inbox.schema import Pk, inbox_marks, inbox_state, notifications, progress
+from tidings.inbox.visibility import Value, branches, visible_to
+from tidings.subjects import NAMED_KINDS, Audience, AudienceKind, check_id
 
 n = notifications.c
 s = inbox_state.c
 m = inbox_marks.c
 SEVERITIES = tuple(sev.value for sev in Severity)
-_UPTO = "~seq"  # the row of counts() that carries the stored high-water mark, not a severity
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +72,15 @@ class View:
     every list and count (docs/inbox.md, sizing).
     """
 
-    claims: Claims
+    claims: Claims | None  # None: a statement kept for every caller of a shape (bound values)
     dialect: str
+    tenant: Value
+    user: Value
 
     @cached_property
     def source(self) -> FromClause:
-        c = self.claims
-        state_on = and_(s.notification == n.pk, s.tenant == c.tenant, s.user == c.user)
-        marks_on = and_(m.tenant == c.tenant, m.user == c.user)
+        state_on = and_(s.notification == n.pk, s.tenant == self.tenant, s.user == self.user)
+        marks_on = and_(m.tenant == self.tenant, m.user == self.user)
         return notifications.outerjoin(inbox_state, state_on).outerjoin(inbox_marks, marks_on)
 
     @cached_property
@@ -94,6 +97,8 @@ class View:
 
     @cached_property
     def visible(self) -> ColumnElement[bool]:
+        if self.claims is None:
+            raise TypeError("a view kept for every caller has no claims to check")
         return visible_to(self.claims, self.dialect)
 
     def status(self, status: Status) -> ColumnElement[bool]:
@@ -146,7 +151,7 @@ def _room(audience: Audience) -> ColumnElement[bool]:
 
 
 def view_of(conn: AsyncConnection, claims: Claims) -> View:
-    return View(claims, conn.dialect.name)
+    return View(claims, conn.dialect.name, claims.tenant, claims.user)
 
 
 # --- items --------------------------------------------------------------------------------------
@@ -212,13 +217,46 @@ async def page(
     Each audience the caller sees is read backwards along the visibility index and cut at a
     page (``visible_branches``), then the parts are merged: a page costs the same in a tenant
     of a thousand notifications as in one of a million (sorting every visible row did not).
-    """
-    view = view_of(conn, claims)
-    clauses = view.narrowed(wanted, muted)  # visibility comes from the branches
+    The statement is built once per shape (roles count, room patterns, filter, muted set,
+    limit, with or without a cursor), the caller and the cursor bound at execution."""
+    roles = sorted(claims.roles)
+    query = _page_statement(
+        conn.dialect.name,
+        len(roles),
+        claims.room_patterns,
+        wanted,
+        muted,
+        limit,
+        before is not None,
+    )
+    values: dict[str, Any] = {"tenant": claims.tenant, "user": claims.user}
+    values.update((f"role_{i}", role) for i, role in enumerate(roles))
     if before is not None:
-        clauses.append(n.pk < before)
+        values["before"] = before
+    rows = (await conn.execute(query, values)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [item(r) for r in rows], (rows[-1].pk if more else None)
+
+
+@lru_cache(maxsize=512)
+def _page_statement(
+    dialect: str,
+    roles: int,
+    patterns: tuple[str, ...],
+    wanted: Filter,
+    muted: frozenset[str],
+    limit: int,
+    paged: bool,
+) -> Select[Any]:
+    tenant, user = bindparam("tenant", type_=String), bindparam("user", type_=String)
+    named = [bindparam(f"role_{i}", type_=String) for i in range(roles)]
+    view = View(None, dialect, tenant, user)
+    clauses = view.narrowed(wanted, muted)  # visibility comes from the branches
+    if paged:
+        clauses.append(n.pk < bindparam("before", type_=Pk))
     parts = []
-    for branch in visible_branches(claims, view.dialect):
+    for branch in branches(tenant, user, named, patterns, dialect):
         inner = (
             select(n.pk)
             .select_from(view.source)
@@ -229,16 +267,12 @@ async def page(
         )
         parts.append(select(inner.c.pk))
     newest = union_all(*parts).subquery()
-    query = (
+    return (
         _item_query(view)
         .where(n.pk.in_(select(newest.c.pk)))
         .order_by(n.pk.desc())
         .limit(limit + 1)
     )
-    rows = (await conn.execute(query)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return [item(r) for r in rows], (rows[-1].pk if more else None)
 
 
 async def one(conn: AsyncConnection, claims: Claims, ident: str) -> dict[str, Any] | None:
@@ -256,58 +290,131 @@ def _sum(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
-async def counts(
-    conn: AsyncConnection, claims: Claims, muted: frozenset[str] | None
-) -> dict[str, Any]:
-    """``{"total", "unread", "unseen", "unread_by_severity": {all five}, "seq"}``, exact: one
-    aggregate per severity (a few small expressions to build, five rows back). ``muted``
-    ``None``: the user's muted domains are read inside the same statement (one round trip).
+def counted_upto() -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """The newest epoch stored and the bound of what counts include in it (both SQL scalars).
 
-    ``seq`` is the highest stream sequence stored when the counts were taken, read in the same
-    statement (one snapshot): a client adds to them what it holds with a higher ``seq``, and
-    never what they include. The writer may still be storing what a client already received
-    live; without ``seq`` a badge set from these counts would miss those for good."""
-    view = view_of(conn, claims)
-    keep = unmuted_in_sql(claims.tenant, claims.user) if muted is None else unmuted(muted)
+    The bound is the highest ``upto`` the writers recorded for that epoch (``inbox_progress``:
+    the consumer's ack floor; every message up to it was committed before it was acked), so it
+    holds with several writers committing out of order. Rows of that epoch stored by something
+    that records no progress (a test seeding the store, an import) are bounded by their highest
+    sequence, as one writer would leave them."""
+    newest = notifications.alias("newest")
+    epoch = select(newest.c.epoch).order_by(newest.c.pk.desc()).limit(1).scalar_subquery()
+    stored = notifications.alias("stored")
+    recorded = select(func.max(progress.c.upto)).where(progress.c.epoch == epoch)
+    highest = select(func.max(stored.c.seq)).where(stored.c.epoch == epoch)
+    upto = func.coalesce(recorded.scalar_subquery(), highest.scalar_subquery(), 0)
+    return epoch, upto
+
+
+def counts_query(
+    claims: Claims, dialect: str, muted: frozenset[str] | None
+) -> tuple[CompoundSelect[Any], dict[str, str]]:
+    """The counts as one statement, and its parameters: ``(kind, name, total, unread,
+    unseen)`` rows, one per severity (``s``), the counted bound (``u``, in ``total``) and, with
+    ``muted`` ``None``, one per muted domain (``m``, read in the same snapshot).
+
+    The statement depends on the caller only through its shape (how many roles, which room
+    patterns, the muted set if given): built once per shape and kept (building it took longer
+    than running it), the tenant, user and roles bound at execution."""
+    roles = sorted(claims.roles)
+    if muted is None:
+        check_id(claims.tenant, field="tenant")
+        check_id(claims.user, field="user")
+    query = _counts_statement(dialect, len(roles), claims.room_patterns, muted)
+    values = {"tenant": claims.tenant, "user": claims.user}
+    values.update((f"role_{i}", role) for i, role in enumerate(roles))
+    return query, values
+
+
+@lru_cache(maxsize=512)
+def _counts_statement(
+    dialect: str, roles: int, patterns: tuple[str, ...], muted: frozenset[str] | None
+) -> CompoundSelect[Any]:
+    """Each audience the caller sees is read from the visibility index alone (``branches``:
+    an index-only scan per audience on PostgreSQL, where the index carries severity, domain,
+    epoch and seq) instead of one heap page per visible row; the user's state rows are
+    hash-joined and the marks read once (scalar subqueries)."""
+    tenant, user = bindparam("tenant", type_=String), bindparam("user", type_=String)
+    named = [bindparam(f"role_{i}", type_=String) for i in range(roles)]
+    keep = unmuted_by(muted_select(tenant, user)) if muted is None else unmuted(muted)
+    visible = union_all(
+        *(
+            select(n.pk, n.severity, n.epoch, n.seq).where(branch, keep)
+            for branch in branches(tenant, user, named, patterns, dialect)
+        )
+    ).subquery("visible")
+    v = visible.c
+    mine = (m.tenant == tenant, m.user == user)
+    read_upto = func.coalesce(select(m.read_upto).where(*mine).scalar_subquery(), 0)
+    seen_upto = func.coalesce(select(m.seen_upto).where(*mine).scalar_subquery(), 0)
+    read = func.coalesce(s.read, v.pk <= read_upto)
+    seen = func.coalesce(s.seen, v.pk <= seen_upto)
+    state_on = and_(s.notification == v.pk, s.tenant == tenant, s.user == user)
+    epoch, upto = counted_upto()
     grouped = (
         select(
-            n.severity.label("severity"),
+            literal("s").label("kind"),
+            v.severity.label("name"),
             func.count().label("total"),
-            _sum(not_(view.read)).label("unread"),
-            _sum(not_(view.seen)).label("unseen"),
+            _sum(not_(read)).label("unread"),
+            _sum(not_(seen)).label("unseen"),
         )
-        .select_from(view.source)
-        .where(view.visible, keep, not_(view.archived))
-        .group_by(n.severity)
+        .select_from(visible.outerjoin(inbox_state, state_on))
+        .where(not_(func.coalesce(s.archived, false())), or_(v.epoch != epoch, v.seq <= upto))
+        .group_by(v.severity)
     )
-    newest_epoch = select(n.epoch).order_by(n.pk.desc()).limit(1).scalar_subquery()
-    stored_upto = select(
-        literal(_UPTO).label("severity"),
-        func.coalesce(func.max(n.seq), 0).label("total"),
-        literal(0).label("unread"),
-        literal(0).label("unseen"),
-    ).where(n.epoch == newest_epoch)
+    parts = [grouped, select(literal("u"), literal(""), upto, literal(0), literal(0))]
+    if muted is None:
+        domains = muted_select(tenant, user).subquery()
+        parts.append(select(literal("m"), domains.c.domain, literal(0), literal(0), literal(0)))
+    return union_all(*parts)
+
+
+async def _counted(
+    conn: AsyncConnection, claims: Claims, muted: frozenset[str] | None
+) -> tuple[dict[str, Any], frozenset[str]]:
+    query, values = counts_query(claims, conn.dialect.name, muted)
     by_severity = dict.fromkeys(SEVERITIES, 0)
     total = unread = unseen = upto = 0
-    for row in (await conn.execute(union_all(grouped, stored_upto))).all():
-        if row.severity == _UPTO:
-            upto = int(row.total)
-            continue
-        total += int(row.total)
-        unread += int(row.unread)
-        unseen += int(row.unseen)
-        if row.severity in by_severity:
-            by_severity[row.severity] = int(row.unread)
-    return {
+    found: set[str] = set()
+    for kind, name, rows, unread_, unseen_ in (await conn.execute(query, values)).all():
+        if kind == "u":
+            upto = int(rows)
+        elif kind == "m":
+            found.add(name)
+        else:
+            total += int(rows)
+            unread += int(unread_)
+            unseen += int(unseen_)
+            if name in by_severity:
+                by_severity[name] = int(unread_)
+    counted = {
         "total": total,
         "unread": unread,
         "unseen": unseen,
         "unread_by_severity": by_severity,
         "seq": upto,
     }
+    return counted, frozenset(found) if muted is None else muted
+
+
+async def counts(
+    conn: AsyncConnection, claims: Claims, muted: frozenset[str] | None
+) -> dict[str, Any]:
+    """``{"total", "unread", "unseen", "unread_by_severity": {all five}, "seq"}``, exact (no
+    cap), in one statement. ``muted`` ``None``: the user's muted domains are read inside it.
+
+    ``seq`` says what they include: exactly the notifications stored with a stream sequence up
+    to it (``counted_upto``; older epochs whole), read in the same snapshot. A client adds to
+    them what it holds with a higher ``seq``, and never what they include: the writer may still
+    be storing what a client already received live, and with several writers a higher sequence
+    may be committed before a lower one; both are left out until the bound passes them."""
+    return (await _counted(conn, claims, muted))[0]
 
 
 async def bell(conn: AsyncConnection, claims: Claims) -> dict[str, Any]:
-    """What a gateway needs at ``hello``: the counts and the muted in-app domains."""
-    muted = await muted_domains(conn, claims.tenant, claims.user)
-    return {"counts": await counts(conn, claims, muted), "muted": sorted(muted)}
+    """What a gateway needs at ``hello``: the counts and the muted in-app domains, in one
+    statement."""
+    counted, muted = await _counted(conn, claims, None)
+    return {"counts": counted, "muted": sorted(muted)}

@@ -68,8 +68,18 @@ notifications = Table(
     # Exactly once: a redelivered message (same epoch and seq) or a republished id is ignored.
     UniqueConstraint("epoch", "seq"),
     UniqueConstraint("id"),
-    # Visibility: tenant and audience first, newest first within them.
-    Index(None, "tenant", "audience_kind", "audience_name", "pk"),
+    # Visibility: tenant and audience first, newest first within them. On PostgreSQL it also
+    # carries what counts read (severity, domain; epoch and seq for the counted bound), so a
+    # count is an index-only scan per audience, not one heap page per visible row (revision
+    # 0003; docs/decisions.md: "Counts from the index").
+    Index(
+        "ix_notifications_visible",
+        "tenant",
+        "audience_kind",
+        "audience_name",
+        "pk",
+        postgresql_include=["severity", "domain", "epoch", "seq"],
+    ),
     # Retention by age: the old rows, without reading the young ones (revision 0002).
     Index(None, "stored_at"),
 )
@@ -119,6 +129,19 @@ dead_letters = Table(
     UniqueConstraint("epoch", "seq"),
 )
 
+
+# How far each writer knows the stream to be stored without a gap (revision 0003): the
+# consumer's ack floor when it last looked (every message up to it was committed, then acked).
+# Counts include exactly what is stored up to the highest ``upto`` of the newest epoch and say
+# so in their ``seq``, however many writers commit out of order (tidings.inbox.queries).
+progress = Table(
+    "inbox_progress",
+    metadata,
+    Column("writer", String(64), primary_key=True),
+    Column("epoch", String(16), nullable=False),
+    Column("upto", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
 
 # Preferences (revision 0002): one row per (domain, channel) someone set; absent = not set.
 # A tenant admin's defaults, then each user's overrides; what neither sets is on

@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, event, func, select
+from sqlalchemy import ColumnElement, bindparam, delete, event, func, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
@@ -26,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from tidings.auth.claims import Claims
 from tidings.errors import ConfigError
-from tidings.inbox.schema import dead_letters, notifications
+from tidings.inbox.schema import dead_letters, notifications, progress
 from tidings.inbox.visibility import visible_to
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,24 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _DRIVERS = {"postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
 SETTING = "TIDINGS_INBOX_DATABASE_URL"
+
+# The writer's insert on PostgreSQL: ``INSERT … SELECT unnest(:epoch), unnest(:seq), …`` (the
+# arrays unnest in step), "insert or ignore" on every unique key (id; epoch + seq).
+_COLUMNS = tuple(c.name for c in notifications.columns if c.name != "pk")
+_UNNEST_INSERT = (
+    pg_insert(notifications)
+    .from_select(
+        list(_COLUMNS),
+        select(
+            *(
+                func.unnest(bindparam(name, type_=ARRAY(notifications.c[name].type)))
+                for name in _COLUMNS
+            )
+        ),
+    )
+    .on_conflict_do_nothing()
+    .returning(notifications.c.pk)
+)
 
 
 def database_url(text: str) -> URL:
@@ -102,6 +122,16 @@ async def retrying(work: Callable[[], Awaitable[T]]) -> T:
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """A writer's bound, recorded with its batch: every message of ``epoch`` up to ``upto`` is
+    stored (the consumer's ack floor when the writer last asked)."""
+
+    writer: str
+    epoch: str
+    upto: int
+
+
+@dataclass(frozen=True, slots=True)
 class WriteResult:
     """What one :meth:`Store.write` did: rows new to the database (the rest were there)."""
 
@@ -116,6 +146,15 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # The same pool for reads of one statement each (counts, the session answer, a page):
+        # on PostgreSQL no BEGIN before and no ROLLBACK after, one round trip instead of three
+        # (a single statement reads one snapshot anyway). SQLite's driver begins nothing for a
+        # SELECT, and switching its isolation level costs two calls into its thread.
+        self.reads = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.dialect == "postgresql"
+            else engine
+        )
 
     @classmethod
     def open(cls, url: str, *, pre_ping: bool = True) -> Store:
@@ -130,18 +169,72 @@ class Store:
         return insert(table).on_conflict_do_nothing()
 
     async def write(
-        self, rows: Sequence[dict[str, Any]], dead: Sequence[dict[str, Any]] = ()
+        self,
+        rows: Sequence[dict[str, Any]],
+        dead: Sequence[dict[str, Any]] = (),
+        progress: Progress | None = None,
     ) -> WriteResult:
-        """Insert notifications and dead letters in one transaction, ignoring known ones."""
+        """Insert notifications and dead letters in one transaction, ignoring known ones, and
+        record the writer's ``progress`` in it (what counts may include)."""
         stored = dead_new = 0
         async with self.engine.begin() as conn:
             if rows:
-                stmt = self._insert_ignoring(notifications).returning(notifications.c.pk)
-                stored = len((await conn.execute(stmt, list(rows))).all())
+                stored = await self._insert_notifications(conn, rows)
             if dead:
                 stmt = self._insert_ignoring(dead_letters).returning(dead_letters.c.pk)
                 dead_new = len((await conn.execute(stmt, list(dead))).all())
+            if progress is not None:
+                await self._record(conn, progress)
         return WriteResult(stored, len(rows) - stored, dead_new)
+
+    async def _insert_notifications(
+        self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]
+    ) -> int:
+        """Insert ``rows`` ignoring known ones; how many were new. On PostgreSQL one
+        ``INSERT … SELECT FROM unnest(<one array per column>)``: a statement of 15 parameters
+        whatever the batch, instead of 15 per row (docs/decisions.md: "The writer's insert")."""
+        if self.dialect != "postgresql":
+            stmt = self._insert_ignoring(notifications).returning(notifications.c.pk)
+            return len((await conn.execute(stmt, list(rows))).all())
+        columns = {name: [row[name] for row in rows] for name in _COLUMNS}
+        return len((await conn.execute(_UNNEST_INSERT, columns)).all())
+
+    async def record(self, progress: Progress) -> None:
+        """Record ``progress`` alone (a writer with nothing to store whose bound moved)."""
+        async with self.engine.begin() as conn:
+            await self._record(conn, progress)
+
+    async def _record(self, conn: AsyncConnection, given: Progress) -> None:
+        insert = sqlite_insert if self.dialect == "sqlite" else pg_insert
+        stmt = insert(progress).values(
+            writer=given.writer, epoch=given.epoch, upto=given.upto, updated_at=func.now()
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["writer"],
+            set_={
+                "epoch": stmt.excluded.epoch,
+                "upto": stmt.excluded.upto,
+                "updated_at": func.now(),
+            },
+        )
+        await conn.execute(stmt)
+
+    async def prune_progress(self, keep: str, older_than: float) -> None:
+        """Drop other writers' progress not updated for ``older_than`` seconds (writers that
+        are gone) when ``keep``'s own bound is at least theirs: the highest bound stays."""
+        p = progress.c
+        async with self.engine.begin() as conn:
+            mine = (await conn.execute(select(p.epoch, p.upto).where(p.writer == keep))).first()
+            if mine is None:
+                return
+            cutoff = datetime.now(UTC) - timedelta(seconds=older_than)
+            await conn.execute(
+                delete(progress).where(
+                    p.writer != keep,
+                    p.updated_at < cutoff,
+                    or_(p.epoch != mine.epoch, p.upto <= mine.upto),
+                )
+            )
 
     async def reachable(self) -> bool:
         """Whether the database answers at all (tells a refused row from an outage)."""

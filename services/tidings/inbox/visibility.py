@@ -14,13 +14,16 @@ case-sensitive there, and ``_`` would otherwise match any one character).
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, false, literal, or_
+from collections.abc import Sequence
+
+from sqlalchemy import BindParameter, ColumnElement, and_, false, literal, or_
 
 from tidings.auth.claims import Claims
 from tidings.inbox.schema import BROADCAST_TENANT, notifications
 from tidings.subjects import Audience, AudienceKind
 
 _c = notifications.c
+Value = str | BindParameter[str]  # a caller's name, or a parameter bound at execution
 
 
 def allows(claims: Claims, tenant: str, audience: Audience) -> bool:
@@ -82,13 +85,22 @@ def visible_branches(claims: Claims, dialect: str) -> list[ColumnElement[bool]]:
     reads each part backwards by ``pk`` and stops after a page's worth, instead of sorting
     every visible row (tenant-wide and broadcast rows are stored with the name ``''``).
     Their OR selects exactly what :func:`visible_to` selects (tested)."""
-    t = _c.tenant == claims.tenant
+    return branches(claims.tenant, claims.user, sorted(claims.roles), claims.room_patterns, dialect)
+
+
+def branches(
+    tenant: Value, user: Value, roles: Sequence[Value], patterns: tuple[str, ...], dialect: str
+) -> list[ColumnElement[bool]]:
+    """:func:`visible_branches` of a caller given by parts: the tenant, the user and the roles
+    (sorted) may be bound parameters, so that a statement built once serves every caller with
+    as many roles and the same room patterns (the counts' cached statement)."""
+    t = _c.tenant == tenant
     parts = [
         and_(t, _c.audience_kind == AudienceKind.TENANT.value, _c.audience_name == ""),
-        and_(t, _c.audience_kind == AudienceKind.USER.value, _c.audience_name == claims.user),
+        and_(t, _c.audience_kind == AudienceKind.USER.value, _c.audience_name == user),
         *(
             and_(t, _c.audience_kind == AudienceKind.ROLE.value, _c.audience_name == role)
-            for role in sorted(claims.roles)
+            for role in roles
         ),
         and_(
             _c.tenant == BROADCAST_TENANT,
@@ -96,6 +108,6 @@ def visible_branches(claims: Claims, dialect: str) -> list[ColumnElement[bool]]:
             _c.audience_name == "",
         ),
     ]
-    if claims.room_patterns:
-        parts.append(and_(t, _room_clause(claims.room_patterns, dialect)))
+    if patterns:
+        parts.append(and_(t, _room_clause(patterns, dialect)))
     return parts

@@ -22,18 +22,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tidings.inbox.metrics import InboxMetrics
+from tidings.inbox.pull import Pull
 from tidings.inbox.rows import Rejected, StreamMessage, dead_row, notification_row
-from tidings.inbox.store import Store, WriteResult
+from tidings.inbox.store import Progress, Store, WriteResult
 from tidings.nats import stream_epoch
 from tidings.nats_link import NatsLink
 from tidings.settings import InboxSettings
@@ -43,6 +45,26 @@ log = logging.getLogger(__name__)
 _RETRY_FIRST = 0.2  # seconds before the first retry of a batch the database refused
 _RETRY_MAX = 5.0
 _ISOLATE_AFTER = 3  # failures of one batch, the database answering, before row by row
+PROGRESS_EVERY = 0.2  # seconds between two questions for the consumer's ack floor
+PRUNE_AFTER = 3600.0  # seconds without an update before a gone writer's progress is dropped
+
+
+def writer_name() -> str:
+    """This writer's name in ``inbox_progress``: the host (a pod's name) and the process."""
+    return f"{socket.gethostname()[:50]}-{os.getpid()}"[:64]
+
+
+def position(msg: Msg) -> tuple[int, int]:
+    """``(stream sequence, pending)`` of a JetStream message, read from its reply subject
+    (``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<time>.<pending>``, or with a
+    domain and an account hash after ``ACK``) without building its whole metadata."""
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9:
+        return int(tokens[5]), int(tokens[8])
+    if len(tokens) >= 11:
+        return int(tokens[7]), int(tokens[10])
+    meta = msg.metadata
+    return meta.sequence.stream, meta.num_pending
 
 
 class InboxWriter:
@@ -65,10 +87,15 @@ class InboxWriter:
         self.settings = settings
         self.stream = stream
         self.epoch = ""
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._sub: Pull | None = None
         self._bound = asyncio.Event()
         self.batches = 0  # committed batches
         self.last_sequence = 0  # highest stream sequence committed and acked
+        self.writer = writer_name()
+        self.recorded = 0  # the ack floor last recorded in inbox_progress
+        self._recorded_epoch = ""  # the epoch of this writer's inbox_progress row, if any
+        self._asked = -PROGRESS_EVERY  # when the ack floor was last asked for
+        self._pruned = False
         link.on_up(self.bind)
         link.on_down(self.unbind)
 
@@ -81,7 +108,10 @@ class InboxWriter:
         """Create (or update) the durable consumer and bind a pull subscription to it."""
         js = self.link.js
         info = await js.stream_info(self.stream)
-        self.epoch = stream_epoch(info)
+        epoch = stream_epoch(info)
+        if epoch != self.epoch:
+            self.recorded = 0  # a new stream: its sequences start again
+        self.epoch = epoch
         await js.add_consumer(
             self.stream,
             ConsumerConfig(
@@ -97,8 +127,10 @@ class InboxWriter:
         old, self._sub = self._sub, None
         if old is not None:
             with contextlib.suppress(Exception):
-                await old.unsubscribe()
-        self._sub = await js.pull_subscribe_bind(durable=self.settings.durable, stream=self.stream)
+                await old.stop()
+        pull = Pull(self.link.client, self.stream, self.settings.durable)
+        await pull.start()
+        self._sub = pull
         self._bound.set()
         log.info("inbox writer bound", extra={"consumer": self.settings.durable})
 
@@ -112,8 +144,12 @@ class InboxWriter:
         storing: asyncio.Future[WriteResult] | None = None
         try:
             while True:
-                msgs = await self._fetch()
+                msgs = await self.fetch()
                 if not msgs:
+                    if storing is not None:
+                        await storing
+                        storing = None
+                    await self.settle()
                     continue
                 batch = self.decode(msgs)
                 if storing is not None:
@@ -125,16 +161,15 @@ class InboxWriter:
                 with contextlib.suppress(asyncio.CancelledError):
                     await storing
 
-    async def _fetch(self) -> list[Msg]:
+    async def fetch(self) -> list[Msg]:
+        """The next batch (up to ``batch_size``; empty after ``fetch_timeout`` idle)."""
         await self._bound.wait()
         sub = self._sub
         if sub is None:
             self._bound.clear()
             return []
         try:
-            msgs: list[Msg] = await sub.fetch(
-                self.settings.batch_size, timeout=self.settings.fetch_timeout
-            )
+            msgs = await sub.fetch(self.settings.batch_size, self.settings.fetch_timeout)
         except NatsTimeoutError:
             return []  # nothing waiting
         except asyncio.CancelledError:
@@ -158,7 +193,8 @@ class InboxWriter:
         """The batch's rows and dead letters (nothing written yet)."""
         batch = Batch()
         for msg in msgs:
-            item = StreamMessage(self.epoch, msg.metadata.sequence.stream, msg.subject, msg.data)
+            seq, batch.pending = position(msg)
+            item = StreamMessage(self.epoch, seq, msg.subject, msg.data)
             batch.last_seq = max(batch.last_seq, item.seq)
             try:
                 batch.rows.append(notification_row(item))
@@ -169,7 +205,11 @@ class InboxWriter:
 
     async def commit(self, msgs: list[Msg], batch: Batch) -> WriteResult:
         """Commit a decoded batch (retrying until the database takes it), then ack it."""
-        result, reasons = await self._commit(msgs, batch)
+        progress = await self._progress()
+        result, reasons = await self._commit(msgs, batch, progress)
+        if progress is not None:
+            self.recorded = max(self.recorded, progress.upto)
+            self._recorded_epoch = progress.epoch
         for msg in msgs:
             try:
                 await msg.ack()
@@ -184,9 +224,60 @@ class InboxWriter:
         m.batch_size.observe(len(msgs))
         self.last_sequence = max(self.last_sequence, batch.last_seq)  # redeliveries come late
         m.last_sequence.set(self.last_sequence)
-        m.pending.set(msgs[-1].metadata.num_pending)
+        m.pending.set(batch.pending)
         self.batches += 1
         return result
+
+    async def _ack_floor(self) -> int | None:
+        """The consumer's ack floor: every message up to it was acked, so committed first."""
+        try:
+            info = await self.link.js.consumer_info(self.stream, self.settings.durable)
+        except Exception as exc:
+            log.debug("consumer info failed: %s", exc)
+            return None
+        return int(info.ack_floor.stream_seq) if info.ack_floor else 0
+
+    async def _progress(self) -> Progress | None:
+        """What to record with the next batch: the ack floor, asked at most every
+        ``PROGRESS_EVERY`` (counts include up to the recorded bound; docs/inbox.md). The first
+        batch of an epoch always records one (0 if NATS does not say): rows a writer stored
+        are then never taken for rows without a writer's bound (``queries.counted_upto``)."""
+        first = self._recorded_epoch != self.epoch
+        now = time.monotonic()
+        if not first and now - self._asked < PROGRESS_EVERY:
+            return None
+        self._asked = now
+        floor = await self._ack_floor()
+        if first:
+            return Progress(self.writer, self.epoch, max(floor or 0, self.recorded))
+        if floor is None or floor <= self.recorded:
+            return None
+        return Progress(self.writer, self.epoch, floor)
+
+    async def settle(self) -> None:
+        """Nothing waiting: record the ack floor once it covers what this writer stored (the
+        last batch's acks were still on their way when it was committed), and drop the
+        progress of writers gone for ``PRUNE_AFTER``."""
+        settled = self._recorded_epoch == self.epoch and self.recorded >= self.last_sequence
+        if (settled and self._pruned) or not self.epoch:
+            return
+        with contextlib.suppress(Exception):
+            await self.link.client.flush()  # our acks reach the server before the question
+        floor = await self._ack_floor()
+        if floor is None:
+            return
+        try:
+            if floor > self.recorded or not settled:
+                upto = max(floor, self.recorded)
+                await self.store.record(Progress(self.writer, self.epoch, upto))
+                self.recorded, self._recorded_epoch = upto, self.epoch
+            if not self._pruned:
+                await self.store.prune_progress(self.writer, PRUNE_AFTER)
+                self._pruned = True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the database is away: the next idle round tries again
+            log.debug("inbox progress not recorded: %s", exc)
 
     async def refresh_lag(self) -> None:
         """Ask JetStream how far behind the consumer is (while no batch reports it)."""
@@ -197,7 +288,9 @@ class InboxWriter:
             return
         self.metrics.pending.set(info.num_pending or 0)
 
-    async def _commit(self, msgs: list[Msg], batch: Batch) -> tuple[WriteResult, list[str]]:
+    async def _commit(
+        self, msgs: list[Msg], batch: Batch, progress: Progress | None = None
+    ) -> tuple[WriteResult, list[str]]:
         """Write the batch, retrying with backoff while the database fails. A batch that keeps
         failing while the database answers holds a row it refuses: then write row by row and
         keep the refused one as a dead letter, so one bad row never stalls the consumer."""
@@ -207,9 +300,9 @@ class InboxWriter:
             started = time.perf_counter()
             try:
                 if failures >= _ISOLATE_AFTER and await self.store.reachable():
-                    result, refused = await self._row_by_row(batch)
+                    result, refused = await self._row_by_row(batch, progress)
                     return result, batch.reasons + refused
-                result = await self.store.write(batch.rows, batch.dead)
+                result = await self.store.write(batch.rows, batch.dead, progress)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -231,7 +324,9 @@ class InboxWriter:
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
             return result, batch.reasons
 
-    async def _row_by_row(self, batch: Batch) -> tuple[WriteResult, list[str]]:
+    async def _row_by_row(
+        self, batch: Batch, progress: Progress | None
+    ) -> tuple[WriteResult, list[str]]:
         """Each row alone; a row the (answering) database refuses becomes a dead letter.
         Interrupted, it is simply run again: rows already written are ignored the second time."""
         stored = duplicates = 0
@@ -255,7 +350,7 @@ class InboxWriter:
                 continue
             stored += done.stored
             duplicates += done.duplicates
-        kept = await self.store.write([], dead)
+        kept = await self.store.write([], dead, progress)
         return WriteResult(stored, duplicates, kept.dead), refused
 
 
@@ -268,6 +363,7 @@ class Batch:
     dead: list[dict[str, Any]] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     last_seq: int = 0
+    pending: int = 0  # messages the consumer still held when the last one was delivered
 
     def reject(self, item: StreamMessage, why: Rejected) -> None:
         log.warning(
