@@ -45,12 +45,16 @@ class Publisher:
         timeout: float = 5.0,
         nc: NATS | None = None,
         allow_broadcast: bool = False,
+        attempt: float | None = 1.0,
     ) -> None:
         self._js = js
         self._nc = nc
         self.policy = policy or PublishPolicy(allow_broadcast=allow_broadcast)
         self.stream = stream
         self.timeout = timeout
+        # One try's wait for the PubAck; tries repeat with the same Nats-Msg-Id within
+        # ``timeout`` (an election: lands ~``attempt`` after the new leader). None: one try.
+        self.attempt = attempt
 
     @classmethod
     async def connect(
@@ -79,6 +83,7 @@ class Publisher:
             stream=(stream or StreamSettings()).name,
             timeout=nats.request_timeout,
             nc=nc,
+            attempt=nats.publish_try,
         )
 
     async def close(self) -> None:
@@ -100,12 +105,16 @@ class Publisher:
     async def publish(self, body: Mapping[str, Any]) -> PublishResult:
         """Publish one request in the sidecar's JSON shape (``tenant``, ``event``, ...)."""
         msg = prepare(dict(body), self.policy)
-        return await publish(self._js, msg, stream=self.stream, timeout=self.timeout)
+        return await publish(
+            self._js, msg, stream=self.stream, timeout=self.timeout, attempt=self.attempt
+        )
 
     async def publish_batch(self, bodies: Sequence[Mapping[str, Any]]) -> list[PublishResult]:
         """Validate all, then publish in order, pipelined."""
         msgs = prepare_batch([dict(b) for b in bodies], self.policy, max_items=max(1, len(bodies)))
-        return await publish_many(self._js, msgs, stream=self.stream, timeout=self.timeout)
+        return await publish_many(
+            self._js, msgs, stream=self.stream, timeout=self.timeout, attempt=self.attempt
+        )
 
     async def to_tenant(
         self, tenant: str, event: str, *, title: str, message: str, **extra: Any
