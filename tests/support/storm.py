@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -63,6 +64,8 @@ class StormResult:
     phases: dict[str, list[float]] = field(default_factory=dict)
     loop_lag: list[dict[str, float]] = field(default_factory=list)  # per client process
     error_counts: dict[str, int] = field(default_factory=dict)  # error frames the clients got
+    machine_busy: float = 0.0  # kill to all back: share of the machine's cores busy (anyone's)
+    run_cpu_s: float = 0.0  # of which this run's processes (those in cpu_s)
 
     def row(self) -> dict[str, Any]:
         o = self.outages
@@ -94,7 +97,16 @@ class StormResult:
             "phases": self.phases,
             "client_loop_lag_s": self.loop_lag,
             "error_frames": self.error_counts,
+            "machine_busy": self.machine_busy,
+            "run_cpu_s": self.run_cpu_s,
         }
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, every core (``/proc/stat``)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks)
 
 
 PHASES = ("lost", "backoff", "retrying", "upgrade", "hello", "resume", "attempts")
@@ -177,7 +189,17 @@ async def run_storm(
                 await stack.cluster.stream_leader("TIDINGS")
             ].process.pid
             watched |= {f"nginx-{i}": pid for i, pid in enumerate(stack.ingress.pids())}
+            leader_pid = watched["nats-leader"]
+            watched |= {
+                f"nats-{i}": n.process.pid
+                for i, n in enumerate(stack.cluster.nodes)
+                if n.process is not None and n.process.pid != leader_pid
+            }
+            if stack.publisher.process is not None:
+                watched["sidecar"] = stack.publisher.process.pid
+            watched["runner"] = os.getpid()  # the publishers, the read counter
             cpu_before = {k: cpu_seconds(pid) for k, pid in watched.items()}
+            machine_before = machine_jiffies()
             killed = time.monotonic()
             await gw1.kill()
 
@@ -189,9 +211,12 @@ async def run_storm(
 
             await until(everyone_back, timeout=fill_timeout, interval=0.2, what="all back")
             result.back = time.monotonic() - killed
+            busy, total = (a - b for a, b in zip(machine_jiffies(), machine_before, strict=True))
+            result.machine_busy = round(busy / max(1, total), 2)
             result.cpu_s = {
                 k: round(cpu_seconds(pid) - cpu_before[k], 1) for k, pid in watched.items()
             }
+            result.run_cpu_s = round(sum(result.cpu_s.values()), 1)
             await pub.until(len(pub.results) + int(2 * rate), timeout=30)
             published = await pub.stop()
             result.published = len(published)

@@ -129,6 +129,7 @@ class _Listener(WSListener):  # type: ignore[misc]
                 if line:
                     self.client.on_line(orjson.loads(line))
         elif frame.msg_type == WSMsgType.CLOSE:
+            self.client.errors.append(f"close {int(frame.get_close_code())}")  # who ended it
             transport.send_close(frame.get_close_code())
             transport.disconnect()
 
