@@ -186,6 +186,7 @@ async def _run(args: argparse.Namespace) -> None:
         c.token = mint(tenant=c.tenant, user=c.user, roles=list(c.roles), rooms=["site-*"])
     stop = asyncio.Event()
     began = time.monotonic()
+    status = asyncio.ensure_future(_status(clients, began))
     tasks = []
     for i, c in enumerate(clients):  # a ramp of --concurrency connections at a time
         tasks.append(asyncio.ensure_future(follow(c, args.url, stop)))
@@ -218,6 +219,7 @@ async def _run(args: argparse.Namespace) -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(c.progress.wait(), left)
     sampler.cancel()
+    status.cancel()
     counts = tally(clients, stored, after=start)  # type: ignore[arg-type]
     problems = [f"{c.name}: reset {c.resets}" for c in clients if c.resets]
     if counts.clients_hit:
@@ -243,6 +245,20 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 LAG_TICK = 0.1
+
+
+async def _status(clients: list[Light], began: float) -> None:
+    """Every 5 s, to stderr (the process's log): connections made, lost, error frames and
+    close codes so far — what a stuck fill or a slow storm shows while it runs."""
+    while True:
+        await asyncio.sleep(5)
+        line = {
+            "t": round(time.monotonic() - began, 1),
+            "welcomed": sum(c.welcomed for c in clients),
+            "down": sum(c.down_at is not None for c in clients),
+            "errors": dict(Counter(e for c in clients for e in c.errors)),
+        }
+        print(orjson.dumps(line).decode(), file=sys.stderr, flush=True)
 
 
 async def _loop_lag(lags: list[float]) -> None:
