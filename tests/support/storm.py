@@ -109,6 +109,33 @@ def machine_jiffies() -> tuple[int, int]:
     return sum(ticks) - idle, sum(ticks)
 
 
+async def _sample(
+    watched: dict[str, int], samples: list[tuple[float, dict[str, float], tuple[int, int]]]
+) -> None:
+    """Every 0.5 s: each watched process's CPU so far and the machine's ticks."""
+    while True:
+        cpu = {}
+        for name, pid in watched.items():
+            with contextlib.suppress(OSError):
+                cpu[name] = cpu_seconds(pid)
+        samples.append((time.monotonic(), cpu, machine_jiffies()))
+        await asyncio.sleep(0.5)
+
+
+def cpu_between(
+    samples: list[tuple[float, dict[str, float], tuple[int, int]]], start: float, end: float
+) -> tuple[dict[str, float], float, float]:
+    """CPU seconds per process between the samples nearest ``start`` and ``end``, their sum,
+    and the share of the machine's cores busy meanwhile (anyone's processes)."""
+    if not samples:
+        return {}, 0.0, 0.0
+    first = min(samples, key=lambda s: abs(s[0] - start))
+    last = min(samples, key=lambda s: abs(s[0] - end))
+    used = {k: round(last[1][k] - v, 1) for k, v in first[1].items() if k in last[1]}
+    busy, total = (a - b for a, b in zip(last[2], first[2], strict=True))
+    return used, round(sum(used.values()), 1), round(busy / max(1, total), 2)
+
+
 PHASES = ("lost", "backoff", "retrying", "upgrade", "hello", "resume", "attempts")
 
 
@@ -198,8 +225,9 @@ async def run_storm(
             if stack.publisher.process is not None:
                 watched["sidecar"] = stack.publisher.process.pid
             watched["runner"] = os.getpid()  # the publishers, the read counter
-            cpu_before = {k: cpu_seconds(pid) for k, pid in watched.items()}
-            machine_before = machine_jiffies()
+            samples: list[tuple[float, dict[str, float], tuple[int, int]]] = []
+            sampler = asyncio.ensure_future(_sample(watched, samples))
+            await until(lambda: bool(samples), timeout=10, interval=0.05, what="a CPU sample")
             killed = time.monotonic()
             await gw1.kill()
 
@@ -211,12 +239,7 @@ async def run_storm(
 
             await until(everyone_back, timeout=fill_timeout, interval=0.2, what="all back")
             result.back = time.monotonic() - killed
-            busy, total = (a - b for a, b in zip(machine_jiffies(), machine_before, strict=True))
-            result.machine_busy = round(busy / max(1, total), 2)
-            result.cpu_s = {
-                k: round(cpu_seconds(pid) - cpu_before[k], 1) for k, pid in watched.items()
-            }
-            result.run_cpu_s = round(sum(result.cpu_s.values()), 1)
+
             await pub.until(len(pub.results) + int(2 * rate), timeout=30)
             published = await pub.stop()
             result.published = len(published)
@@ -237,12 +260,23 @@ async def run_storm(
                 counts.add(Tally(**r["tally"]))
             result.tally = counts.as_dict()
             result.outages = [o for r in reports for o in r["outages"]]
-            result.phases = phase_table([p for r in reports for p in r.get("phases", ())], killed)
+            phases_all = [p for r in reports for p in r.get("phases", ())]
+            result.phases = phase_table(phases_all, killed)
             result.loop_lag = [r.get("loop_lag", {}) for r in reports]
             result.error_counts = dict(
                 sum((Counter(r.get("error_counts", {})) for r in reports), Counter())
             )
             result.moved = sum(r["moved"] for r in reports)
+            sampler.cancel()
+            # CPU from the kill until the last client was live again (the everyone-back poll
+            # asks the gateways' status API, which a loaded machine answers late).
+            last_live = max(
+                (p["down"] + sum(p[e] for e in PHASES[1:6]) for p in phases_all),
+                default=time.monotonic(),
+            )
+            result.cpu_s, result.run_cpu_s, result.machine_busy = cpu_between(
+                samples, killed, last_live
+            )
             result.deliveries = sum(r["deliveries"] for r in reports)
             result.calls = dict(reads.calls)
             result.backfills = reads.backfill_reads
