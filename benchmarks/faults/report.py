@@ -97,6 +97,13 @@ def _breakdown(row: dict[str, Any]) -> list[str]:
             for x in row["client_loop_lag_s"]
         )
         lines.append(f"Client processes' event-loop lag (a 0.1 s timer run late by): {lag}.")
+    if row.get("client_gc"):
+        pauses = "; ".join(
+            f"{x.get('collections', 0):g} collections, {x.get('total_s', 0):g} s in all,"
+            f" longest {x.get('max_s', 0):g} s"
+            for x in row["client_gc"]
+        )
+        lines.append(f"Client processes' garbage collector, after the fill: {pauses}.")
     return lines
 
 

@@ -63,6 +63,7 @@ class StormResult:
     # light clients: p50 / p99 / max of each step of the outage (StormResult.phase_table)
     phases: dict[str, list[float]] = field(default_factory=dict)
     loop_lag: list[dict[str, float]] = field(default_factory=list)  # per client process
+    client_gc: list[dict[str, float]] = field(default_factory=list)  # per client process
     error_counts: dict[str, int] = field(default_factory=dict)  # error frames the clients got
     machine_busy: float = 0.0  # kill to all back: share of the machine's cores busy (anyone's)
     run_cpu_s: float = 0.0  # of which this run's processes (those in cpu_s)
@@ -96,6 +97,7 @@ class StormResult:
             "cpu_s_kill_to_all_back": self.cpu_s,
             "phases": self.phases,
             "client_loop_lag_s": self.loop_lag,
+            "client_gc": self.client_gc,
             "error_frames": self.error_counts,
             "machine_busy": self.machine_busy,
             "run_cpu_s": self.run_cpu_s,
@@ -263,6 +265,7 @@ async def run_storm(
             phases_all = [p for r in reports for p in r.get("phases", ())]
             result.phases = phase_table(phases_all, killed)
             result.loop_lag = [r.get("loop_lag", {}) for r in reports]
+            result.client_gc = [r.get("gc", {}) for r in reports]
             result.error_counts = dict(
                 sum((Counter(r.get("error_counts", {})) for r in reports), Counter())
             )
