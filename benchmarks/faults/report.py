@@ -55,6 +55,58 @@ def _cells(row: dict[str, Any]) -> list[str]:
     ]
 
 
+STEPS = {
+    "lost": "kill → the client saw its socket close",
+    "backoff": "socket lost → first reconnect attempt (the backoff draws 0 to 0.5 s; the rest is"
+    " the client process's own delay)",
+    "retrying": "first → last attempt (attempts that failed between)",
+    "upgrade": "attempt → 101 (TCP, nginx, the gateway's upgrade)",
+    "hello": "101 → welcome (hello sent, token checked)",
+    "resume": "welcome → synced (resume: backfill and replay)",
+    "attempts": "connection attempts",
+}
+
+
+def _breakdown(row: dict[str, Any]) -> list[str]:
+    """The storm's outage step by step (light clients), and where the CPU went."""
+    phases = row.get("phases") or {}
+    if not phases:
+        return []
+    lines = [
+        "",
+        f"**{row['scenario']}, step by step** (p50 / p99 / max over clients, seconds; the"
+        " light clients time each step of their last outage):",
+        "",
+        "| step | p50 / p99 / max |",
+        "|---|---|",
+    ]
+    for name, meaning in STEPS.items():
+        if name in phases:
+            lines.append(f"| {meaning} | {' / '.join(f'{v:g}' for v in phases[name])} |")
+    if row.get("cpu_s_kill_to_all_back"):
+        cpu = ", ".join(f"{k} {v:g}" for k, v in row["cpu_s_kill_to_all_back"].items())
+        lines += [
+            "",
+            f"CPU seconds from the kill until the last client was live: {cpu}; this run's"
+            f" processes {row.get('run_cpu_s', 0):g} s; the machine's cores were"
+            f" {row.get('machine_busy', 0):.0%} busy meanwhile (anyone's processes).",
+        ]
+    if row.get("client_loop_lag_s"):
+        lag = "; ".join(
+            f"p99 {x.get('p99', 0):g} s, max {x.get('max', 0):g} s"
+            for x in row["client_loop_lag_s"]
+        )
+        lines.append(f"Client processes' event-loop lag (a 0.1 s timer run late by): {lag}.")
+    if row.get("client_gc"):
+        pauses = "; ".join(
+            f"{x.get('collections', 0):g} collections, {x.get('total_s', 0):g} s in all,"
+            f" longest {x.get('max_s', 0):g} s"
+            for x in row["client_gc"]
+        )
+        lines.append(f"Client processes' garbage collector, after the fill: {pauses}.")
+    return lines
+
+
 def markdown_row(row: dict[str, Any]) -> str:
     return "| " + " | ".join(_cells(row)) + " |"
 
@@ -82,6 +134,8 @@ def markdown(report: dict[str, Any]) -> str:
         "|" + "---|" * len(COLUMNS),
     ]
     lines += [markdown_row(row) for row in report["scenarios"]]
+    for row in report["scenarios"]:
+        lines += _breakdown(row)
     for row in report["scenarios"]:
         if row.get("problems"):
             lines += ["", f"**{row['scenario']}**: {len(row['problems'])} problem(s):", ""]

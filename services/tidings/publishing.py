@@ -243,49 +243,115 @@ async def _result(
     return PublishResult(msg.id, int(ack.seq), bool(ack.duplicate))
 
 
+RETRY_PAUSE = 0.25  # after an immediate "not now" (no responders, 503) before the next try
+
+
+def _again(error: BaseException) -> bool:
+    """Whether a try's failure is worth another try of the same message within the timeout:
+    no answer (no stream leader during an election), no responders, a 503 or "this id is
+    still being stored"."""
+    if isinstance(error, APIError):
+        return isinstance(_api_error(error), Unavailable)
+    return isinstance(error, (TimeoutError, NoStreamResponseError))
+
+
 async def publish(
-    js: JetStreamContext, msg: OutgoingMessage, *, stream: str, timeout: float
+    js: JetStreamContext,
+    msg: OutgoingMessage,
+    *,
+    stream: str,
+    timeout: float,
+    attempt: float | None = None,
 ) -> PublishResult:
-    """Publish one message and wait for its PubAck."""
-    try:
-        ack = await js.publish(
-            msg.subject, msg.payload, timeout=timeout, stream=stream, headers=dict(msg.headers)
-        )
-    except APIError as exc:
-        raise _api_error(exc) from exc
-    return await _result(js, msg, ack, stream)
+    """Publish one message and wait for its PubAck, at most ``timeout`` seconds.
+
+    With ``attempt``, a try unanswered after that long (or answered "not now") is sent again
+    with the same ``Nats-Msg-Id`` until ``timeout``: while a stream leader is elected nothing
+    answers and what was sent is dropped, so the message lands within about ``attempt`` of the
+    new leader instead of when a whole ``timeout`` ends. The stream stores it once whatever
+    the tries (a PubAck may then say ``duplicate`` for a copy an earlier try stored).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        left = deadline - loop.time()
+        try:
+            ack = await js.publish(
+                msg.subject,
+                msg.payload,
+                timeout=max(0.001, min(attempt or left, left)),
+                stream=stream,
+                headers=dict(msg.headers),
+            )
+        except (TimeoutError, APIError, NoStreamResponseError) as exc:
+            waited = isinstance(exc, TimeoutError)
+            if attempt is None or not _again(exc) or not await _pause(waited, deadline):
+                if isinstance(exc, APIError):
+                    raise _api_error(exc) from exc
+                raise
+            continue
+        return await _result(js, msg, ack, stream)
+
+
+async def _pause(waited: bool, deadline: float) -> bool:
+    """Before another try: a try that timed out has waited already, an immediate refusal
+    waits a little. False when the time is up."""
+    loop = asyncio.get_running_loop()
+    if not waited:
+        await asyncio.sleep(max(0.0, min(RETRY_PAUSE, deadline - loop.time())))
+    return deadline - loop.time() > 0.01
 
 
 async def publish_many(
-    js: JetStreamContext, msgs: Sequence[OutgoingMessage], *, stream: str, timeout: float
+    js: JetStreamContext,
+    msgs: Sequence[OutgoingMessage],
+    *,
+    stream: str,
+    timeout: float,
+    attempt: float | None = None,
 ) -> list[PublishResult]:
     """Publish in order without waiting between messages; return once every PubAck is in.
 
+    With ``attempt``, what is unanswered (or answered "not now") after that long is sent
+    again, in order, with the same ``Nats-Msg-Id`` s, until ``timeout`` (see :func:`publish`).
     nats-py 2.16 never resolves a pipelined publish that JetStream refused (nats.py#985), so a
-    message still unanswered after ``timeout`` is asked again on its own, with the same
-    ``Nats-Msg-Id``: that either returns its PubAck (a duplicate if it was stored) or raises
-    the refusal, instead of reporting a timeout for a message JetStream will never take.
+    message still unanswered at the end is asked again on its own: that either returns its
+    PubAck (a duplicate if it was stored) or raises the refusal, instead of reporting a
+    timeout for a message JetStream will never take.
     """
-    futures = [
-        await js.publish_async(m.subject, m.payload, stream=stream, headers=dict(m.headers))
-        for m in msgs
-    ]
-    done, pending = await asyncio.wait(futures, timeout=timeout)
-    for f in pending:
-        f.cancel()
-    failures = {f: f.exception() for f in done}  # read all: none is logged as never retrieved
-    results: list[PublishResult] = []
-    for m, f in zip(msgs, futures, strict=True):
-        error = failures.get(f)
-        if f in done and error is None:
-            results.append(await _result(js, m, f.result(), stream))
-        elif isinstance(error, APIError):
-            raise _api_error(error) from error
-        elif error is not None:
-            raise error
-        else:
-            results.append(await publish(js, m, stream=stream, timeout=timeout))
-    return results
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    results: dict[int, PublishResult] = {}
+    waiting = list(range(len(msgs)))
+    while waiting:
+        futures = [
+            await js.publish_async(
+                msgs[i].subject, msgs[i].payload, stream=stream, headers=dict(msgs[i].headers)
+            )
+            for i in waiting
+        ]
+        left = max(0.001, deadline - loop.time())
+        done, pending = await asyncio.wait(futures, timeout=min(attempt or left, left))
+        for f in pending:
+            f.cancel()
+        failures = {f: f.exception() for f in done}  # read all: none is logged as never retrieved
+        again: list[int] = []
+        for i, f in zip(waiting, futures, strict=True):
+            error = failures.get(f)
+            if f in done and error is None:
+                results[i] = await _result(js, msgs[i], f.result(), stream)
+            elif error is None or (attempt is not None and _again(error)):
+                again.append(i)
+            elif isinstance(error, APIError):
+                raise _api_error(error) from error
+            else:
+                raise error
+        waiting = again
+        if waiting and (attempt is None or not await _pause(bool(pending), deadline)):
+            break
+    for i in waiting:  # the time is up: each on its own (nats.py#985)
+        results[i] = await publish(js, msgs[i], stream=stream, timeout=timeout, attempt=attempt)
+    return [results[i] for i in range(len(msgs))]
 
 
 DUPLICATE_IN_PROCESS = 10158  # JSStreamDuplicateMessageConflictErr

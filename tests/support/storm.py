@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -59,6 +60,13 @@ class StormResult:
     cpu_s: dict[str, float] = field(default_factory=dict)  # kill to all back, per process
     left: list[int] = field(default_factory=list)  # processes still running afterwards
     client: str = "sdk"  # or "light" (tests.support.storm_light)
+    # light clients: p50 / p99 / max of each step of the outage (StormResult.phase_table)
+    phases: dict[str, list[float]] = field(default_factory=dict)
+    loop_lag: list[dict[str, float]] = field(default_factory=list)  # per client process
+    client_gc: list[dict[str, float]] = field(default_factory=list)  # per client process
+    error_counts: dict[str, int] = field(default_factory=dict)  # error frames the clients got
+    machine_busy: float = 0.0  # kill to all back: share of the machine's cores busy (anyone's)
+    run_cpu_s: float = 0.0  # of which this run's processes (those in cpu_s)
 
     def row(self) -> dict[str, Any]:
         o = self.outages
@@ -87,7 +95,70 @@ class StormResult:
             "peak_rss_mb": [round(m) for m in self.peak_rss_mb],
             "deliveries": self.deliveries,
             "cpu_s_kill_to_all_back": self.cpu_s,
+            "phases": self.phases,
+            "client_loop_lag_s": self.loop_lag,
+            "client_gc": self.client_gc,
+            "error_frames": self.error_counts,
+            "machine_busy": self.machine_busy,
+            "run_cpu_s": self.run_cpu_s,
         }
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, every core (``/proc/stat``)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+async def _sample(
+    watched: dict[str, int], samples: list[tuple[float, dict[str, float], tuple[int, int]]]
+) -> None:
+    """Every 0.5 s: each watched process's CPU so far and the machine's ticks."""
+    while True:
+        cpu = {}
+        for name, pid in watched.items():
+            with contextlib.suppress(OSError):
+                cpu[name] = cpu_seconds(pid)
+        samples.append((time.monotonic(), cpu, machine_jiffies()))
+        await asyncio.sleep(0.5)
+
+
+def cpu_between(
+    samples: list[tuple[float, dict[str, float], tuple[int, int]]], start: float, end: float
+) -> tuple[dict[str, float], float, float]:
+    """CPU seconds per process between the samples nearest ``start`` and ``end``, their sum,
+    and the share of the machine's cores busy meanwhile (anyone's processes)."""
+    if not samples:
+        return {}, 0.0, 0.0
+    first = min(samples, key=lambda s: abs(s[0] - start))
+    last = min(samples, key=lambda s: abs(s[0] - end))
+    used = {k: round(last[1][k] - v, 1) for k, v in first[1].items() if k in last[1]}
+    busy, total = (a - b for a, b in zip(last[2], first[2], strict=True))
+    return used, round(sum(used.values()), 1), round(busy / max(1, total), 2)
+
+
+PHASES = ("lost", "backoff", "retrying", "upgrade", "hello", "resume", "attempts")
+
+
+def phase_table(phases: list[dict[str, float]], killed: float) -> dict[str, list[float]]:
+    """p50 / p99 / max of each step of the light clients' outages: ``lost`` is the kill to
+    the socket's loss as the client saw it (the same monotonic clock in every process)."""
+    if not phases:
+        return {}
+    steps = {name: [p[name] for p in phases if name in p] for name in PHASES[1:]}
+    steps["lost"] = [p["down"] - killed for p in phases]
+    table = {
+        name: [round(quantile(steps[name], q), 3) for q in (0.5, 0.99)]
+        + [round(max(steps[name]), 3)]
+        for name in PHASES
+    }
+    # How many clients reached each step, per second after the kill: a flat rate is a
+    # throughput limit somewhere, a gap is a wait.
+    for name, ends in (("upgraded", ("backoff", "retrying", "upgrade")), ("synced", PHASES[1:6])):
+        seconds = Counter(int(p["down"] - killed + sum(p[e] for e in ends)) for p in phases)
+        table[f"{name}_per_s"] = [float(seconds[s]) for s in range(max(seconds) + 1)]
+    return table
 
 
 async def run_storm(
@@ -130,8 +201,11 @@ async def run_storm(
         try:
             filled = await asyncio.gather(*(s.ready(timeout=fill_timeout) for s in storms))
             result.filled = max(filled)
-            counted = (await connections(stack))[0]
-            assert counted == total, f"gw1 holds {counted} of {total}"
+
+            async def all_on_gw1() -> bool:  # a client that timed out under load comes back
+                return (await connections(stack))[0] == total
+
+            await until(all_on_gw1, timeout=60, interval=0.5, what=f"all {total} on gw1")
             start = int((await js.stream_info("TIDINGS")).state.last_seq)
             pub = SteadyPublisher(paths, rate=rate, run="st", tenants=tenants).start()
             await pub.until(int(rate), timeout=20)
@@ -144,7 +218,18 @@ async def run_storm(
                 await stack.cluster.stream_leader("TIDINGS")
             ].process.pid
             watched |= {f"nginx-{i}": pid for i, pid in enumerate(stack.ingress.pids())}
-            cpu_before = {k: cpu_seconds(pid) for k, pid in watched.items()}
+            leader_pid = watched["nats-leader"]
+            watched |= {
+                f"nats-{i}": n.process.pid
+                for i, n in enumerate(stack.cluster.nodes)
+                if n.process is not None and n.process.pid != leader_pid
+            }
+            if stack.publisher.process is not None:
+                watched["sidecar"] = stack.publisher.process.pid
+            watched["runner"] = os.getpid()  # the publishers, the read counter
+            samples: list[tuple[float, dict[str, float], tuple[int, int]]] = []
+            sampler = asyncio.ensure_future(_sample(watched, samples))
+            await until(lambda: bool(samples), timeout=10, interval=0.05, what="a CPU sample")
             killed = time.monotonic()
             await gw1.kill()
 
@@ -156,9 +241,7 @@ async def run_storm(
 
             await until(everyone_back, timeout=fill_timeout, interval=0.2, what="all back")
             result.back = time.monotonic() - killed
-            result.cpu_s = {
-                k: round(cpu_seconds(pid) - cpu_before[k], 1) for k, pid in watched.items()
-            }
+
             await pub.until(len(pub.results) + int(2 * rate), timeout=30)
             published = await pub.stop()
             result.published = len(published)
@@ -179,7 +262,24 @@ async def run_storm(
                 counts.add(Tally(**r["tally"]))
             result.tally = counts.as_dict()
             result.outages = [o for r in reports for o in r["outages"]]
+            phases_all = [p for r in reports for p in r.get("phases", ())]
+            result.phases = phase_table(phases_all, killed)
+            result.loop_lag = [r.get("loop_lag", {}) for r in reports]
+            result.client_gc = [r.get("gc", {}) for r in reports]
+            result.error_counts = dict(
+                sum((Counter(r.get("error_counts", {})) for r in reports), Counter())
+            )
             result.moved = sum(r["moved"] for r in reports)
+            sampler.cancel()
+            # CPU from the kill until the last client was live again (the everyone-back poll
+            # asks the gateways' status API, which a loaded machine answers late).
+            last_live = max(
+                (p["down"] + sum(p[e] for e in PHASES[1:6]) for p in phases_all),
+                default=time.monotonic(),
+            )
+            result.cpu_s, result.run_cpu_s, result.machine_busy = cpu_between(
+                samples, killed, last_live
+            )
             result.deliveries = sum(r["deliveries"] for r in reports)
             result.calls = dict(reads.calls)
             result.backfills = reads.backfill_reads

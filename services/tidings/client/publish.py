@@ -62,6 +62,7 @@ class Publisher:
         timeout: float = 5.0,
         nc: NATS | None = None,
         allow_broadcast: bool = False,
+        attempt: float | None = 1.0,
     ) -> None:
         self._js = js
         self._nc = nc
@@ -72,6 +73,9 @@ class Publisher:
         self.keeper: QuotaKeeper | None = None
         self.metrics = CollectorRegistry()
         self._supervisor: Supervisor | None = None
+        # One try's wait for the PubAck; tries repeat with the same Nats-Msg-Id within
+        # ``timeout`` (an election: lands ~``attempt`` after the new leader). None: one try.
+        self.attempt = attempt
 
     @classmethod
     async def connect(
@@ -106,7 +110,12 @@ class Publisher:
         )
         stream = stream or StreamSettings()
         publisher = cls(
-            nc.jetstream(), policy=policy, stream=stream.name, timeout=nats.request_timeout, nc=nc
+            nc.jetstream(),
+            policy=policy,
+            stream=stream.name,
+            timeout=nats.request_timeout,
+            nc=nc,
+            attempt=nats.publish_try,
         )
         holder.append(publisher)
         if quota.enabled:
@@ -155,14 +164,18 @@ class Publisher:
         msg = prepare(dict(body), self.policy)
         if self.meter is not None:
             await self.meter.admit_messages([msg])
-        return await publish(self._js, msg, stream=self.stream, timeout=self.timeout)
+        return await publish(
+            self._js, msg, stream=self.stream, timeout=self.timeout, attempt=self.attempt
+        )
 
     async def publish_batch(self, bodies: Sequence[Mapping[str, Any]]) -> list[PublishResult]:
         """Validate all, then publish in order, pipelined."""
         msgs = prepare_batch([dict(b) for b in bodies], self.policy, max_items=max(1, len(bodies)))
         if self.meter is not None:
             await self.meter.admit_messages(msgs)
-        return await publish_many(self._js, msgs, stream=self.stream, timeout=self.timeout)
+        return await publish_many(
+            self._js, msgs, stream=self.stream, timeout=self.timeout, attempt=self.attempt
+        )
 
     async def to_tenant(
         self, tenant: str, event: str, *, title: str, message: str, **extra: Any

@@ -112,7 +112,13 @@ events {{
 }}
 
 http {{
-  access_log {d / "access.log"};
+  # When each request began and what its steps took (a storm's reconnects read from here):
+  # request_time counts from nginx's first read of the request, upstream_connect_time the TCP
+  # connect to the gateway, upstream_header_time until the gateway's 101 (or other answer).
+  log_format timed '$remote_addr [$time_local] $msec "$request" $status $bytes_sent '
+                   'rt=$request_time uc=$upstream_connect_time uh=$upstream_header_time '
+                   'ua=$upstream_addr';
+  access_log {d / "access.log"} timed;
   client_body_temp_path {d / "tmp" / "body"};
   proxy_temp_path {d / "tmp" / "proxy"};
   fastcgi_temp_path {d / "tmp" / "fastcgi"};

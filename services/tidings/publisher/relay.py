@@ -65,6 +65,9 @@ class Relay:
         self.chunk = chunk
         self.idle_poll = idle_poll
         self.retry_wait = link.settings.reconnect_wait or 0.5
+        # One try's wait for a PubAck; tries repeat (same Nats-Msg-Id) within ``timeout``, so
+        # a publish during an election lands about this long after the new leader exists.
+        self.attempt = min(link.settings.publish_try, timeout)
         self._wake = asyncio.Event()
         self._paused = ""
         link.on_up(self._nats_back)
@@ -109,8 +112,14 @@ class Relay:
         self, js: JetStreamContext, msgs: Sequence[OutgoingMessage]
     ) -> list[PublishResult]:
         if len(msgs) == 1:
-            return [await publish(js, msgs[0], stream=self.stream, timeout=self.timeout)]
-        return await publish_many(js, msgs, stream=self.stream, timeout=self.timeout)
+            return [
+                await publish(
+                    js, msgs[0], stream=self.stream, timeout=self.timeout, attempt=self.attempt
+                )
+            ]
+        return await publish_many(
+            js, msgs, stream=self.stream, timeout=self.timeout, attempt=self.attempt
+        )
 
     # -- draining -----------------------------------------------------------------------------
 

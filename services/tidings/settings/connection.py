@@ -46,6 +46,14 @@ class NatsSettings(BaseSettings):
     request_timeout: Seconds = Field(
         default=5.0, description="How long to wait for a JetStream answer (PubAck, API call)."
     )
+    publish_try: Seconds = Field(
+        default=1.0,
+        gt=0,
+        description="How long one publish waits for its PubAck before it is sent again with the"
+        " same `Nats-Msg-Id` (the stream stores it once), within `request_timeout` (sidecar and"
+        " outbox, SDK). While a stream leader is elected (~5 s) nothing answers; a publish"
+        " then lands within about this after the new leader exists.",
+    )
     ping_interval: Seconds = Field(
         default=1.0,
         gt=0,
