@@ -248,6 +248,8 @@ async def test_admin_api_refusals(gateways: list[Gateway], token: Mint) -> None:
         (OPERATOR_KEY, {"tenant": "acme", "ttl": 10 * 86400}, 400, "invalid_field"),
         (OPERATOR_KEY, {"tenant": "acme", "reason": "x" * 201}, 400, "invalid_field"),
         (OPERATOR_KEY, b"x" * 5000, 413, "too_large"),
+        # A field it does not take (a typo must not pass as a revocation of the whole tenant).
+        (OPERATOR_KEY, {"tenant": "acme", "usr": "x"}, 400, "invalid_field"),
     ]
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.api_port}") as client:
         for credential, body, status, code in cases:
@@ -260,6 +262,29 @@ async def test_admin_api_refusals(gateways: list[Gateway], token: Mint) -> None:
                 credential[:12],
                 body,
             )
+        # A query parameter a route does not take, or one given twice (schemathesis found
+        # them answered as if absent: ?tenat=acme listed every tenant's revocations).
+        operator = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+        for method, path, query in [
+            ("GET", "/api/admin/revocations", "tenat=acme"),
+            ("GET", "/api/admin/revocations", "tenant=acme&tenant=globex"),
+            ("GET", "/api/admin/presence", "tenant=acme&usr=x"),
+            ("GET", "/api/admin/quotas", "x=1"),
+            ("GET", "/api/admin/quota", "tenant=acme&x=1"),
+            ("DELETE", "/api/admin/quota", "tenant=acme&x=1"),
+            ("POST", "/api/admin/revoke", "tenant=acme"),
+        ]:
+            asked = await client.request(
+                method, f"{path}?{query}", headers=operator, json={"tenant": "acme", "user": "x"}
+            )
+            assert (asked.status_code, asked.json()["error"]["code"]) == (400, "invalid_field"), (
+                path,
+                query,
+            )
+        status = await client.get(
+            "/api/notifications/status?user=bob", headers={"Authorization": f"Bearer {admin}"}
+        )
+        assert (status.status_code, status.json()["error"]["code"]) == (400, "invalid_field")
         # A tenant's admin revokes its own users.
         ok = await client.post(
             "/api/admin/revoke",

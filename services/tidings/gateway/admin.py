@@ -55,6 +55,7 @@ from tidings.subjects import check_id
 
 MAX_BODY = 4096
 MAX_TTL = 10 * 365 * 86400.0  # the longest explicit ttl when token lifetimes are unbounded
+REVOKE_FIELDS = frozenset({"tenant", "user", "jti", "ttl", "reason"})
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -134,6 +135,7 @@ class Admin:
         except TidingsError as exc:
             return self.refused(action, exc, request)
         try:
+            check_query(request, frozenset())
             rev = revocation_from(
                 await self.read_body(request), actor, self.revocations.max_lifetime, time.time()
             )
@@ -189,7 +191,7 @@ class Admin:
     async def presence_of(self, request: Request) -> Response:
         try:
             actor = await self.actor(request)
-            tenant = self.tenant_param(request, actor)
+            tenant = self.tenant_param(request, actor, frozenset({"tenant", "user"}))
             user = request.query_params.get("user")
             if user is not None:
                 check_id(user, field="user")
@@ -233,7 +235,10 @@ class Admin:
         self.audit.admin(action, "refused", actor="unknown", code=exc.code.value)
         return admin_error(exc)
 
-    def tenant_param(self, request: Request, actor: Actor) -> str | None:
+    def tenant_param(
+        self, request: Request, actor: Actor, allowed: frozenset[str] = frozenset({"tenant"})
+    ) -> str | None:
+        check_query(request, allowed)
         tenant = request.query_params.get("tenant", actor.tenant)
         if tenant is not None:
             check_id(tenant, field="tenant")
@@ -263,6 +268,9 @@ def revocation_from(
     token lifetime bound; a :class:`TidingsError` naming the field for anything else."""
     if "tenant" not in body:
         raise MissingField("name the tenant", field="tenant")
+    unknown = sorted(set(body) - REVOKE_FIELDS)
+    if unknown:
+        raise InvalidField("unknown field", field=unknown[0])
     for name in ("user", "jti", "reason"):
         if body.get(name) is not None and not isinstance(body[name], str):
             raise InvalidField("must be a string", field=name)
@@ -289,6 +297,17 @@ def revocation_from(
         reason=reason,
         by=actor.name,
     )
+
+
+def check_query(request: Request, allowed: frozenset[str]) -> None:
+    """Refuse a query parameter the route does not take, or one given twice (a typo such as
+    ``?tenat=`` must not pass as a request about every tenant)."""
+    names = [key for key, _ in request.query_params.multi_items()]
+    for name in names:
+        if name not in allowed:
+            raise InvalidField("unknown query parameter", field=name[:64])
+        if names.count(name) > 1:
+            raise InvalidField("given more than once", field=name[:64])
 
 
 def _named(rev: Revocation) -> dict[str, Any]:

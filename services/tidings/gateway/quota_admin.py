@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from tidings.codes import ErrorCode
 from tidings.errors import AuthError, Forbidden, InvalidField, MissingField, TidingsError
-from tidings.gateway.admin import Actor, Admin, admin_error, admin_json
+from tidings.gateway.admin import Actor, Admin, admin_error, admin_json, check_query
 from tidings.gateway.audit import Audit
 from tidings.quotas.bucket import QuotaBucket
 from tidings.quotas.limits import Limits, TenantLimits, day_of
@@ -71,6 +71,7 @@ class QuotaAdmin:
             if actor.tenant is not None:
                 raise Forbidden("only the operator key changes quotas", field="Authorization")
             if action == "quota_set":
+                check_query(request, frozenset())
                 entry = limits_from(await self.admin.read_body(request), actor, time.time())
                 tenant = entry.tenant
             else:

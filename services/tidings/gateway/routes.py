@@ -31,7 +31,7 @@ from tidings import protocol as p
 from tidings.auth import Claims, Verifier
 from tidings.auth.urls import credential_in_query
 from tidings.codes import ErrorCode
-from tidings.errors import AuthError, TidingsError, Unavailable, error_body
+from tidings.errors import AuthError, InvalidField, TidingsError, Unavailable, error_body
 from tidings.gateway.origins import PROBE_HEADERS, OriginLog
 from tidings.gateway.registry import Registry
 from tidings.settings import GatewaySettings
@@ -230,6 +230,8 @@ def api_app(
             if on_refused is not None:
                 on_refused(exc.code.value, token)
             return err(exc)
+        if request.query_params:  # it answers about the token's own user: nothing to choose
+            return err(InvalidField("takes no query parameters", field="query"))
         answer = await cluster_status(claims.tenant, claims.user)
         return Response(orjson.dumps(answer), 200, _NO_STORE, "application/json")
 

@@ -40,6 +40,7 @@ from tidings.gateway.inbox import Inbox
 from tidings.gateway.listener import CLOSE_TIMEOUT, SessionDeps, shed
 from tidings.gateway.live import Live
 from tidings.gateway.metrics import GatewayMetrics
+from tidings.gateway.openapi import openapi_route
 from tidings.gateway.quota_admin import QuotaAdmin
 from tidings.gateway.registry import Registry
 from tidings.gateway.resume import Resume
@@ -232,7 +233,11 @@ class Gateway:
             self.metrics.auth_failures,
             self.cluster_status,
             allowed_origins=gs.allowed_origins,
-            extra=[*self.admin.routes(), *self.quota_admin.routes()],
+            extra=[
+                *self.admin.routes(),
+                *self.quota_admin.routes(),
+                openapi_route(max_lifetime=self.settings.auth.max_token_lifetime),
+            ],
             on_refused=lambda code, token: self.audit.auth_failed(
                 code, where="status", token=token
             ),
