@@ -204,14 +204,34 @@ def _presence() -> dict[str, Any]:
     )
 
 
+def _op(
+    summary: str,
+    ok: dict[str, Any],
+    ok_text: str,
+    codes: tuple[ErrorCode, ...],
+    *,
+    query: list[dict[str, Any]] | None = None,
+    body: str | None = None,
+) -> dict[str, Any]:
+    """One operation behind the bearer scheme: its 200 answer and its error answers."""
+    op: dict[str, Any] = {
+        "summary": summary,
+        "security": [{"bearer": []}],
+        "responses": {"200": _json(ok, ok_text), **_errors(*codes)},
+    }
+    if query:
+        op["parameters"] = query
+    if body:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    return op
+
+
 def document(*, max_lifetime: float = 0.0) -> dict[str, Any]:
     """The API port's routes, their parameters and bodies, and every answer they give
     (``max_lifetime``: TIDINGS_AUTH_MAX_TOKEN_LIFETIME, the longest ``ttl`` of a revocation)."""
-    admin: list[dict[str, list[str]]] = [{"bearer": []}]
-    revoke_body = {
-        "required": True,
-        "content": {"application/json": {"schema": _ref("Revoke")}},
-    }
     quota_answer = _object(
         ["tenant", "limits", "own"],
         {
@@ -224,147 +244,91 @@ def document(*, max_lifetime: float = 0.0) -> dict[str, Any]:
             "at": {"type": "number"},
         },
     )
+    counts = {"tenant_connections": _COUNT, "user_connections": _COUNT, "gateways": _COUNT}
+    status = _object(["tenant", "user", *counts], {"tenant": _ID, "user": _ID, **counts})
+    listed = {"type": "array", "items": _ref("Revocation")}
+    own = {"tenant": _ID, "by": {"type": "string"}, "at": {"type": "number"}}
+    row = {"allOf": [_ref("LimitsAnswer"), _object(["tenant"], own)]}
+    quotas = _object(
+        ["defaults", "quotas"],
+        {"defaults": _ref("LimitsAnswer"), "quotas": {"type": "array", "items": row}},
+    )
+    user_q = _query("user", "one user of the tenant (the tenant must be named)")
+    reads, changes = (*_ADMIN, *_QUERY), (*_ADMIN, *_BODY)
     paths: dict[str, Any] = {
         "/api/notifications/status": {
-            "get": {
-                "summary": "The caller's connections and its tenant's, summed over every gateway",
-                "security": admin,
-                "responses": {
-                    "200": _json(
-                        _object(
-                            [
-                                "tenant",
-                                "user",
-                                "tenant_connections",
-                                "user_connections",
-                                "gateways",
-                            ],
-                            {
-                                "tenant": _ID,
-                                "user": _ID,
-                                "tenant_connections": _COUNT,
-                                "user_connections": _COUNT,
-                                "gateways": _COUNT,
-                            },
-                        ),
-                        "the counts",
-                    ),
-                    **_errors(*AUTH_CODES, _E.INVALID_FIELD),
-                },
-            }
-        },
-        "/api/admin/revoke": {
-            op: {
-                "summary": summary,
-                "security": admin,
-                "requestBody": revoke_body,
-                "responses": {
-                    "200": _json(_applied(key), "stored, and how many gateways applied it"),
-                    **_errors(*_ADMIN, *_BODY),
-                },
-            }
-            for op, key, summary in (
-                ("post", "revoked", "Revoke a tenant, a user or a token on every gateway"),
-                ("delete", "lifted", "Lift a revocation"),
+            "get": _op(
+                "The caller's connections and its tenant's, summed over every gateway",
+                status,
+                "the counts",
+                (*AUTH_CODES, _E.INVALID_FIELD),
             )
         },
+        "/api/admin/revoke": {
+            "post": _op(
+                "Revoke a tenant, a user or a token on every gateway",
+                _applied("revoked"),
+                "stored, and how many gateways applied it",
+                changes,
+                body="Revoke",
+            ),
+            "delete": _op(
+                "Lift a revocation",
+                _applied("lifted"),
+                "lifted, and how many gateways applied it",
+                changes,
+                body="Revoke",
+            ),
+        },
         "/api/admin/revocations": {
-            "get": {
-                "summary": "The revocations in force",
-                "security": admin,
-                "parameters": [_TENANT_Q],
-                "responses": {
-                    "200": _json(
-                        _object(
-                            ["revocations"],
-                            {"revocations": {"type": "array", "items": _ref("Revocation")}},
-                        ),
-                        "the revocations in force",
-                    ),
-                    **_errors(*_ADMIN, *_QUERY),
-                },
-            }
+            "get": _op(
+                "The revocations in force",
+                _object(["revocations"], {"revocations": listed}),
+                "the revocations in force",
+                reads,
+                query=[_TENANT_Q],
+            )
         },
         "/api/admin/presence": {
-            "get": {
-                "summary": "Who is connected, summed over every gateway",
-                "security": admin,
-                "parameters": [
-                    _TENANT_Q,
-                    _query("user", "one user of the tenant (the tenant must be named)"),
-                ],
-                "responses": {
-                    "200": _json(_presence(), "the counts"),
-                    **_errors(*_ADMIN, *_QUERY),
-                },
-            }
+            "get": _op(
+                "Who is connected, summed over every gateway",
+                _presence(),
+                "the counts",
+                reads,
+                query=[_TENANT_Q, user_q],
+            )
         },
         "/api/admin/quota": {
-            "get": {
-                "summary": "A tenant's publish limits and today's count",
-                "security": admin,
-                "parameters": [_TENANT_Q],
-                "responses": {
-                    "200": _json(quota_answer, "its limits (own, or the defaults)"),
-                    **_errors(*_ADMIN, *_QUERY),
-                },
-            },
-            "put": {
-                "summary": "Set a tenant's publish limits (the operator key only)",
-                "security": admin,
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("Limits")}},
-                },
-                "responses": {
-                    "200": _json(quota_answer, "stored"),
-                    **_errors(*_ADMIN, *_BODY),
-                },
-            },
-            "delete": {
-                "summary": "Put a tenant back on the default limits (the operator key only)",
-                "security": admin,
-                "parameters": [{**_TENANT_Q, "description": "the tenant"}],
-                "responses": {
-                    "200": _json(quota_answer, "back on the defaults"),
-                    **_errors(*_ADMIN, *_QUERY),
-                },
-            },
+            "get": _op(
+                "A tenant's publish limits and today's count",
+                quota_answer,
+                "its limits (own, or the defaults)",
+                reads,
+                query=[_TENANT_Q],
+            ),
+            "put": _op(
+                "Set a tenant's publish limits (the operator key only)",
+                quota_answer,
+                "stored",
+                changes,
+                body="Limits",
+            ),
+            "delete": _op(
+                "Put a tenant back on the default limits (the operator key only)",
+                quota_answer,
+                "back on the defaults",
+                reads,
+                query=[{**_TENANT_Q, "description": "the tenant"}],
+            ),
         },
         "/api/admin/quotas": {
-            "get": {
-                "summary": "Every tenant with limits of its own",
-                "security": admin,
-                "parameters": [_TENANT_Q],
-                "responses": {
-                    "200": _json(
-                        _object(
-                            ["defaults", "quotas"],
-                            {
-                                "defaults": _ref("LimitsAnswer"),
-                                "quotas": {
-                                    "type": "array",
-                                    "items": {
-                                        "allOf": [
-                                            _ref("LimitsAnswer"),
-                                            _object(
-                                                ["tenant"],
-                                                {
-                                                    "tenant": _ID,
-                                                    "by": {"type": "string"},
-                                                    "at": {"type": "number"},
-                                                },
-                                            ),
-                                        ]
-                                    },
-                                },
-                            },
-                        ),
-                        "the defaults and the tenants' own limits",
-                    ),
-                    **_errors(*_ADMIN, *_QUERY),
-                },
-            }
+            "get": _op(
+                "Every tenant with limits of its own",
+                quotas,
+                "the defaults and the tenants' own limits",
+                reads,
+                query=[_TENANT_Q],
+            )
         },
         "/healthz": {
             "get": {
