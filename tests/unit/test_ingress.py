@@ -94,7 +94,7 @@ def test_sized_for_a_reconnect_storm(tmp_path: Path) -> None:
 def test_every_file_nginx_writes_is_under_its_directory(tmp_path: Path) -> None:
     text = conf(tmp_path)
     written = re.findall(
-        r"^\s*(?:pid|error_log|access_log|\w+_temp_path) (\S+?)(?: warn)?;$", text, re.M
+        r"^\s*(?:pid|error_log|access_log|\w+_temp_path) (\S+?)(?: warn| timed)?;$", text, re.M
     )
     assert len(written) == 8
     assert all(Path(w).is_relative_to(tmp_path) for w in written), written
