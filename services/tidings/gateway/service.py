@@ -218,8 +218,10 @@ class Gateway:
         )
         per_ip = ConnectRate(rate=gs.connect_rate_per_ip, burst=gs.connect_burst_per_ip)
         refused = self.metrics.connects_refused.labels("ip")
-        await guard(self.server, per_ip=per_ip, on_refused=refused.inc).start_serving()
+        # The API and metrics ports first: once /readyz answers on the data port, every port
+        # of the gateway does (a scrape right after readiness found the metrics port closed).
         await self._start_api()
+        await guard(self.server, per_ip=per_ip, on_refused=refused.inc).start_serving()
         log.info(
             "gateway listening",
             extra={"address": f"{gs.host}:{self.port}", "id": self.id, "epoch": self.epoch},
