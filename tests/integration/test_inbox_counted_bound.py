@@ -92,6 +92,7 @@ async def test_counts_of_two_running_writers_include_exactly_up_to_their_seq(
     total = 2000
     settings = inbox_settings(nats_settings, database_url, batch_size=25)
     samples: list[tuple[int, int]] = []
+
     async def paced() -> None:
         # In 20 steps a writer's progress interval (0.2 s) apart, so the bound has steps to move
         # through whatever the machine's speed (published at once, a fast drain recorded only
