@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "catalogue",
             "envelope",
             "jsondata",
+            "openapi",
             "protocol",
             "auth",
             "settings",

@@ -24,10 +24,12 @@ from tidings.errors import AuthError
 from tidings.gateway.admin import MAX_BODY, MAX_TTL, REVOKE_FIELDS
 from tidings.gateway.quota_admin import LIMIT_FIELDS
 from tidings.gateway.revoke import MAX_JTI, MAX_REASON
+from tidings.openapi import WWW_AUTHENTICATE, error_answers
+from tidings.openapi import json_answer as _json
+from tidings.openapi import ref as _ref
 from tidings.quotas.limits import MAX_COUNT, MAX_RATE
 from tidings.subjects import ID_PATTERN
 
-_REF = "#/components/schemas/"
 _E = ErrorCode
 _ID = {"type": "string", "pattern": f"^{ID_PATTERN}$"}
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -59,26 +61,8 @@ _QUERY = (_E.INVALID_FIELD, _E.MISSING_FIELD)
 _BODY = (_E.MALFORMED, _E.INVALID_FIELD, _E.MISSING_FIELD, _E.TOO_LARGE)
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF + name}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
 def _errors(*codes: ErrorCode) -> dict[str, Any]:
-    """Error answers by HTTP status, naming the codes a client may switch on."""
-    by_status: dict[int, list[str]] = {}
-    for code in codes:
-        by_status.setdefault(int(code.http_status), []).append(code.value)
-    answers = {}
-    for status, names in sorted(by_status.items()):
-        answer = _json(_ref("Error"), "codes: " + ", ".join(sorted(set(names))))
-        if status == 401:
-            answer["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
-        answers[str(status)] = answer
-    return answers
+    return error_answers(codes, {401: WWW_AUTHENTICATE})
 
 
 def _object(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:

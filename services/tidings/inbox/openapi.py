@@ -13,29 +13,17 @@ from tidings.codes import ErrorCode
 from tidings.inbox.filters import DEFAULT_LIMIT, MAX_LIMIT, MAX_Q, MAX_VALUES, Status
 from tidings.inbox.preferences import CHANNELS
 from tidings.inbox.retention import MAX_AGE_DAYS, MAX_ITEMS
+from tidings.openapi import error_answers
+from tidings.openapi import json_answer as _json
+from tidings.openapi import ref as _ref
 
-_REF = "#/components/schemas/"
 _SEVERITIES = ["info", "success", "warning", "error", "critical"]
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF + name}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
 def _errors(*codes: ErrorCode) -> dict[str, Any]:
-    """Error answers by HTTP status, naming the codes a client may switch on."""
-    by_status: dict[int, list[str]] = {}
+    """Error answers by HTTP status; every route may also meet these three."""
     common = (ErrorCode.TOKEN_MISSING, ErrorCode.UNAVAILABLE, ErrorCode.TOKEN_IN_URL)
-    for code in (*codes, *common):
-        by_status.setdefault(int(code.http_status), []).append(code.value)
-    return {
-        str(status): _json(_ref("Error"), "codes: " + ", ".join(sorted(set(names))))
-        for status, names in sorted(by_status.items())
-    }
+    return error_answers((*codes, *common))
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:

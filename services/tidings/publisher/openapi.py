@@ -14,11 +14,13 @@ from typing import Any
 from tidings.catalogue import DEFAULT_CATALOGUE, EVENT_RE, Catalogue
 from tidings.codes import ErrorCode
 from tidings.envelope import Severity
+from tidings.openapi import RETRY_AFTER, WWW_AUTHENTICATE, error_answers
+from tidings.openapi import json_answer as _json
+from tidings.openapi import ref as _ref
 from tidings.publishing import FIELDS, MAX_MESSAGE, MAX_SOURCE, MAX_TITLE
 from tidings.settings import PublisherSettings
 from tidings.subjects import ID_PATTERN
 
-_REF = "#/components/schemas/"
 _E = ErrorCode
 _ID = {"type": "string", "pattern": f"^{ID_PATTERN}$"}
 # What a request body may meet on both publish routes.
@@ -37,28 +39,8 @@ _BODY_ERRORS = (
 )
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF + name}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
 def _errors(*codes: ErrorCode) -> dict[str, Any]:
-    """Error answers by HTTP status, naming the codes a client may switch on."""
-    by_status: dict[int, list[str]] = {}
-    for code in codes:
-        by_status.setdefault(int(code.http_status), []).append(code.value)
-    answers = {}
-    for status, names in sorted(by_status.items()):
-        answer = _json(_ref("Error"), "codes: " + ", ".join(sorted(set(names))))
-        if status == 503:
-            answer["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
-        if status == 401:
-            answer["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
-        answers[str(status)] = answer
-    return answers
+    return error_answers(codes, {401: WWW_AUTHENTICATE, 503: RETRY_AFTER})
 
 
 def _one(key: str, schema: dict[str, Any]) -> dict[str, Any]:
