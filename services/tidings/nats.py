@@ -17,8 +17,10 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import (
+    DeliverPolicy,
     DiscardPolicy,
     RePublish,
     RetentionPolicy,
@@ -262,3 +264,29 @@ async def provision(
         return await ensure_stream_placed(nc.jetstream(), stream_settings)
     finally:
         await nc.close()
+
+
+async def follow_keys(
+    js: JetStreamContext, *, stream: str, subject: str, cb: Callable[[Msg], Awaitable[None]]
+) -> JetStreamContext.PushSubscription:
+    """The last value of every key of a KV bucket under ``subject``, then each change, in order
+    (an ordered consumer: it survives reconnects and never needs acks)."""
+    return await js.subscribe(
+        subject,
+        stream=stream,
+        cb=cb,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        inactive_threshold=300.0,
+    )
+
+
+async def keys_loaded(
+    sub: JetStreamContext.PushSubscription, loaded: asyncio.Event, timeout: float
+) -> None:
+    """Wait until ``cb`` of :func:`follow_keys` set ``loaded`` at the message with nothing
+    pending — at once if there were no keys."""
+    info = await sub.consumer_info()
+    if info.num_pending == 0 and sub.delivered == 0:
+        loaded.set()
+    await asyncio.wait_for(loaded.wait(), timeout)

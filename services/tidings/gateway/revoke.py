@@ -37,6 +37,7 @@ from tidings.auth import Claims
 from tidings.errors import InvalidField, TidingsError, TokenRevoked
 from tidings.gateway.connection import State
 from tidings.gateway.registry import Registry
+from tidings.nats import follow_keys, keys_loaded
 from tidings.nats_link import NatsLink
 from tidings.subjects import check_id
 
@@ -285,18 +286,10 @@ class RevocationBucket:
     async def _follow(self, js: JetStreamContext, timeout: float) -> None:
         await self.stop()
         loaded = self._loaded = asyncio.Event()
-        sub = self._sub = await js.subscribe(
-            f"{self.prefix}>",
-            stream=self.stream,
-            cb=self._on_msg,
-            ordered_consumer=True,
-            deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
-            inactive_threshold=300.0,
+        sub = self._sub = await follow_keys(
+            js, stream=self.stream, subject=f"{self.prefix}>", cb=self._on_msg
         )
-        info = await sub.consumer_info()
-        if info.num_pending == 0 and sub.delivered == 0:
-            loaded.set()
-        await asyncio.wait_for(loaded.wait(), timeout)
+        await keys_loaded(sub, loaded, timeout)
         log.info(
             "revocations loaded",
             extra={"entries": len(self.revocations.entries), "revision": self.revocations.revision},

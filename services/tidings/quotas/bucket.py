@@ -21,6 +21,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, NotFoundError
 
 from tidings.errors import TidingsError, Unavailable
+from tidings.nats import follow_keys, keys_loaded
 from tidings.quotas.limits import (
     DAY_KEY_TTL,
     TenantLimits,
@@ -85,18 +86,10 @@ class QuotaBucket:
         await self.stop()
         self._on_limits = on_limits
         loaded = self._loaded = asyncio.Event()
-        sub = self._sub = await js.subscribe(
-            f"{self.prefix}limit.>",
-            stream=self.stream,
-            cb=self._on_msg,
-            ordered_consumer=True,
-            deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
-            inactive_threshold=300.0,
+        sub = self._sub = await follow_keys(
+            js, stream=self.stream, subject=f"{self.prefix}limit.>", cb=self._on_msg
         )
-        info = await sub.consumer_info()
-        if info.num_pending == 0 and sub.delivered == 0:
-            loaded.set()
-        await asyncio.wait_for(loaded.wait(), timeout)
+        await keys_loaded(sub, loaded, timeout)
 
     @property
     def following(self) -> bool:
