@@ -7,9 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from starlette.routing import Route
-
 from tests.support.inbox_api import api_settings
+from tests.support.openapi_doc import documented_routes, served_routes
 from tidings.codes import ErrorCode
 from tidings.inbox.api_app import create_app
 from tidings.inbox.openapi import document
@@ -17,17 +16,11 @@ from tidings.inbox.openapi import document
 
 def served(tmp_path: Path) -> set[tuple[str, str]]:
     app = create_app(api_settings(f"sqlite:///{tmp_path / 'inbox.db'}"))
-    pairs = set()
-    for route in app.routes:
-        assert isinstance(route, Route)
-        for method in route.methods or ():
-            if method != "HEAD":  # Starlette adds HEAD to every GET
-                pairs.add((method.lower(), route.path))
-    return pairs
+    return served_routes(app)
 
 
 def documented() -> set[tuple[str, str]]:
-    return {(method, path) for path, ops in document()["paths"].items() for method in ops}
+    return documented_routes(document())
 
 
 def test_every_route_is_documented_and_every_documented_route_is_served(tmp_path: Path) -> None:
