@@ -10,6 +10,7 @@ import pytest
 
 from tidings.dev.cluster import NatsCluster
 from tidings.nats import ensure_stream
+from tidings.publishing import OutgoingMessage, publish
 from tidings.settings import StreamSettings
 
 # nats-py drops the stream writer of a server it fails over from (killed, frozen) without
@@ -33,7 +34,14 @@ async def test_three_nodes_hold_an_r3_stream_and_elect_a_new_leader_after_a_cras
         try:
             js = nc.jetstream()
             await ensure_stream(js, StreamSettings(replicas=3))
-            ack = await js.publish("tenant.acme.incident.created", b"x")
+            # A publish right after the stream is created may reach a node before that node's
+            # replica listens ("no responders"): publish as the sidecar and the SDK do, tried
+            # again with the same id (seen in CI under load with a bare js.publish).
+            first = OutgoingMessage(
+                "c1", "tenant.acme.incident.created", b"x", {"Nats-Msg-Id": "c1"}
+            )
+            ack = await publish(js, first, stream="TIDINGS", timeout=10.0, attempt=1.0)
+            assert ack.seq is not None
             leader = await cluster.stream_leader("TIDINGS")
             cluster.kill(leader)
             started = time.monotonic()
