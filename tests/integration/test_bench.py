@@ -11,20 +11,25 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from nats.js import JetStreamContext
 
 from tidings.bench.layout import Layout
 from tidings.bench.loadgen import JSPUB_SOURCE, build
 from tidings.bench.procs import Child
 from tidings.bench.publish import c_argv, write_targets
-from tidings.dev.embedded import EmbeddedNats
+from tidings.dev.embedded import EmbeddedNats, wait_for_port
 from tidings.envelope import Notification
+from tidings.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -200,3 +205,104 @@ def test_bench_users_scenario_owes_one_delivery_per_notification(tmp_path: Path)
         assert summary["max_rate"] == 100 and summary["failed_below"] == []
     md = result_file.with_suffix(".md").read_text()
     assert "receiver: C wsload" in md and "server µs/n" in md
+
+
+# --- jspub's Redis mode (the Socket.IO peers' publisher) against a real redis-server -----------
+
+
+@pytest.fixture
+def redis_port(tmp_path: Path) -> Iterator[int]:
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is needed (Debian's package; scripts/test installs it)"
+    port = free_port()
+    argv = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--dir",
+        str(tmp_path),
+    ]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, timeout=10)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def start_redis_jspub(port: int, tmp_path: Path) -> Child:
+    layout = Layout(clients=10, rooms=2, user_share=0.2)
+    targets = write_targets(tmp_path / "targets.txt", layout, 0, 1, backend="redis")
+    opts = {"backend": "redis", "port": port, "user_share": layout.user_share, "pad": 40}
+    pub = Child(
+        c_argv(build(source=JSPUB_SOURCE), opts, targets), core=None, log=tmp_path / "p.log"
+    )
+    assert pub.read(timeout=15) == {"event": "ready", "publisher": "c"}
+    return pub
+
+
+def read_published(sub: socket.socket, count: int) -> list[dict[str, Any]]:
+    """``count`` messages of a RESP subscription (after its confirmation), in order."""
+    buf = b""
+    out: list[dict[str, Any]] = []
+    sub.settimeout(10)
+    while len(out) < count:
+        chunk = sub.recv(1 << 16)
+        assert chunk, "redis-server closed the subscription"
+        buf += chunk
+        while True:  # *3 $7 message $5 bench $N payload
+            parts = buf.split(b"\r\n", 6)
+            if len(parts) < 7 or len(parts[6]) < int(parts[5][1:]) + 2:
+                break
+            assert parts[:5] == [b"*3", b"$7", b"message", b"$5", b"bench"], parts[:5]
+            size = int(parts[5][1:])
+            out.append(orjson.loads(parts[6][:size]))
+            buf = parts[6][size + 2 :]
+    assert buf == b""
+    return out
+
+
+def test_jspub_redis_mode_delivers_every_message_to_the_channel(
+    redis_port: int, tmp_path: Path
+) -> None:
+    sub = socket.create_connection(("127.0.0.1", redis_port), timeout=10)
+    sub.sendall(b"SUBSCRIBE bench\r\n")
+    confirm = b"*3\r\n$9\r\nsubscribe\r\n$5\r\nbench\r\n:1\r\n"
+    got = b""
+    while len(got) < len(confirm):
+        got += sub.recv(len(confirm) - len(got))
+    assert got == confirm
+    pub = start_redis_jspub(redis_port, tmp_path)
+    try:
+        done = step(pub, 0, 400, 0.5)
+    finally:
+        pub.stop('{"cmd":"quit"}')
+    sub_messages = read_published(sub, 200)
+    sub.close()
+    assert done["event"] == "done" and "error" not in done, done
+    assert (done["sent"], done["acked"], done["failed"]) == (200, 200, 0)
+    assert done["user"] == 40  # user_share 0.2
+    rooms: dict[str, list[int]] = {}
+    for m in sub_messages:
+        assert m["d"]["k"] == 0 and len(m["d"]["p"]) == 40
+        rooms.setdefault(m["r"], []).append(m["d"]["i"])
+    assert all(idx == list(range(len(idx))) for idx in rooms.values()), rooms
+    assert {r for r in rooms if r.startswith("t")} == {"t0", "t1"}
+    assert sum(len(v) for k, v in rooms.items() if k.startswith("u")) == 40
+
+
+def test_jspub_redis_mode_reports_a_channel_nobody_listens_to(
+    redis_port: int, tmp_path: Path
+) -> None:
+    pub = start_redis_jspub(redis_port, tmp_path)
+    try:
+        done = step(pub, 0, 100, 0.2)
+    finally:
+        pub.stop('{"cmd":"quit"}')
+    assert (done["sent"], done["failed"]) == (20, 20)
+    assert "no subscriber on the Redis channel" in done["error"]

@@ -158,3 +158,41 @@ def test_core_mode_publishes_the_python_publishers_payload_to_the_peers_subjects
         expected.pop("t")
         assert data == expected and len(expected["p"]) == 250  # same padding as Python's
     assert pos == len(raw)
+
+
+def test_redis_mode_publishes_the_python_publishers_message_to_the_socketio_rooms(
+    jspub: Path, tmp_path: Path
+) -> None:
+    """jspub's Redis mode (the Socket.IO peers): RESP ``PUBLISH bench {"r":ROOM,"d":DATA}``
+    with the Python publisher's rooms, order, indexes and padding."""
+    layout = Layout(clients=30, rooms=6, user_share=0.3)
+    targets = write_targets(tmp_path / "targets.txt", layout, 1, 2, backend="redis")
+    argv = [str(jspub), "--dump", "200", repr(layout.user_share), str(targets), "250"]
+    before = time.monotonic_ns()
+    raw = subprocess.run([*argv, "redis:bench"], capture_output=True, check=True, timeout=30)
+    after = time.monotonic_ns()
+    pacer = Pacer(layout, 1, 2, pad=250)
+    pos = 0
+
+    def bulk() -> bytes:
+        nonlocal pos
+        eol = raw.stdout.index(b"\r\n", pos)
+        assert raw.stdout[pos : pos + 1] == b"$"
+        size = int(raw.stdout[pos + 1 : eol])
+        value = raw.stdout[eol + 2 : eol + 2 + size]
+        assert len(value) == size and raw.stdout[eol + 2 + size : eol + 4 + size] == b"\r\n"
+        pos = eol + 4 + size
+        return value
+
+    for _ in range(200):
+        (slot, number), want = pacer.next(0)
+        assert raw.stdout[pos : pos + 4] == b"*3\r\n"
+        pos += 4
+        assert (bulk(), bulk()) == (b"PUBLISH", b"bench")
+        message = orjson.loads(bulk())
+        assert message["r"] == (f"t{number}" if slot == TENANT_SLOT else f"u{number}")
+        data, expected = message["d"], orjson.loads(want)
+        assert before < data.pop("t") < after
+        expected.pop("t")
+        assert data == expected and len(expected["p"]) == 250
+    assert pos == len(raw.stdout)

@@ -3,13 +3,19 @@
  * envelopes at a few microseconds of CPU per notification instead of 100-300.
  *
  *   jspub PORT STREAM USER_SHARE MAX_INFLIGHT TARGETS_FILE [PAD] (JSON lines on stdin/stdout)
- *   jspub --dump N USER_SHARE TARGETS_FILE [PAD]               (the first N operations of step 0)
+ *   jspub --dump N USER_SHARE TARGETS_FILE [PAD [redis:CHANNEL]]  (the first N operations of step 0)
  *
  * STREAM `-` is core NATS (the `nats` peer: nats-server's own WebSocket, no stream): each
  * message is `PUB <subject> <n>` of the data object alone, padded with ,"p":"xx..." to PAD
  * bytes more (the peers carry a Tidings line's size); no PubAcks, so a message counts as sent
  * once written, and a step ends with PING/PONG (the server has read everything) — what
  * nats-py's publish + flush does, at a few microseconds per message instead of Python's.
+ *
+ * STREAM `redis:CHANNEL` is Redis (the Socket.IO peers): each message is `PUBLISH CHANNEL
+ * {"r":"<room>","d":<data>}` in RESP, the data object padded as above, SUBJECT being the room
+ * (`tN` / `uN`); the same pipelining and the same PING/PONG at the end of a step. Each
+ * PUBLISH answers how many subscribers got it: 0 (the server under test is not subscribed) is
+ * counted as failed and named in "error".
  *
  * TARGETS_FILE, one line per room this process owns: `SLOT N SUBJECT ENVELOPE_HEX`, tenant
  * rooms (SLOT 0) first, then users (SLOT 1), each in the Python pacer's order. ENVELOPE is the
@@ -77,7 +83,9 @@ static int ntargets, *rooms, nrooms, *users, nusers;
 static double user_share, credit;
 static uint64_t room_i, user_i;
 static const char *stream = "TIDINGS";
-static int core_mode; /* STREAM "-": core NATS PUB, no acks */
+static int core_mode;  /* STREAM "-" or "redis:...": no acks, PING/PONG per step */
+static int redis_mode; /* STREAM "redis:CHANNEL": RESP PUBLISH on CHANNEL */
+static const char *channel;
 static size_t pad;
 
 static flight_t *flights;
@@ -178,20 +186,43 @@ static int next_target(void) {
     return rooms[room_i++ % (uint64_t)nrooms];
 }
 
+/* The checked data object of one message, padded to PAD more bytes: its length, and the
+ * unpadded head (`{"k":..,"t":NS`) in `data`; put_data appends the whole object. */
+static size_t data_head(target_t *t, int step, unsigned char *data) {
+    size_t dn = 0;
+    memcpy(data, "{\"k\":", 5), dn = 5;
+    dn += put_u64((char *)data + dn, (uint64_t)step);
+    memcpy(data + dn, ",\"s\":", 5), dn += 5;
+    dn += put_u64((char *)data + dn, (uint64_t)t->slot);
+    memcpy(data + dn, ",\"i\":", 5), dn += 5;
+    dn += put_u64((char *)data + dn, t->index++);
+    memcpy(data + dn, ",\"t\":", 5), dn += 5;
+    dn += put_u64((char *)data + dn, now_ns());
+    return dn;
+}
+
+static size_t data_size(size_t dn) { return dn + (pad ? 6 + pad + 2 : 1); } /* ,"p":"xx.."} or } */
+
+static void put_data(const unsigned char *data, size_t dn) {
+    put(&out, data, dn);
+    if (pad) {
+        put(&out, ",\"p\":\"", 6);
+        reserve(&out, pad);
+        memset(out.p + out.len, 'x', pad);
+        out.len += pad;
+        put(&out, "\"}", 2);
+    } else {
+        put(&out, "}", 1);
+    }
+}
+
 /* Append one HPUB for target t to `out`, as message `seq` of step `step`. */
 static void build(int ti, int step, uint64_t seq) {
     target_t *t = &targets[ti];
-    char id[36], data[128], hdr[256], line[512];
+    char id[36], hdr[256], line[512];
+    unsigned char data[129];
     make_id(id);
-    size_t dn = 0;
-    memcpy(data, "{\"k\":", 5), dn = 5;
-    dn += put_u64(data + dn, (uint64_t)step);
-    memcpy(data + dn, ",\"s\":", 5), dn += 5;
-    dn += put_u64(data + dn, (uint64_t)t->slot);
-    memcpy(data + dn, ",\"i\":", 5), dn += 5;
-    dn += put_u64(data + dn, t->index++);
-    memcpy(data + dn, ",\"t\":", 5), dn += 5;
-    dn += put_u64(data + dn, now_ns());
+    size_t dn = data_head(t, step, data);
     data[dn++] = '}';
 
     int hn = snprintf(hdr, sizeof hdr,
@@ -222,30 +253,29 @@ static void build_core(int ti, int step) {
     target_t *t = &targets[ti];
     char line[640];
     unsigned char data[128];
-    size_t dn = 0;
-    memcpy(data, "{\"k\":", 5), dn = 5;
-    dn += put_u64((char *)data + dn, (uint64_t)step);
-    memcpy(data + dn, ",\"s\":", 5), dn += 5;
-    dn += put_u64((char *)data + dn, (uint64_t)t->slot);
-    memcpy(data + dn, ",\"i\":", 5), dn += 5;
-    dn += put_u64((char *)data + dn, t->index++);
-    memcpy(data + dn, ",\"t\":", 5), dn += 5;
-    dn += put_u64((char *)data + dn, now_ns());
-    size_t total = dn + (pad ? 6 + pad + 2 : 1); /* ,"p":"xx.."} or } */
+    size_t dn = data_head(t, step, data);
+    size_t total = data_size(dn);
     int ln = snprintf(line, sizeof line, "PUB %s %zu\r\n", t->subject, total);
     reserve(&out, (size_t)ln + total + 2);
     put(&out, line, (size_t)ln);
-    put(&out, data, dn);
-    if (pad) {
-        put(&out, ",\"p\":\"", 6);
-        reserve(&out, pad);
-        memset(out.p + out.len, 'x', pad);
-        out.len += pad;
-        put(&out, "\"}", 2);
-    } else {
-        put(&out, "}", 1);
-    }
+    put_data(data, dn);
     put(&out, "\r\n", 2);
+}
+
+/* Redis: `PUBLISH <channel> {"r":"<room>","d":<data object>}` as a RESP array. */
+static void build_redis(int ti, int step) {
+    target_t *t = &targets[ti];
+    char line[1200];
+    unsigned char data[128];
+    size_t dn = data_head(t, step, data);
+    size_t sl = strlen(t->subject);
+    size_t total = 6 + sl + 6 + data_size(dn) + 1; /* {"r":"ROOM","d":DATA} */
+    int ln = snprintf(line, sizeof line, "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n%s\r\n$%zu\r\n{\"r\":\"%s\",\"d\":",
+                      strlen(channel), channel, total, t->subject);
+    reserve(&out, (size_t)ln + total + 2);
+    put(&out, line, (size_t)ln);
+    put_data(data, dn);
+    put(&out, "}\r\n", 3);
 }
 
 static int hexval(int c) {
@@ -399,6 +429,21 @@ static int process_in(void) {
         }
         memcpy(line, s, ll);
         line[ll] = 0;
+        if (redis_mode) { /* `:N` per PUBLISH (its receivers), `+PONG`, or `-ERR ...` */
+            if (line[0] == ':') {
+                if (!strcmp(line, ":0")) {
+                    s_failed++;
+                    note_error("no subscriber on the Redis channel", s, ll);
+                }
+            } else if (!strcmp(line, "+PONG")) {
+                got_pong = 1;
+            } else if (line[0] == '-') {
+                snprintf(fatal, sizeof fatal, "redis-server said %.400s", line);
+                return -1;
+            }
+            pos += ll + 2;
+            continue;
+        }
         if (!strncmp(line, "MSG ", 4) || !strncmp(line, "HMSG ", 5)) {
             int h = line[0] == 'H';
             char *tok[6];
@@ -481,6 +526,16 @@ static void connect_server(int port) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     char conn[512];
+    if (redis_mode) { /* no handshake: an inline PING answers +PONG */
+        put(&out, "PING\r\n", 6);
+        uint64_t deadline = now_ns() + 10000000000ULL;
+        while (!got_pong) {
+            uint64_t now = now_ns();
+            if (now > deadline) die("no PONG from redis-server within 10 s");
+            if (wait_io(deadline - now, 0, 0) < 0) die(fatal);
+        }
+        return;
+    }
     int n = snprintf(conn, sizeof conn,
                      "CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,"
                      "\"no_responders\":true,\"echo\":false,\"lang\":\"c\","
@@ -524,7 +579,8 @@ static void print_done(int step, uint64_t sent, uint64_t elapsed_ns, double cpu,
     fflush(stdout);
 }
 
-/* Core NATS: the same pacing; a message is owed once written, the step ends on PING/PONG. */
+/* Core NATS and Redis: the same pacing; a message is owed once written, the step ends on
+ * PING/PONG (the server has handled everything before it). */
 static void run_step_core(int step, double rate, double seconds) {
     s_acked = s_failed = s_dups = s_unacked = s_user = 0;
     s_error[0] = 0;
@@ -540,7 +596,8 @@ static void run_step_core(int step, double rate, double seconds) {
         if ((int64_t)due > 0 && (now >= next_batch || due >= total - sent)) {
             for (uint64_t k = 0; k < due; k++) {
                 int ti = next_target();
-                build_core(ti, step);
+                if (redis_mode) build_redis(ti, step);
+                else build_core(ti, step);
                 targets[ti].acked++;
                 s_acked++;
                 if (targets[ti].slot == USER_SLOT) s_user++;
@@ -682,29 +739,39 @@ static void serve(void) {
 int main(int argc, char **argv) {
     setvbuf(stdin, NULL, _IONBF, 0); /* poll() on fd 0 must see every line stdio has not */
     seed_ids();
-    if ((argc == 5 || argc == 6) && !strcmp(argv[1], "--dump")) {
+    if (argc >= 5 && argc <= 7 && !strcmp(argv[1], "--dump")) {
         long n = atol(argv[2]);
         user_share = atof(argv[3]);
         load_targets(argv[4]);
         cap_inflight = 1;
-        if (argc == 6) { /* a PAD argument: the core NATS operations */
+        if (argc >= 6) { /* a PAD argument: the core NATS operations (or Redis: a channel) */
             core_mode = 1;
             pad = (size_t)atol(argv[5]);
         }
+        if (argc == 7) {
+            if (strncmp(argv[6], "redis:", 6)) die("the 7th --dump argument is redis:CHANNEL");
+            redis_mode = 1;
+            channel = argv[6] + 6;
+        }
         for (long i = 0; i < n; i++) {
-            if (core_mode) build_core(next_target(), 0);
+            if (redis_mode) build_redis(next_target(), 0);
+            else if (core_mode) build_core(next_target(), 0);
             else build(next_target(), 0, (uint64_t)i);
         }
         fwrite(out.p, 1, out.len, stdout);
         return 0;
     }
     if (argc != 6 && argc != 7) {
-        fprintf(stderr, "usage: jspub PORT STREAM|- USER_SHARE MAX_INFLIGHT TARGETS_FILE [PAD]\n"
-                        "       jspub --dump N USER_SHARE TARGETS_FILE [PAD]\n");
+        fprintf(stderr, "usage: jspub PORT STREAM|-|redis:CHANNEL USER_SHARE MAX_INFLIGHT "
+                        "TARGETS_FILE [PAD]\n"
+                        "       jspub --dump N USER_SHARE TARGETS_FILE [PAD [redis:CHANNEL]]\n");
         return 2;
     }
     stream = argv[2];
-    core_mode = !strcmp(stream, "-");
+    redis_mode = !strncmp(stream, "redis:", 6);
+    channel = stream + 6;
+    if (redis_mode && (!*channel || strlen(channel) > 200)) die("bad Redis channel");
+    core_mode = redis_mode || !strcmp(stream, "-");
     pad = argc == 7 ? (size_t)atol(argv[6]) : 0;
     if (pad > 4096) die("PAD is at most 4096");
     user_share = atof(argv[3]);

@@ -6,7 +6,8 @@ Backends: ``jetstream`` (Tidings: envelopes through :func:`tidings.publishing.pu
 pipelined, acked), ``nats`` (core NATS publish, for nats-server's own WebSocket) and ``redis``
 (``PUBLISH bench``, for the Socket.IO peers). For Tidings the default is the compiled
 ``jspub.c`` instead (same pacing, same envelopes, same JSON lines; :func:`c_argv`): the SDK's
-path costs 100-300 µs of CPU per notification and saturates the generator core near 3,000/s.
+path costs 100-300 µs of CPU per notification and saturates the generator core near 3,000/s;
+for the peers too (core NATS, Redis), so every system is fed by the same program.
 Every notification's data starts with ``{"k":STEP,"s":SLOT,"i":INDEX,"t":MONOTONIC_NS`` — what
 the load client checks — and ``t`` is read just before the message is handed to the client
 library (jspub: just before it is built), on the clock the receiver reads.
@@ -112,13 +113,18 @@ async def nats_backend(opts: dict[str, Any]) -> tuple[SendBatch, Callable[[], Aw
 
 async def redis_backend(opts: dict[str, Any]) -> tuple[SendBatch, Callable[[], Awaitable[None]]]:
     reader, writer = await asyncio.open_connection("127.0.0.1", int(opts["port"]))
+    channel = REDIS_CHANNEL.encode()
 
     async def send(batch: list[tuple[Target, bytes]]) -> None:
         out = bytearray()
-        for (slot, n), data in batch:
-            room = b"t%d" % n if slot == TENANT_SLOT else b"u%d" % n
-            msg = b'{"r":"' + room + b'","d":' + data + b"}"
-            out += b"*3\r\n$7\r\nPUBLISH\r\n$5\r\nbench\r\n$%d\r\n%s\r\n" % (len(msg), msg)
+        for target, data in batch:
+            msg = b'{"r":"' + redis_room(target).encode() + b'","d":' + data + b"}"
+            out += b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+                len(channel),
+                channel,
+                len(msg),
+                msg,
+            )
         writer.write(out)
         await writer.drain()
         replies = 0
@@ -134,6 +140,15 @@ async def redis_backend(opts: dict[str, Any]) -> tuple[SendBatch, Callable[[], A
     return send, close
 
 
+def redis_room(target: Target) -> str:
+    """The Socket.IO room of a target (the ``redis`` peers: ``tN`` for a tenant, ``uN`` a user)."""
+    slot, n = target
+    return f"t{n}" if slot == TENANT_SLOT else f"u{n}"
+
+
+REDIS_CHANNEL = "bench"  # what benchmarks/peers/sio_*.{js,py} subscribe to
+
+
 def nats_subject(target: Target) -> str:
     """The core NATS subject of a target (the ``nats`` peer: one subject per room / user)."""
     slot, n = target
@@ -146,15 +161,17 @@ def write_targets(
     """jspub's input: one line per target this worker owns, ``SLOT N SUBJECT ENVELOPE_HEX``,
     tenant rooms then users in the Pacer's order; the envelope has no id and no data (proto3
     omits them), so jspub appends both per message and the later fields win. For the
-    ``nats`` backend (core NATS) the subject is the peer's and the envelope empty."""
+    ``nats`` backend (core NATS) the subject is the peer's and the envelope empty; for
+    ``redis`` the subject is the Socket.IO room."""
     from tidings.envelope import Notification
 
     rooms, users = layout.owned(worker, workers)
     lines = []
     for slot, owned in ((TENANT_SLOT, rooms), (USER_SLOT, users if layout.user_share else [])):
         for n in owned:
-            if backend == "nats":
-                lines.append(f"{slot} {n} {nats_subject((slot, n))} \n")
+            if backend in ("nats", "redis"):
+                name = nats_subject((slot, n)) if backend == "nats" else redis_room((slot, n))
+                lines.append(f"{slot} {n} {name} \n")
                 continue
             msg = envelope((slot, n), layout.rooms)
             bare = dataclasses.replace(Notification.from_bytes(msg.payload), id="", data=b"")
@@ -168,16 +185,29 @@ def c_argv(
     binary: Path, opts: dict[str, Any], targets: Path, *, inflight: int = MAX_INFLIGHT
 ) -> list[str]:
     """The command line of one jspub process (``opts`` as for the Python backends): JetStream,
-    or core NATS (stream ``-``) with the peers' padding for the ``nats`` backend."""
-    port = urlsplit(opts["url"]).port
-    if port is None:
-        raise ValueError(f"no port in {opts['url']}")
+    or with the peers' padding core NATS (stream ``-``, the ``nats`` backend) or Redis
+    (``redis:CHANNEL``, the ``redis`` backend)."""
     share = repr(float(opts.get("user_share", 0.0)))
+    pad = str(int(opts.get("pad", 0)))
+    if opts.get("backend") == "redis":
+        port = str(int(opts["port"]))
+        return [
+            str(binary),
+            port,
+            f"redis:{REDIS_CHANNEL}",
+            share,
+            str(inflight),
+            str(targets),
+            pad,
+        ]
+    port_or_none = urlsplit(opts["url"]).port
+    if port_or_none is None:
+        raise ValueError(f"no port in {opts['url']}")
+    port = str(port_or_none)
     if opts.get("backend") == "nats":
-        pad = str(int(opts.get("pad", 0)))
-        return [str(binary), str(port), "-", share, str(inflight), str(targets), pad]
+        return [str(binary), port, "-", share, str(inflight), str(targets), pad]
     stream = opts.get("stream", STREAM)
-    return [str(binary), str(port), stream, share, str(inflight), str(targets)]
+    return [str(binary), port, stream, share, str(inflight), str(targets)]
 
 
 BACKENDS = {"jetstream": jetstream_backend, "nats": nats_backend, "redis": redis_backend}

@@ -9,7 +9,8 @@
   ceiling: no envelope, no auth, no stream; core NATS publish from ``jspub`` in its core mode,
   or with ``nats@python`` from nats-py as before issue 12).
 * ``socketio-node`` — Socket.IO 4 on Node with ``@socket.io/redis-adapter`` and a local
-  redis-server; publishers ``PUBLISH`` to Redis (the stack Tidings replaces).
+  redis-server; publishers ``PUBLISH`` to Redis (the stack Tidings replaces): ``jspub`` in its
+  Redis mode, or with ``socketio-node@python`` the asyncio publisher used before.
 * ``socketio-py`` — python-socketio on uvicorn (one process), fed the same way.
 
 A ``:node`` suffix (``nats:node``, ``socketio-node:node``) receives with the cross-check client
@@ -53,6 +54,10 @@ PUBLISHERS = {
 NATS_PUBLISHERS = {
     "c": "C jspub (core NATS PUB, pipelined, PING/PONG per step)",
     "python": "Python nats-py (core NATS)",
+}
+REDIS_PUBLISHERS = {
+    "c": "C jspub (Redis PUBLISH, pipelined, PING/PONG per step)",
+    "python": "Python asyncio (Redis PUBLISH)",
 }
 
 
@@ -253,7 +258,13 @@ class NatsNative(System):
 
 class SocketIO(System):
     backend, proto = "redis", "sio"
-    publisher_label = "Python asyncio (Redis PUBLISH)"
+
+    def __init__(self, *args: Any, publisher: str = "c", **kw: Any):
+        super().__init__(*args, **kw)
+        if publisher not in REDIS_PUBLISHERS:
+            raise BenchFailed(f"unknown publisher {publisher!r}; choose from c, python")
+        self.publisher = publisher
+        self.publisher_label = REDIS_PUBLISHERS[publisher]
 
     def server_argv(self, port: int, redis_port: int) -> list[str]:
         raise NotImplementedError
@@ -321,7 +332,7 @@ def make(name: str, workdir: Path, **kw: Any) -> System:
             kw["publisher"] = publisher
         return Tidings(workdir, name=name, **kw)
     extra = {k: v for k, v in kw.items() if k not in ("storage", "window", "publisher")}
-    if base == "nats" and publisher:  # nats@python: the nats-py publisher (default: jspub)
+    if publisher:  # nats@python, socketio-node@python: the Python publisher (default: jspub)
         extra["publisher"] = publisher
         name = base
     classes: dict[str, type[System]] = {

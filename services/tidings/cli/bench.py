@@ -27,7 +27,7 @@ def bench(
         str,
         typer.Option(
             help="Comma-separated: tidings, nats, socketio-node, socketio-py"
-            " (tidings@c / tidings@python pick its publisher; nats:node /"
+            " (SYSTEM@c / SYSTEM@python pick its publisher, C jspub by default; nats:node /"
             " socketio-node:node receive with the peer's own Node client)."
         ),
     ] = "tidings,nats,socketio-node",
