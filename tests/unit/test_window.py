@@ -108,3 +108,21 @@ def test_a_read_to_the_bound_is_remembered_until_the_next_disarm() -> None:
     w.arm(30)
     w.merge([], start=25, generation=0, reached=True)  # begun before the disarm: stale
     assert not w.reached and not w.covers(24)
+
+
+def test_empty_windows_share_one_container_and_fill_again_after_a_disarm() -> None:
+    # A gateway with a tenant per user holds a window per connection, mostly empty.
+    a, b = Window(max_count=3, max_age=60), Window(max_count=3, max_age=60)
+    assert a.entries is b.entries
+    assert a.after(0, {"tenant"}) == []
+    a.arm(0)
+    a.add(1, "tenant", b"1")
+    assert a.entries is not b.entries and not b.entries
+    a.disarm()
+    assert a.entries is b.entries
+    a.arm(5)
+    a.merge([], start=6, generation=a.generation)  # a backfill that found nothing
+    for seq in (6, 7, 8, 9):
+        a.add(seq, "tenant", str(seq).encode())
+    assert a.after(5, {"tenant"}) == [(7, b"7"), (8, b"8"), (9, b"9")]
+    assert not b.entries

@@ -16,6 +16,9 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 UNARMED = 1 << 62  # complete from "never": the window cannot answer anything yet
+# What an empty window holds: one shared tuple, not a deque of its own. A gateway hosting a
+# tenant per user has a window per connection, most of them empty (decisions: per tenant).
+_EMPTY: tuple[()] = ()
 
 
 class Entry(NamedTuple):
@@ -40,7 +43,7 @@ class Window:
     )
 
     def __init__(self, *, max_count: int, max_age: float) -> None:
-        self.entries: deque[Entry] = deque()
+        self.entries: deque[Entry] | tuple[()] = _EMPTY  # a deque from the first add on
         self.complete_from = UNARMED
         self.generation = 0  # bumped by every disarm: a read begun before it is stale
         self.last_seq = 0  # complete up to here: the arm point, or the newest seq added since
@@ -59,7 +62,7 @@ class Window:
 
     def disarm(self) -> None:
         """Live messages may have been lost (NATS disconnect): trust nothing held so far."""
-        self.entries.clear()
+        self.entries = _EMPTY
         self.complete_from = UNARMED
         self.generation += 1
         self.last_seq = 0
@@ -70,7 +73,10 @@ class Window:
     ) -> None:
         now = time.monotonic() if now is None else now
         entries = self.entries
-        if entries and seq <= entries[-1].seq:
+        if isinstance(entries, tuple):
+            entries = deque()
+            self.entries = entries
+        elif entries and seq <= entries[-1].seq:
             return  # already held (a backfill got there first)
         if seq > self.last_seq:
             self.last_seq = seq
@@ -80,6 +86,8 @@ class Window:
 
     def _trim(self, now: float) -> None:
         entries = self.entries
+        if isinstance(entries, tuple):
+            return  # empty: nothing to trim
         while entries and (len(entries) > self.max_count or now - entries[0].at > self.max_age):
             gone = entries.popleft()
             self.complete_from = max(self.complete_from, gone.seq + 1)
