@@ -179,9 +179,10 @@ class SlowSink(RecordingSink):
     """A socket whose send takes 20 ms of CPU: a costly flush."""
 
     sent_at = 0.0  # loop time the last send ended
+    burn = 0.02  # CPU seconds per send
 
     def write_frame(self, frame: bytearray) -> None:
-        end = time.thread_time() + 0.02
+        end = time.thread_time() + self.burn
         while time.thread_time() < end:
             pass
         super().write_frame(frame)
@@ -215,6 +216,35 @@ async def test_the_spacing_never_exceeds_window_max() -> None:
     await until(lambda: sink.frames, what="the flush, window_max after the publish")
     assert loop.time() - began < 10.0  # the cap (20 ms), not the 60 s spacing
     assert sink.lines() == [b"1"]
+
+
+async def test_a_cheap_flush_does_not_wait_the_window_a_costly_one_does() -> None:
+    """At a low rate a notification waits twice the last flush's cost, not the whole window:
+    after a cheap flush the next goes out at once; after a costly one, the window again."""
+    hub = Hub(window=0.5, window_max=0.5, on_slow=lambda c: None)
+    sink = RecordingSink()
+    live(hub, "acme", ["user:alice"], sink)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    hub.publish(1, "acme", "user:alice", b"1")  # nothing flushed yet: the whole window
+    await until(lambda: sink.frames, what="the first flush")
+    assert loop.time() - began >= 0.5 - 0.002
+    for seq in (2, 3, 4):
+        began = loop.time()
+        hub.publish(seq, "acme", "user:alice", b"%d" % seq)
+        await until(lambda n=seq: len(sink.frames) == n, what="a flush after a cheap one")
+        assert loop.time() - began < 0.25  # far inside the 0.5 s window
+    costly = SlowSink()
+    costly.burn = 0.3  # CPU: costly by either clock, on time or late
+    live(hub, "acme", ["tenant"], costly)
+    hub.publish(5, "acme", "tenant", b"5")
+    await until(lambda: costly.frames, timeout=5, what="the costly flush")
+    began = loop.time()
+    hub.publish(6, "acme", "user:alice", b"6")
+    hub.publish(7, "acme", "user:alice", b"7")
+    await until(lambda: len(sink.frames) == 5, timeout=5, what="the flush after a costly one")
+    assert loop.time() - began >= 0.5 - 0.002  # it cost 0.3 s: the next waits the window
+    assert sink.lines() == [b"1", b"2", b"3", b"4", b"6", b"7"]
 
 
 def test_other_tenants_rooms_never_receive() -> None:

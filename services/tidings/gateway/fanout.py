@@ -8,13 +8,16 @@ with news from several rooms (its user room and its tenant's, or any room and a 
 them merged in stream order into one frame of its own. Either way a connection gets one write
 per flush, in stream order (``seq``), whatever rooms it is in.
 
-Under load the writes (one socket send each, the dearest part of the path on loopback) would
-take the loop from the ingest. When a flush runs late (the loop was busy when its timer was
-due: it has more to do than write), it is followed by a pause of ``FLUSH_SPACING`` times its own
-CPU cost (capped by ``window_max``) before the next one, so flushes space out and each write
-carries more — the way nats-server's per-client flusher batches without a fixed window. A
-flush on time (a loop with room to spare, whatever the fan-out's size) leaves no pause: the
-latency stays the window's.
+The window scales with what a flush costs: a notification waits at most ``FLUSH_SPACING`` times
+the last flush's cost, never more than ``window``. A cheap flush (one user's notification, a
+small room) goes out within tens of microseconds of arriving, so at a low rate the latency is
+the network's, not the window's; a costly one (a big room) waits the window and takes what came
+meanwhile. Under load the writes (one socket send each, the dearest part of the path on
+loopback) would take the loop from the ingest. When a flush runs late (the loop was busy when its
+timer was due: it has more to do than write), it is followed by a pause of ``FLUSH_SPACING``
+times its own CPU cost (capped by ``window_max``) before the next one, so flushes space out and
+each write carries more — the way nats-server's per-client flusher batches without a fixed
+window. A flush on time (a loop with room to spare) leaves no pause.
 
 A connection whose user muted event domains (the inbox's preferences) gets its own frame
 without them; every other connection pays one attribute check for it, so the shared frame
@@ -83,6 +86,9 @@ class Hub:
         self.window_max = window if window_max is None else max(window, window_max)
         self._not_before = 0.0  # loop time before which the next flush is not due (spacing)
         self._due_at = 0.0  # loop time the pending flush was scheduled for
+        # What the last flush cost (seconds): the next waits at most FLUSH_SPACING times this.
+        # Until one ran, the whole window.
+        self._cost = window / FLUSH_SPACING
         # Connections per tenant and user (the admin API's presence), counted here: add and
         # remove are the one place a connection enters and leaves, once each.
         self.presence = presence if presence is not None else Presence()
@@ -164,10 +170,14 @@ class Hub:
         except RuntimeError:  # driven by hand, without an event loop: write at once
             self.flush()
             return
-        # The window, or longer while the writes of the last flush still owe the loop their
-        # share: under load flushes space out and each write carries more (see the docstring).
+        # The window (shorter after a cheap flush), or longer while the writes of the last
+        # flush still owe the loop their share: under load flushes space out and each write
+        # carries more (see the docstring).
         now = loop.time()
-        delay = max(self.window, min(self.window_max, self._not_before - now))
+        delay = max(
+            min(self.window, FLUSH_SPACING * self._cost),
+            min(self.window_max, self._not_before - now),
+        )
         self._due_at = now + delay
         if delay > 0:
             self._flush_handle = loop.call_later(delay, self.flush)
@@ -184,13 +194,29 @@ class Hub:
         due, self._due = self._due, []
         if not due:
             return
-        began = time.thread_time()  # CPU time: a gateway descheduled meanwhile is not "costly"
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:  # driven by hand: no timer, no spacing
             loop = None
         # Called by its timer (or by hand, earlier: never late) behind time: the loop is busy.
         late = loop is not None and loop.time() - self._due_at > LATE
+        # A late flush's cost is CPU time (a gateway descheduled meanwhile is not "costly"); one
+        # on time takes the wall clock, a fifth of the price per call.
+        clock = time.thread_time if late else time.perf_counter
+        began = clock()
+        if len(due) == 1:  # the common case at a low rate: one notification, one room
+            d = due[0]
+            members = self.rooms.get(_room_of(d))
+            if members:
+                self._write_group(members, due, None)
+        else:
+            self._write_all(due)
+        self._cost = cost = clock() - began
+        if loop is not None:
+            self._not_before = loop.time() + (FLUSH_SPACING * cost if late else 0.0)
+
+    def _write_all(self, due: list[Due]) -> None:
+        """Several notifications: grouped by room, each room's run in stream order."""
         # nats-py runs each subscription's callback in its own task, so a tenant's messages and
         # broadcasts read in one go can be queued out of stream order: restore it (nearly sorted,
         # so this costs a linear pass).
@@ -209,9 +235,6 @@ class Hub:
             self._write_group(*targets[0], None)
         elif targets:
             self._write_groups(targets)
-        if loop is not None:
-            spacing = FLUSH_SPACING * (time.thread_time() - began) if late else 0.0
-            self._not_before = loop.time() + spacing
 
     def _write_groups(self, targets: list[tuple[dict[Connection, None], list[Due]]]) -> None:
         """Several rooms had news: a connection in one of them gets that room's shared frame;

@@ -93,13 +93,16 @@ class GatewaySettings(BaseSettings):
     hello_timeout: Seconds = Field(default=5.0, gt=0, description="Time allowed for `hello`.")
     batch_window: Seconds = Field(
         default=0.002,
-        description="Coalescing window of the fan-out; 0: at the end of the event loop's turn.",
+        description="Longest a notification waits in the fan-out to be coalesced with others:"
+        " it waits twice the last flush's cost, at most this (a cheap flush goes out at once);"
+        " 0: at the end of the event loop's turn.",
     )
     batch_window_max: Seconds = Field(
         default=0.02,
-        description="Longest the fan-out's window stretches under load: after a flush, the next"
-        " waits twice that flush's cost (at most this), so writes keep to a third of the gateway's"
-        " time and each carries more; equal to `batch_window` (or less): a fixed window.",
+        description="Longest the fan-out's window stretches under load: after a late flush, the"
+        " next waits twice that flush's cost (at most this), so writes keep to a third of the"
+        " gateway's time and each carries more; equal to `batch_window` (or less): a fixed"
+        " window.",
     )
     max_frame_bytes: Bytes = Field(default=16 * 1024, ge=1024, description="Largest client frame.")
     max_rooms: int = Field(default=64, ge=1, description="Named rooms per connection.")
