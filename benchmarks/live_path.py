@@ -8,8 +8,10 @@ nats-py's for a republished message (the seven headers a stored message carries)
 flushing every few messages as the 2 ms batch window does at ~2,000/s over 100 rooms, into
 connections whose sinks only count bytes (no kernel write: the end-to-end bench measures that).
 nats-py's own header parser is timed on the same header blocks, with and without
-``Nats-Expected-Stream``. Each stage is timed with ``time.process_time`` over ``--messages``
-messages, ``--rounds`` times; the median and the minimum per message are printed.
+``Nats-Expected-Stream``, and its protocol parser on the ``HMSG`` frames that carry them (what
+runs before the gateway's raw handler, which takes subject, payload and header block from it).
+Each stage is timed with ``time.process_time`` over ``--messages`` messages, ``--rounds``
+times; the median and the minimum per message are printed.
 
 With ``--users N`` the messages go to single users instead (issue 12's ``users`` scenario): N
 connections, user ``u<j>`` of tenant ``t<j % rooms>``, each in its tenant room, its user room
@@ -41,6 +43,7 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.protocol.parser import Parser
 
 from tidings import envelope
 from tidings.envelope import Notification, new_id
@@ -131,6 +134,33 @@ def messages(count: int, rooms: int, users: int = 0) -> list[Msg]:
 def header_block(headers: dict[str, str]) -> bytes:
     """The bytes nats-py parses for every message (after ``NATS/1.0\\r\\n``)."""
     return b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n"
+
+
+class ParsedOnly:
+    """A client for nats-py's parser that takes each message and does nothing with it."""
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        pass
+
+
+def hmsg_wire(raw: list[tuple[bytes, bytes, bytes]], sid: int = 1) -> bytes:
+    """The ``HMSG`` frames nats-server sends for ``raw`` (subject, payload, header block)."""
+    return b"".join(
+        b"HMSG %s %d %d %d\r\n%s%s\r\n"
+        % (subject, sid, len(block), len(block) + len(data), block, data)
+        for subject, data, block in raw
+    )
+
+
+def run_parser(wire: bytes, chunk: int = 65536) -> None:
+    """nats-py's parser over ``wire`` in socket-sized reads (its client awaits nothing here)."""
+    parser = Parser(ParsedOnly())
+    for at in range(0, len(wire), chunk):
+        with contextlib.suppress(StopIteration):
+            parser.parse(wire[at : at + chunk]).send(None)
+    assert not parser.buf, "every frame must have been parsed"
 
 
 def per_message(fn: Callable[[], object], n: int) -> float:
@@ -243,6 +273,11 @@ def measure(
     out["Notification.from_bytes"] = per_message(
         lambda: [Notification.from_bytes(p) for p in payloads], count
     )
+    raw = [
+        (m.subject.encode(), m.data, b"NATS/1.0\r\n" + header_block(m.headers or {})) for m in msgs
+    ]
+    frames = hmsg_wire(raw)
+    out["nats-py parser (HMSG)"] = per_message(lambda: run_parser(frames), count)
     out["room_of"] = per_message(lambda: [room_of(s) for s in subjects], count)
     out["encode_notification"] = per_message(
         lambda: [encode_notification(n, 7, "tenant") for n in decoded], count
@@ -276,10 +311,6 @@ def measure(
         lambda: asyncio.run(run_handler(live, msgs, batch, write=False)), count
     )
     if hasattr(live, "_on_raw"):  # the direct path (gateway/direct.py) where it exists
-        raw = [
-            (m.subject.encode(), m.data, b"NATS/1.0\r\n" + header_block(m.headers or {}))
-            for m in msgs
-        ]
         _, live = build_gateway(rooms, receivers, users=users)
         out["Live._on_raw (no writes)"] = per_message(
             lambda: asyncio.run(run_raw(live, raw, batch, write=False)), count
