@@ -8,10 +8,21 @@ nats-py's for a republished message (the seven headers a stored message carries)
 flushing every few messages as the 2 ms batch window does at ~2,000/s over 100 rooms, into
 connections whose sinks only count bytes (no kernel write: the end-to-end bench measures that).
 nats-py's own header parser is timed on the same header blocks, with and without
-``Nats-Expected-Stream``. Each stage is timed with ``time.process_time`` over ``--messages``
-messages, ``--rounds`` times; the median and the minimum per message are printed.
+``Nats-Expected-Stream``, and its protocol parser on the ``HMSG`` frames that carry them (what
+runs before the gateway's raw handler, which takes subject, payload and header block from it).
+Each stage is timed with ``time.process_time`` over ``--messages`` messages, ``--rounds``
+times; the median and the minimum per message are printed.
+
+With ``--users N`` the messages go to single users instead (issue 12's ``users`` scenario): N
+connections, user ``u<j>`` of tenant ``t<j % rooms>``, each in its tenant room, its user room
+``user:u<j>`` and broadcast as a session joins them; every message is addressed to one user
+(``live.tenant.<t>.user.<u>.…``), the users in turn, so each flush writes one frame per message.
+The raw path production takes (``Live._on_raw``: subject, payload and header block straight
+from nats-py's parser, gateway/direct.py) is timed with and without the hub's flush, and the
+subject→room mapping it starts with (``room_of``) on its own.
 
     taskset -c 1 python -m benchmarks.live_path --messages 50000 --rounds 5
+    python -m benchmarks.live_path --users 10000 --messages 20000 --rounds 3 --json
     PYTHONPATH=/path/to/other/tree/services:. python -m benchmarks.live_path   # another version
 """
 
@@ -32,6 +43,7 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.protocol.parser import Parser
 
 from tidings import envelope
 from tidings.envelope import Notification, new_id
@@ -43,7 +55,7 @@ from tidings.gateway.window import Window
 from tidings.protocol import encode_notification
 from tidings.publishing import PublishPolicy, prepare
 from tidings.settings import AuthSettings, load_settings
-from tidings.subjects import Audience, AudienceKind
+from tidings.subjects import Audience, AudienceKind, room_of
 
 SECRET = "x" * 32  # a Gateway needs one to be built; nothing is verified here
 
@@ -69,23 +81,31 @@ def stamp(ns: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
 
 
-def messages(count: int, rooms: int) -> list[Msg]:
-    """Republished messages as the bench publishes them: tenant rooms in turn."""
+def user_of(user: int, rooms: int) -> tuple[str, str]:
+    """(tenant, user id) of the ``--users`` mode's user number ``user``."""
+    return f"t{user % rooms}", f"u{user}"
+
+
+def messages(count: int, rooms: int, users: int = 0) -> list[Msg]:
+    """Republished messages as the bench publishes them: tenant rooms in turn, or with
+    ``users`` one user each, the users in turn."""
     policy = PublishPolicy()
     out: list[Msg] = []
     base = time.time_ns()
     for i in range(count):
-        tenant = f"t{i % rooms}"
-        msg = prepare(
-            {
-                "tenant": tenant,
-                "event": "incident.created",
-                "title": "Spill in hall 3",
-                "message": "Cleanup under way, avoid the east entrance",
-                "severity": "warning",
-            },
-            policy,
-        )
+        body: dict[str, Any] = {
+            "event": "incident.created",
+            "title": "Spill in hall 3",
+            "message": "Cleanup under way, avoid the east entrance",
+            "severity": "warning",
+        }
+        if users:
+            tenant, user = user_of(i % users, rooms)
+            body["audience"] = {"user": user}
+        else:
+            tenant = f"t{i % rooms}"
+        body["tenant"] = tenant
+        msg = prepare(body, policy)
         note = Notification.from_bytes(msg.payload)
         nid = new_id()
         data = b'{"k":1,"s":0,"i":%d,"t":%d}' % (i, time.monotonic_ns())
@@ -95,7 +115,7 @@ def messages(count: int, rooms: int) -> list[Msg]:
             "Nats-Msg-Id": nid,
             "Nats-Expected-Stream": "TIDINGS",
             "Nats-Stream": "TIDINGS",
-            "Nats-Subject": f"tenant.{tenant}.incident.created",
+            "Nats-Subject": msg.subject,
             "Nats-Sequence": str(seq),
             "Nats-Time-Stamp": stamp(base + i * 500_000),
             "Nats-Last-Sequence": str(seq - 1),
@@ -103,7 +123,7 @@ def messages(count: int, rooms: int) -> list[Msg]:
         out.append(
             Msg(
                 _client=None,  # type: ignore[arg-type]
-                subject=f"live.tenant.{tenant}.incident.created",
+                subject=f"live.{msg.subject}",
                 data=payload,
                 headers=headers,
             )
@@ -116,6 +136,33 @@ def header_block(headers: dict[str, str]) -> bytes:
     return b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n"
 
 
+class ParsedOnly:
+    """A client for nats-py's parser that takes each message and does nothing with it."""
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        pass
+
+
+def hmsg_wire(raw: list[tuple[bytes, bytes, bytes]], sid: int = 1) -> bytes:
+    """The ``HMSG`` frames nats-server sends for ``raw`` (subject, payload, header block)."""
+    return b"".join(
+        b"HMSG %s %d %d %d\r\n%s%s\r\n"
+        % (subject, sid, len(block), len(block) + len(data), block, data)
+        for subject, data, block in raw
+    )
+
+
+def run_parser(wire: bytes, chunk: int = 65536) -> None:
+    """nats-py's parser over ``wire`` in socket-sized reads (its client awaits nothing here)."""
+    parser = Parser(ParsedOnly())
+    for at in range(0, len(wire), chunk):
+        with contextlib.suppress(StopIteration):
+            parser.parse(wire[at : at + chunk]).send(None)
+    assert not parser.buf, "every frame must have been parsed"
+
+
 def per_message(fn: Callable[[], object], n: int) -> float:
     """µs of process CPU per message for ``fn``, which handles ``n`` messages."""
     gc.collect()
@@ -124,9 +171,13 @@ def per_message(fn: Callable[[], object], n: int) -> float:
     return (time.process_time() - start) * 1e6 / n
 
 
-def build_gateway(rooms: int, receivers: int, muting: float = 0.0) -> tuple[Gateway, Live]:
-    """``muting``: the share of connections whose user muted a domain (``billing``: not the
-    benchmark's, so each is still sent everything, through the filtered path)."""
+def build_gateway(
+    rooms: int, receivers: int, muting: float = 0.0, users: int = 0
+) -> tuple[Gateway, Live]:
+    """``receivers`` connections in each tenant room, or with ``users`` that many connections
+    of a user each (see :func:`user_of`). ``muting``: the share of connections whose user muted
+    a domain (``billing``: not the benchmark's, so each is still sent everything, through the
+    filtered path)."""
     settings = load_settings(auth=AuthSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
     gw = Gateway(settings)
     gs = settings.gateway
@@ -143,15 +194,28 @@ def build_gateway(rooms: int, receivers: int, muting: float = 0.0) -> tuple[Gate
         window = Window(max_count=gs.replay_max_messages, max_age=gs.replay_max_age)
         window.arm(0)
         live.windows[tenant] = window
+        if users:
+            continue
         for i in range(receivers):
-            conn = Connection(CountingSink())
-            conn.tenant = tenant
-            if i < round(receivers * muting):
-                conn.muted = frozenset({"billing"})
-            conn.move(State.SYNCING)
-            conn.move(State.LIVE)
+            conn = live_connection(tenant, "", i < round(receivers * muting))
             gw.hub.join(conn, "tenant")
+    for j in range(users):
+        tenant, user = user_of(j, rooms)
+        conn = live_connection(tenant, user, j < round(users * muting))
+        for room in ("broadcast", "tenant", f"user:{user}"):  # a session's default rooms
+            gw.hub.join(conn, room)
     return gw, live
+
+
+def live_connection(tenant: str, user: str, muting: bool) -> Connection:
+    conn = Connection(CountingSink())
+    conn.tenant = tenant
+    conn.user = user
+    if muting:
+        conn.muted = frozenset({"billing"})
+    conn.move(State.SYNCING)
+    conn.move(State.LIVE)
+    return conn
 
 
 async def run_handler(live: Live, msgs: list[Msg], batch: int, *, write: bool = True) -> None:
@@ -169,20 +233,31 @@ async def run_handler(live: Live, msgs: list[Msg], batch: int, *, write: bool = 
     hub.flush()
 
 
-def run_raw(live: Any, raw: list[tuple[bytes, bytes, bytes]], batch: int) -> None:
-    """``Live._on_raw`` (the direct path) for every message, throwing what is due away."""
+async def run_raw(
+    live: Any, raw: list[tuple[bytes, bytes, bytes]], batch: int, *, write: bool = True
+) -> None:
+    """``Live._on_raw`` (the direct path) for every message, flushing every ``batch``; without
+    ``write`` what is due is thrown away instead. Inside a running loop, as in the gateway:
+    without one ``Hub.publish`` would flush every message at once."""
     hub = live.hub
     for i, (subject, data, block) in enumerate(raw, 1):
         live._on_raw(subject, data, block)
         if i % batch == 0:
-            hub._due.clear()
-    hub._due.clear()
+            if write:
+                hub.flush()
+            else:
+                hub._due.clear()
+    if write:
+        hub.flush()
+    else:
+        hub._due.clear()
 
 
 def measure(
-    count: int, rooms: int, receivers: int, batch: int, muting: float = 0.0
+    count: int, rooms: int, receivers: int, batch: int, muting: float = 0.0, users: int = 0
 ) -> dict[str, float]:
-    msgs = messages(count, rooms)
+    msgs = messages(count, rooms, users)
+    subjects = [m.subject for m in msgs]
     payloads = [m.data for m in msgs]
     blocks = [header_block(m.headers or {}) for m in msgs]
     without_expected = [
@@ -198,6 +273,12 @@ def measure(
     out["Notification.from_bytes"] = per_message(
         lambda: [Notification.from_bytes(p) for p in payloads], count
     )
+    raw = [
+        (m.subject.encode(), m.data, b"NATS/1.0\r\n" + header_block(m.headers or {})) for m in msgs
+    ]
+    frames = hmsg_wire(raw)
+    out["nats-py parser (HMSG)"] = per_message(lambda: run_parser(frames), count)
+    out["room_of"] = per_message(lambda: [room_of(s) for s in subjects], count)
     out["encode_notification"] = per_message(
         lambda: [encode_notification(n, 7, "tenant") for n in decoded], count
     )
@@ -205,7 +286,7 @@ def measure(
     if lean is not None:
         out["decode_wire"] = per_message(lambda: [lean(p) for p in payloads], count)
         # To one user each, routed as the live path reads it: the audience name is checked.
-        users = [
+        to_users = [
             (
                 dataclasses.replace(n, audience=Audience(AudienceKind.USER, f"u{i}")).to_bytes(),
                 (n.tenant or "", f"user:u{i}"),
@@ -213,7 +294,7 @@ def measure(
             for i, n in enumerate(decoded)
         ]
         out["decode_wire (user, routed)"] = per_message(
-            lambda: [lean(p, route) for p, route in users], count
+            lambda: [lean(p, route) for p, route in to_users], count
         )
         wire = [lean(p) for p in payloads]
         out["encode_notification (wire)"] = per_message(
@@ -224,23 +305,28 @@ def measure(
         getattr(live_module, "_lag", None) or importlib.import_module("tidings.gateway.stamps").lag
     )
     out["lag (Nats-Time-Stamp)"] = per_message(lambda: [lag(s) for s in stamps], count)
-    _, live = build_gateway(rooms, receivers)
+    expected = count if users else count * receivers
+    _, live = build_gateway(rooms, receivers, users=users)
     out["Live._on_message (no writes)"] = per_message(
         lambda: asyncio.run(run_handler(live, msgs, batch, write=False)), count
     )
     if hasattr(live, "_on_raw"):  # the direct path (gateway/direct.py) where it exists
-        raw = [
-            (m.subject.encode(), m.data, b"NATS/1.0\r\n" + header_block(m.headers or {}))
-            for m in msgs
-        ]
-        _, live = build_gateway(rooms, receivers)
-        out["Live._on_raw (no writes)"] = per_message(lambda: run_raw(live, raw, batch), count)
-    gw, live = build_gateway(rooms, receivers, muting)
+        _, live = build_gateway(rooms, receivers, users=users)
+        out["Live._on_raw (no writes)"] = per_message(
+            lambda: asyncio.run(run_raw(live, raw, batch, write=False)), count
+        )
+        gw, live = build_gateway(rooms, receivers, muting, users)
+        out["Live._on_raw + Hub.flush"] = per_message(
+            lambda: asyncio.run(run_raw(live, raw, batch)), count
+        )
+        assert live.dropped == 0, "the benchmark's messages must all be delivered"
+        assert gw.hub.deliveries == expected
+    gw, live = build_gateway(rooms, receivers, muting, users)
     out["Live._on_message + Hub.flush"] = per_message(
         lambda: asyncio.run(run_handler(live, msgs, batch)), count
     )
     assert live.dropped == 0, "the benchmark's messages must all be delivered"
-    assert gw.hub.deliveries == count * receivers
+    assert gw.hub.deliveries == expected
     return out
 
 
@@ -250,6 +336,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--rooms", type=int, default=100, help="tenant rooms (one tenant each)")
     ap.add_argument("--receivers", type=int, default=10, help="connections per room")
+    ap.add_argument(
+        "--users",
+        type=int,
+        default=0,
+        help="instead of --receivers: this many connections of a user each over the --rooms"
+        " tenants, every message to one user",
+    )
     ap.add_argument("--batch", type=int, default=4, help="messages per hub flush")
     ap.add_argument(
         "--muting", type=float, default=0.0, help="share of connections with a muted domain"
@@ -257,14 +350,15 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print the medians as JSON")
     args = ap.parse_args()
     rounds = [
-        measure(args.messages, args.rooms, args.receivers, args.batch, args.muting)
+        measure(args.messages, args.rooms, args.receivers, args.batch, args.muting, args.users)
         for _ in range(args.rounds)
     ]
     medians = {k: round(statistics.median(r[k] for r in rounds), 2) for k in rounds[0]}
     if args.json:
         print(json.dumps(medians))
         return
-    print(f"µs of CPU per message over {args.messages:,} messages, {args.rounds} rounds")
+    to = f"{args.users:,} single users" if args.users else f"{args.receivers} per room"
+    print(f"µs of CPU per message over {args.messages:,} messages to {to}, {args.rounds} rounds")
     print(f"  {'stage':<30} {'median':>8} {'min':>8}")
     for name, value in medians.items():
         print(f"  {name:<30} {value:8.2f} {min(r[name] for r in rounds):8.2f}")

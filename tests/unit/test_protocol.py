@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import orjson
 import pytest
 
 from tidings.codes import ERROR_TABLE, CloseCode, ErrorCode, Reconnect
-from tidings.envelope import Notification, Severity
+from tidings.envelope import Notification, Severity, WireNotification, decode_wire
 from tidings.errors import Malformed, TidingsError, TooLarge
 from tidings.protocol import (
     CLIENT_FRAME_TYPES,
@@ -409,6 +410,65 @@ def test_the_same_bytes_serve_every_member() -> None:
     line = encode_notification(notification(), 42, "tenant")
     frames = [b"\n".join([line]) for _ in range(3)]
     assert all(f == line for f in frames)
+
+
+def orjson_s_own_line(n: Notification | WireNotification, seq: int, room: str) -> bytes:
+    """The line as ``orjson.dumps`` writes it, which encode_notification returned as it was
+    before it copied it to its exact size."""
+    return orjson.dumps(
+        {
+            "type": "notification",
+            "seq": seq,
+            "id": n.id,
+            "event": n.event,
+            "room": room,
+            "time": n.time,
+            "title": n.title,
+            "message": n.message,
+            "severity": n.severity,
+            "data": orjson.Fragment(n.data),
+        },
+        option=orjson.OPT_UTC_Z,
+    )
+
+
+@pytest.mark.parametrize("wire", [False, True], ids=["Notification", "WireNotification"])
+def test_the_copied_line_is_byte_identical_to_orjson_s_own(wire: bool) -> None:
+    """The exact-size copy changes where the bytes live, never what they are."""
+    cases = [
+        notification(),
+        notification(severity=Severity.CRITICAL, data=b"{}", title="\u00e9t\u00e9 \U0001f525"),
+        notification(
+            time=datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC), data=b'{"x":"' + b"a" * 5000 + b'"}'
+        ),
+    ]
+    for case in cases:
+        n: Notification | WireNotification = decode_wire(case.to_bytes()) if wire else case
+        line = encode_notification(n, 42, "user:u1")
+        assert type(line) is bytes
+        assert line == orjson_s_own_line(n, 42, "user:u1")
+        assert list(orjson.loads(line)) == [
+            "type", "seq", "id", "event", "room", "time", "title", "message", "severity", "data",
+        ]  # fmt: skip
+
+
+def test_a_kept_line_holds_no_more_memory_than_its_bytes() -> None:
+    """The window keeps every line for minutes: each must be an allocation of its own size,
+    not the buffer orjson wrote it into (4 KiB with orjson 3.13)."""
+    n = notification()
+    size = len(encode_notification(n, 42, "tenant"))
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [encode_notification(n, seq, "tenant") for seq in range(1000, 1200)]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    # The bytes object's header (33 bytes) and the list's slot for it: well under 100 more.
+    assert held / len(kept) < size + 100, (held / len(kept), size)
 
 
 # --- error frames ----------------------------------------------------------------------------
