@@ -33,6 +33,7 @@ the messages runs first. With ``--pin`` (the default on two or more cores) the g
 the first allowed core, nats-server and the publisher on the others.
 
     python -m benchmarks.tenant_cost memory --connections 5000
+    python -m benchmarks.tenant_cost cpu --connections 5000     # 100,000 at 20,000/s, 5 rounds
     python -m benchmarks.tenant_cost cpu --connections 5000 --messages 50000 --rate 10000 --rounds 3
     python -m benchmarks.tenant_cost memory --connections 5000 --json
     PYTHONPATH=/other/tree/services:. python -m benchmarks.tenant_cost memory  # another version
@@ -564,9 +565,9 @@ def main() -> None:
     )
     ap.add_argument("--frames", type=int, default=12, help="memory: tracemalloc frames")
     ap.add_argument("--top", type=int, default=15, help="memory: sites listed")
-    ap.add_argument("--messages", type=int, default=50_000, help="cpu: measured notifications")
-    ap.add_argument("--rate", type=int, default=10_000, help="cpu: notifications per second")
-    ap.add_argument("--rounds", type=int, default=3, help="cpu: rounds (spreads interleaved)")
+    ap.add_argument("--messages", type=int, default=100_000, help="cpu: notifications per round")
+    ap.add_argument("--rate", type=int, default=20_000, help="cpu: notifications per second")
+    ap.add_argument("--rounds", type=int, default=5, help="cpu: rounds (spreads interleaved)")
     ap.add_argument(
         "--pin",
         action=argparse.BooleanOptionalAction,
