@@ -61,6 +61,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from benchmarks.live_path import CountingSink
 from tidings.gateway import loop
 from tidings.gateway.connection import Connection, State
 from tidings.gateway.service import Gateway
@@ -70,21 +71,6 @@ REPO = Path(__file__).resolve().parents[1]
 SECRET = "x" * 32  # a Gateway needs one to be built; nothing is verified here
 JOIN_BATCH = 250  # connections added before their tenants' subscriptions are awaited
 PAGE = 4096
-
-
-class CountingSink:
-    """Takes frames like a transport would, without a socket (as in benchmarks/live_path.py)."""
-
-    __slots__ = ("bytes",)
-
-    def __init__(self) -> None:
-        self.bytes = 0
-
-    def write_frame(self, frame: bytearray) -> None:
-        self.bytes += len(frame)
-
-    def close(self, code: int, reason: str) -> None:
-        pass
 
 
 # -- cores ---------------------------------------------------------------------------------------
