@@ -71,7 +71,10 @@ class Live:
         self.stream = stream
         self.windows: dict[str, Window] = {}
         self.subs: dict[str, Subscription] = {}
+        # Per tenant: its subscribe-and-arm under way (a task), failed (kept until re-asked),
+        # or done (one shared finished future: a kept task costs ~0.9 KB per tenant).
         self._ready: dict[str, asyncio.Future[None]] = {}
+        self._done: asyncio.Future[None] | None = None
         self._lingering: dict[str, asyncio.TimerHandle] = {}
         self._backfills: dict[str, asyncio.Task[None]] = {}
         self._reads = 0  # backfills started: each names its direct-get reply subject
@@ -157,6 +160,15 @@ class Live:
             int(max(1, self.timeout))
         )  # the server has the SUB: nothing stored now is missed
         await self._arm(window)
+        if self._ready.get(tenant) is asyncio.current_task():  # not dropped or re-asked since
+            self._ready[tenant] = self._settled()
+
+    def _settled(self) -> asyncio.Future[None]:
+        """The finished future every ready tenant shares."""
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+            self._done.set_result(None)
+        return self._done
 
     async def _listen(self, subject: str) -> Subscription:
         """Subscribe ``subject`` to the live handler: routed past nats-py's queue when

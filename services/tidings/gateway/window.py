@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 UNARMED = 1 << 62  # complete from "never": the window cannot answer anything yet
 # What an empty window holds: one shared tuple, not a deque of its own. A gateway hosting a
-# tenant per user has a window per connection, most of them empty (decisions: per tenant).
+# tenant per user has a window per connection, most of them empty (decision 58).
 _EMPTY: tuple[()] = ()
 
 
