@@ -4,6 +4,8 @@ request of the same client goes nats-py's own way; a reconnect keeps the routes.
 
 from __future__ import annotations
 
+import asyncio
+
 import nats
 from nats.aio.client import Client as NATS
 
@@ -104,3 +106,48 @@ async def test_routed_messages_arrive_raw_and_in_order_beside_normal_ones(
         assert len(got) == 202
     finally:
         await pub.close()
+
+
+async def test_a_taken_over_subscription_hands_back_what_came_early_and_drains_clean(
+    nats_server: EmbeddedNats,
+) -> None:
+    """What arrived between the SUB and the route comes back in order; the routed messages
+    follow; nats-py's queue and iterator are gone (one per tenant: the bulk of what a tenant
+    costs a gateway), and an unsubscribe and the client's drain still finish."""
+    nc = await nats.connect(nats_server.url)
+    pub = await nats.connect(nats_server.url)
+    try:
+        routes = direct.install(nc)
+        assert routes is not None
+        sub = await nc.subscribe("live.tenant.acme.>")
+        await nc.flush()  # the server has the SUB
+        for i in range(3):
+            await pub.publish("live.tenant.acme.x", b"early%d" % i)
+        await pub.flush()
+        await until(lambda: sub.pending_msgs == 3, what="three queued before the route")
+        got: list[bytes] = []
+        early = routes.take_over(sub, lambda s, d, h: got.append(d))
+        assert [m.data for m in early] == [b"early0", b"early1", b"early2"]
+        assert not isinstance(sub._pending_queue, asyncio.Queue)
+        assert sub._message_iterator is None
+        for i in range(3):
+            await pub.publish("live.tenant.acme.x", b"late%d" % i)
+        await pub.flush()
+        await until(lambda: len(got) == 3, what="the routed ones")
+        assert got == [b"late0", b"late1", b"late2"]
+
+        other = await nc.subscribe("live.tenant.other.>")
+        await nc.flush()
+        assert routes.take_over(other, lambda s, d, h: got.append(d)) == []
+        routes.unroute(sub._id)
+        await sub.unsubscribe()
+        await pub.publish("live.tenant.acme.x", b"after-unsubscribe")
+        await pub.publish("live.tenant.other.x", b"other")
+        await pub.flush()
+        await until(lambda: got[-1:] == [b"other"], what="the other tenant's")
+        assert b"after-unsubscribe" not in got
+        await asyncio.wait_for(nc.drain(), 10)  # joins every subscription's queue: none waits
+        assert nc.is_closed
+    finally:
+        await pub.close()
+        await nc.close()

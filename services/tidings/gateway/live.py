@@ -178,13 +178,8 @@ class Live:
                 subject, cb=self._on_message, pending_msgs_limit=65536, pending_bytes_limit=-1
             )
         sub = await self.nc.subscribe(subject, pending_bytes_limit=-1)
-        self.direct.route(sub._id, self._on_raw)
-        # Anything that came in before the route (while subscribe awaited) waits in the
-        # subscription's own queue: handled first, in order.
-        queue = sub._pending_queue
-        while not queue.empty():
-            msg = queue.get_nowait()
-            queue.task_done()  # a drain of the client joins this queue
+        # Anything that came in before the route (while subscribe awaited): handled first.
+        for msg in self.direct.take_over(sub, self._on_raw):
             await self._on_message(msg)
         return sub
 
