@@ -240,17 +240,12 @@ async def run_raw(
     ``write`` what is due is thrown away instead. Inside a running loop, as in the gateway:
     without one ``Hub.publish`` would flush every message at once."""
     hub = live.hub
+    settle = hub.flush if write else hub._due.clear
     for i, (subject, data, block) in enumerate(raw, 1):
         live._on_raw(subject, data, block)
         if i % batch == 0:
-            if write:
-                hub.flush()
-            else:
-                hub._due.clear()
-    if write:
-        hub.flush()
-    else:
-        hub._due.clear()
+            settle()
+    settle()
 
 
 def measure(

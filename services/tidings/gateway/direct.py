@@ -75,9 +75,8 @@ class Direct:
         while not queue.empty():
             early.append(queue.get_nowait())
             queue.task_done()  # a drain of the client joins this queue
-        if hasattr(sub, "_message_iterator"):
-            sub._pending_queue = _DISCARD  # type: ignore[assignment]
-            sub._message_iterator = None
+        sub._pending_queue = _DISCARD  # type: ignore[assignment]
+        sub._message_iterator = None
         return early
 
     async def _process_msg(

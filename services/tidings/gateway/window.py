@@ -82,12 +82,9 @@ class Window:
             self.last_seq = seq
         entries.append(Entry(seq, room, body, now, mute))
         if len(entries) > self.max_count or now - entries[0].at > self.max_age:
-            self._trim(now)  # once per live message: skip the call when nothing falls out
+            self._trim(entries, now)  # once per live message: skip the call when nothing falls out
 
-    def _trim(self, now: float) -> None:
-        entries = self.entries
-        if isinstance(entries, tuple):
-            return  # empty: nothing to trim
+    def _trim(self, entries: deque[Entry], now: float) -> None:
         while entries and (len(entries) > self.max_count or now - entries[0].at > self.max_age):
             gone = entries.popleft()
             self.complete_from = max(self.complete_from, gone.seq + 1)
@@ -110,10 +107,10 @@ class Window:
         held = {e.seq: e for e in self.entries}
         for e in backfill:
             held.setdefault(e.seq, e)
-        self.entries = deque(held[s] for s in sorted(held))
+        entries = self.entries = deque(held[s] for s in sorted(held))
         self.complete_from = min(self.complete_from, start)
         self.reached = self.reached or reached
-        self._trim(time.monotonic())
+        self._trim(entries, time.monotonic())
 
     def after(
         self, since: int, rooms: set[str], muted: frozenset[str] | None = None
