@@ -47,6 +47,7 @@ from nats.protocol.parser import Parser
 
 from tidings import envelope
 from tidings.envelope import Notification, new_id
+from tidings.gateway import direct
 from tidings.gateway import live as live_module
 from tidings.gateway.connection import Connection, State
 from tidings.gateway.live import Live
@@ -163,6 +164,21 @@ def run_parser(wire: bytes, chunk: int = 65536) -> None:
     assert not parser.buf, "every frame must have been parsed"
 
 
+def run_routed_parser(wire: bytes, chunk: int = 65536) -> None:
+    """The parser as the gateway runs it: a nats-py client with ``gateway.direct`` installed
+    and sid 1 routed to a handler that does nothing (before decision 60: nats-py's parser and
+    ``Direct._process_msg``; since: ``Direct.parse``)."""
+    nc = NATS()
+    routes = direct.install(nc)
+    assert routes is not None, "gateway.direct does not support this nats-py"
+    routes.route(1, lambda subject, data, headers: None)
+    parser = nc._ps
+    for at in range(0, len(wire), chunk):
+        with contextlib.suppress(StopIteration):
+            parser.parse(wire[at : at + chunk]).send(None)
+    assert not parser.buf, "every frame must have been parsed"
+
+
 def per_message(fn: Callable[[], object], n: int) -> float:
     """µs of process CPU per message for ``fn``, which handles ``n`` messages."""
     gc.collect()
@@ -273,6 +289,7 @@ def measure(
     ]
     frames = hmsg_wire(raw)
     out["nats-py parser (HMSG)"] = per_message(lambda: run_parser(frames), count)
+    out["gateway parser (HMSG, routed)"] = per_message(lambda: run_routed_parser(frames), count)
     out["room_of"] = per_message(lambda: [room_of(s) for s in subjects], count)
     out["encode_notification"] = per_message(
         lambda: [encode_notification(n, 7, "tenant") for n in decoded], count

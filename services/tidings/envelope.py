@@ -169,6 +169,9 @@ class Rejected(ValueError):
 
 _EMPTY_OBJECT = b"{}"
 _NAMED = frozenset(NAMED_KINDS)
+# A NamedTuple's own constructor is a Python function (built by exec) that calls this: once per
+# live message, the direct call saves that frame.
+_new_wire = tuple.__new__
 _KIND_TEXT = {k: k.value for k in AudienceKind}  # an enum's .value is a property call
 
 
@@ -213,14 +216,17 @@ def decode_wire(payload: bytes, route: tuple[str, str] | None = None) -> WireNot
         time = rfc3339(ts.seconds, ts.nanos)
     except ValueError as exc:
         raise Rejected("envelope", str(exc)) from None
-    return WireNotification(
-        msg.id,
-        msg.event,
-        time,
-        msg.title,
-        msg.message,
-        _SEVERITY_FROM_PB.get(msg.severity, Severity.INFO),
-        data,
-        trace.traceparent,
-        trace.tracestate,
+    return _new_wire(
+        WireNotification,
+        (
+            msg.id,
+            msg.event,
+            time,
+            msg.title,
+            msg.message,
+            _SEVERITY_FROM_PB.get(msg.severity, Severity.INFO),
+            data,
+            trace.traceparent,
+            trace.tracestate,
+        ),
     )

@@ -37,6 +37,7 @@ from tidings.client import connect as sdk_connect
 from tidings.client.subscriber_events import Reset
 from tidings.dev.embedded import EmbeddedNats
 from tidings.gateway.service import Gateway
+from tidings.gateway.window import SEQ
 from tidings.protocol import SUBPROTOCOL
 from tidings.settings import Settings
 
@@ -560,4 +561,4 @@ async def test_a_resume_meeting_a_backfill_that_just_finished_reads_again_instea
     finished.set_result(None)  # a read that ended, its clean-up not run yet
     live._backfills[TENANT] = finished  # type: ignore[assignment]
     assert await live.cover(TENANT, 0)  # read again, from seq 1
-    assert [e.seq for e in window.entries] == [1, 2, 3, 4, 5]
+    assert [e[SEQ] for e in window.entries] == [1, 2, 3, 4, 5]

@@ -15,7 +15,7 @@ from tidings.gateway.connection import Connection, State
 from tidings.gateway.fanout import Hub
 from tidings.gateway.frames import HEADROOM
 from tidings.gateway.live import Live, stored_at
-from tidings.gateway.window import Window
+from tidings.gateway.window import BODY, SEQ, Window
 from tidings.protocol import encode_notification
 from tidings.subjects import BROADCAST_AUDIENCE, Audience, AudienceKind
 
@@ -130,7 +130,7 @@ async def test_a_message_reaches_window_hub_and_metrics(
         encode_notification(tenant_note, 7, "tenant"),
         encode_notification(user_note, 9, "user:alice"),
     ]
-    assert [e.body for e in live.windows["acme"].entries] == expected
+    assert [e[BODY] for e in live.windows["acme"].entries] == expected
     # Two rooms of one connection: one write holding both lines, in stream order.
     assert len(sink.frames) == 1
     assert sink.frames[0][HEADROOM:] == b"\n".join(expected)
@@ -191,7 +191,7 @@ async def test_an_unusable_message_is_counted_and_skipped(
     assert live.dropped == 1
     assert len(sink.frames) == 1  # the next one still goes out
     assert len(lags) == 1
-    assert [e.seq for e in live.windows["acme"].entries] == [4]
+    assert [e[SEQ] for e in live.windows["acme"].entries] == [4]
 
 
 async def test_without_a_stream_timestamp_nothing_is_observed(

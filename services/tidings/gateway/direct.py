@@ -11,10 +11,18 @@ function with the raw subject, payload and header block; every other subscriptio
 (requests, status, admin, JetStream) goes the usual way. :func:`header_value` reads one header
 from the raw block.
 
-This leans on a private method of nats-py, so it is contained: :func:`install` checks the
-method's signature and the parser's call first and answers ``None`` (the caller keeps nats-py's
-own path) when they are not what was verified (nats-py 2.16); tests/unit/test_gateway_direct.py
-fails when an upgrade changes them (docs/decisions.md, "Live ingest past nats-py's queue").
+The parser itself is fronted the same way (:meth:`Direct.parse`, on that client's parser
+object): a routed message — nearly every message a busy gateway reads — is framed by a loop of
+its own (one ``find``, one ``split``, two slices) and handed to its handler without a regex, a
+coroutine or a dict of arguments; any other operation (PING, INFO, ``-ERR``, a message of
+another subscription, a malformed line) goes whole, alone, through nats-py's own ``parse``, so
+its protocol handling stays nats-py's (decision 60).
+
+This leans on private parts of nats-py, so it is contained: :func:`install` checks the
+method's signature, the parser's call and its state first and answers ``None`` (the caller keeps
+nats-py's own path) when they are not what was verified (nats-py 2.16);
+tests/integration/test_gateway_direct.py fails when an upgrade changes them (docs/decisions.md,
+"Live ingest past nats-py's queue").
 """
 
 from __future__ import annotations
@@ -36,6 +44,13 @@ _ProcessMsg = Callable[[int, bytes, bytes, bytes, bytes], Awaitable[None]]
 
 _SIGNATURE = ("self", "sid", "subject", "reply", "data", "headers")
 _CALL = "await self.nc._process_msg(sid, subject, reply, payload, hdr)"
+# What Direct.parse relies on in nats-py's parser: its buffer, the state between operations,
+# and that a complete operation fed alone leaves it there with nothing buffered.
+_PARSER = ("self.buf.extend(data)", "while self.buf:", "self.state = AWAITING_CONTROL_LINE")
+
+_CONTROL = nats_parser.AWAITING_CONTROL_LINE
+_MAX_LINE = nats_parser.MAX_CONTROL_LINE_SIZE
+_CRLF = b"\r\n"
 
 
 def supported() -> bool:
@@ -43,21 +58,29 @@ def supported() -> bool:
     try:
         params = tuple(inspect.signature(NATS._process_msg).parameters)
         source = inspect.getsource(nats_parser.Parser.parse)
+        reset = inspect.getsource(nats_parser.Parser.reset)
     except (AttributeError, OSError, TypeError, ValueError):
         return False
-    return params == _SIGNATURE and _CALL in source
+    return (
+        params == _SIGNATURE
+        and _CALL in source
+        and all(part in source for part in _PARSER)
+        and "self.buf = bytearray()" in reset
+    )
 
 
 class Direct:
     """The routes of one nats-py client: subscription id → handler."""
 
-    __slots__ = ("_fallback", "_routes", "_stats", "nc")
+    __slots__ = ("_fallback", "_parse", "_parser", "_routes", "_stats", "nc")
 
     def __init__(self, nc: NATS) -> None:
         self.nc = nc
         self._routes: dict[int, Handler] = {}
         self._fallback: _ProcessMsg = nc._process_msg
         self._stats = nc.stats
+        self._parser = nc._ps
+        self._parse: Callable[[bytes], Awaitable[None]] = nc._ps.parse
 
     def route(self, sid: int, handler: Handler) -> None:
         self._routes[sid] = handler
@@ -90,6 +113,66 @@ class Direct:
         stats["in_msgs"] += 1
         stats["in_bytes"] += len(data)
         handler(subject, data, headers)  # never raises: the handler counts what it drops
+
+    async def parse(self, data: bytes = b"") -> None:
+        """nats-py's ``Parser.parse`` for this client: routed messages framed here, every
+        other operation through nats-py's parser, whole and one at a time, in the order read."""
+        ps = self._parser
+        ps.buf.extend(data)
+        if ps.state != _CONTROL:  # nats-py is inside an operation it began: it finishes it
+            await self._parse(b"")
+        buf = ps.buf
+        routes = self._routes
+        stats = self._stats
+        while buf:
+            end = buf.find(_CRLF)
+            if end < 0:
+                if len(buf) > _MAX_LINE:
+                    await self._parse(b"")  # nats-py's own answer to an overlong line
+                return  # the rest of the line comes with the next read
+            size = 0  # what follows the control line: payload and CRLF
+            handler = None
+            headed = buf.startswith(b"HMSG ")
+            if headed or buf.startswith(b"MSG "):
+                # HMSG <subject> <sid> [reply] <header bytes> <total bytes>
+                # MSG <subject> <sid> [reply] <bytes>
+                args = buf[5 if headed else 4 : end].split()
+                hlen = 0
+                try:
+                    if len(args) not in ((4, 5) if headed else (3, 4)):
+                        raise ValueError
+                    sid, total = int(args[1]), int(args[-1])
+                    hlen = int(args[-2]) if headed else 0
+                except ValueError:
+                    total = -1  # malformed: nats-py's parser says what it makes of it
+                if 0 <= hlen <= total:
+                    size = total + 2
+                    if len(buf) < end + 2 + size:
+                        return  # the payload is not all here yet
+                    handler = routes.get(sid)
+            if handler is None:
+                # Any other operation, whole and alone, through nats-py's parser.
+                chunk = bytes(buf[: end + 2 + size])
+                del buf[: end + 2 + size]
+                held = ps.buf = bytearray()
+                await self._parse(chunk)
+                if ps.buf is not held:
+                    return  # the client reset its parser meanwhile (a reconnect): rest void
+                if held or ps.state != _CONTROL:
+                    held += buf  # nats-py holds part of an operation: it takes the rest too
+                    await self._parse(b"")
+                    return
+                ps.buf = buf
+                continue
+            start = end + 2
+            stop = start + total
+            headers = bytes(buf[start : start + hlen]) if hlen else None
+            payload = bytes(buf[start + hlen : stop])
+            subject = bytes(args[0])
+            del buf[: stop + 2]
+            stats["in_msgs"] += 1
+            stats["in_bytes"] += total - hlen
+            handler(subject, payload, headers)  # never raises: the handler counts what it drops
 
 
 class _Discard:
@@ -133,6 +216,7 @@ def install(nc: NATS) -> Direct | None:
         return installed  # one per client: a second install would chain behind the first
     direct = Direct(nc)
     nc._process_msg = direct._process_msg  # type: ignore[method-assign]
+    nc._ps.parse = direct.parse  # type: ignore[method-assign]
     return direct
 
 

@@ -286,16 +286,15 @@ class Hub:
         """One room's news as one frame, the same bytes written to every member (but those in
         ``skip``, written on their own)."""
         if len(run) == 1:  # the common case once rooms are many: one notification per frame
-            d = run[0]
-            payload, items = d[BODY], [(d[SEQ], d[BODY])]
+            frame = frame_buffer(run[0][BODY])
         elif sum(len(d[BODY]) for d in run) + len(run) > MAX_PAYLOAD:
             for start, end in cuts([len(d[BODY]) for d in run], MAX_PAYLOAD):
                 self._write_group(members, run[start:end], skip)
             return
         else:
-            payload, items = b"\n".join([d[BODY] for d in run]), [(d[SEQ], d[BODY]) for d in run]
-        frame = frame_buffer(payload)
-        last = items[-1][0]
+            frame = frame_buffer(b"\n".join([d[BODY] for d in run]))
+        last = run[-1][SEQ]
+        items: list[tuple[int, bytes]] | None = None  # (seq, line) pairs, for deliver: lazily
         slow: list[Connection] = []
         skipped = 0
         sent = len(members)
@@ -314,6 +313,8 @@ class Hub:
             if skip is not None and conn in skip:
                 sent -= 1
                 continue
+            if items is None:
+                items = [(d[SEQ], d[BODY]) for d in run]
             try:
                 muted = conn.muted
                 if muted is None:
@@ -328,10 +329,13 @@ class Hub:
             except SlowConsumer:
                 slow.append(conn)
         self.frames += 1
-        self.deliveries += len(run) * (sent - len(slow)) - skipped
+        if slow:
+            self.deliveries += len(run) * (sent - len(slow)) - skipped
+            for conn in slow:
+                self._on_slow(conn)
+        else:
+            self.deliveries += len(run) * sent - skipped
         self.muted += skipped
-        for conn in slow:
-            self._on_slow(conn)
 
     def _deliver_own(self, conn: Connection, items: list[Due]) -> None:
         """``items`` (in stream order) in frames of ``conn``'s own, as few as MAX_PAYLOAD allows."""

@@ -28,7 +28,7 @@ from tidings.gateway.fanout import Hub, mute_key
 from tidings.gateway.ingest import Drops, wire_line
 from tidings.gateway.replay import DIRECT_TIMEOUT, DirectReader, read_reach_retrying
 from tidings.gateway.stamps import lag, stored_at
-from tidings.gateway.window import Entry, Window
+from tidings.gateway.window import Entry, Window, entry
 from tidings.subjects import BROADCAST_TENANT, LIVE_PREFIX, tenant_filter
 from tidings.telemetry import context_from, tracing_enabled
 
@@ -358,7 +358,7 @@ class Live:
             stored = stored_at(m.stamp)
             age = 0.0 if stored is None else max(0.0, now_wall - stored)
             mute = mute_key(n.event, n.severity is Severity.CRITICAL)
-            entries.append(Entry(m.seq, room, body, now_mono - age, mute))
+            entries.append(entry(m.seq, room, body, now_mono - age, mute))
         window.merge(entries, start=reach.start, generation=generation, reached=True)
 
     async def last_seq(self) -> int:

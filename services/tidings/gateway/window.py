@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Final
 
 UNARMED = 1 << 62  # complete from "never": the window cannot answer anything yet
 # What an empty window holds: one shared tuple, not a deque of its own. A gateway hosting a
@@ -21,12 +21,22 @@ UNARMED = 1 << 62  # complete from "never": the window cannot answer anything ye
 _EMPTY: tuple[()] = ()
 
 
-class Entry(NamedTuple):
-    seq: int
-    room: str
-    body: bytes
-    at: float  # monotonic time it entered the window
-    mute: str | None = None  # its event domain, unless critical (never muted): fanout.Due
+# One held notification: (seq, room, body, at, mute) — ``at`` the monotonic time it entered the
+# window, ``mute`` its event domain unless critical (never muted), as in fanout.Due. A plain
+# tuple, not a NamedTuple: the collector stops tracking a plain tuple of atoms at its first pass,
+# while a NamedTuple stays tracked, and a busy gateway holds hundreds of thousands of entries
+# that every full collection would walk (decision 60).
+Entry = tuple[int, str, bytes, float, str | None]
+SEQ: Final = 0
+ROOM: Final = 1
+BODY: Final = 2
+AT: Final = 3
+MUTE: Final = 4
+
+
+def entry(seq: int, room: str, body: bytes, at: float, mute: str | None = None) -> Entry:
+    """An :data:`Entry` for :meth:`Window.merge` (a backfill's notifications)."""
+    return (seq, room, body, at, mute)
 
 
 class Window:
@@ -76,18 +86,18 @@ class Window:
         if isinstance(entries, tuple):
             entries = deque()
             self.entries = entries
-        elif entries and seq <= entries[-1].seq:
+        elif entries and seq <= entries[-1][SEQ]:
             return  # already held (a backfill got there first)
         if seq > self.last_seq:
             self.last_seq = seq
-        entries.append(Entry(seq, room, body, now, mute))
-        if len(entries) > self.max_count or now - entries[0].at > self.max_age:
+        entries.append((seq, room, body, now, mute))
+        if len(entries) > self.max_count or now - entries[0][AT] > self.max_age:
             self._trim(entries, now)  # once per live message: skip the call when nothing falls out
 
     def _trim(self, entries: deque[Entry], now: float) -> None:
-        while entries and (len(entries) > self.max_count or now - entries[0].at > self.max_age):
+        while entries and (len(entries) > self.max_count or now - entries[0][AT] > self.max_age):
             gone = entries.popleft()
-            self.complete_from = max(self.complete_from, gone.seq + 1)
+            self.complete_from = max(self.complete_from, gone[SEQ] + 1)
 
     def covers(self, since: int) -> bool:
         return self.armed and since + 1 >= self.complete_from
@@ -104,9 +114,9 @@ class Window:
         """
         if not self.armed or generation != self.generation:
             return
-        held = {e.seq: e for e in self.entries}
+        held = {e[SEQ]: e for e in self.entries}
         for e in backfill:
-            held.setdefault(e.seq, e)
+            held.setdefault(e[SEQ], e)
         entries = self.entries = deque(held[s] for s in sorted(held))
         self.complete_from = min(self.complete_from, start)
         self.reached = self.reached or reached
@@ -118,10 +128,10 @@ class Window:
         """Entries newer than ``since`` in any of ``rooms``, oldest first, without those of a
         ``muted`` domain (a connection's :attr:`~tidings.gateway.connection.Connection.muted`)."""
         out: list[tuple[int, bytes]] = []
-        for e in reversed(self.entries):
-            if e.seq <= since:
+        for seq, room, body, _, mute in reversed(self.entries):
+            if seq <= since:
                 break
-            if e.room in rooms and (muted is None or e.mute is None or e.mute not in muted):
-                out.append((e.seq, e.body))
+            if room in rooms and (muted is None or mute is None or mute not in muted):
+                out.append((seq, body))
         out.reverse()
         return out
