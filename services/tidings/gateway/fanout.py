@@ -42,8 +42,15 @@ from tidings.subjects import BROADCAST_TENANT
 # After a late flush, the next waits at least this many times the flush's own cost: the writes
 # take at most a third of a busy loop (decisions: the write path).
 FLUSH_SPACING = 2.0
-# A flush this much behind its timer found the loop busy with other work (the ingest).
-LATE = 0.001
+# An event loop's timer resolution: uvloop (the gateway's loop) keeps timers in whole
+# milliseconds — it runs a delay under 0.5 ms at once and rounds a longer one to 1 ms or more,
+# and its clock (``loop.time()``) moves in milliseconds too. A flush due sooner than this goes at
+# the end of the loop turn instead (it takes everything that turn read), and the hub keeps its
+# own times on ``time.monotonic()``.
+TICK = 0.001
+# A flush this much behind its time found the loop busy with other work (the ingest): beyond
+# what a timer of TICK resolution may overshoot by.
+LATE = 2 * TICK
 
 RoomKey = tuple[str, str]  # (tenant, room name as clients write it)
 
@@ -84,8 +91,8 @@ class Hub:
         self.window = window
         # How long the spacing after a costly flush may stretch the window (default: never).
         self.window_max = window if window_max is None else max(window, window_max)
-        self._not_before = 0.0  # loop time before which the next flush is not due (spacing)
-        self._due_at = 0.0  # loop time the pending flush was scheduled for
+        self._not_before = 0.0  # monotonic time before which the next flush is not due (spacing)
+        self._due_at = 0.0  # monotonic time the pending flush was scheduled for
         # What the last flush cost (seconds): the next waits at most FLUSH_SPACING times this.
         # Until one ran, the whole window.
         self._cost = window / FLUSH_SPACING
@@ -173,17 +180,19 @@ class Hub:
         # The window (shorter after a cheap flush), or longer while the writes of the last
         # flush still owe the loop their share: under load flushes space out and each write
         # carries more (see the docstring).
-        now = loop.time()
+        now = time.monotonic()
         delay = max(
             min(self.window, FLUSH_SPACING * self._cost),
             min(self.window_max, self._not_before - now),
         )
-        self._due_at = now + delay
-        if delay > 0:
+        if delay >= TICK:
+            self._due_at = now + delay
             self._flush_handle = loop.call_later(delay, self.flush)
         else:
-            # Not at once even then: the other subscriptions' callbacks of this loop turn may
-            # hold older notifications (see flush), so write after them.
+            # Sooner than a timer can: at the end of this loop turn (not at once: the rest of
+            # what this turn read, and other subscriptions' callbacks, may hold more for the
+            # same connections, even older notifications — see flush).
+            self._due_at = now
             self._flush_handle = loop.call_soon(self.flush)
 
     def flush(self) -> None:
@@ -199,7 +208,7 @@ class Hub:
         except RuntimeError:  # driven by hand: no timer, no spacing
             loop = None
         # Called by its timer (or by hand, earlier: never late) behind time: the loop is busy.
-        late = loop is not None and loop.time() - self._due_at > LATE
+        late = loop is not None and time.monotonic() - self._due_at > LATE
         # A late flush's cost is CPU time (a gateway descheduled meanwhile is not "costly"); one
         # on time takes the wall clock, a fifth of the price per call.
         clock = time.thread_time if late else time.perf_counter
@@ -213,7 +222,7 @@ class Hub:
             self._write_all(due)
         self._cost = cost = clock() - began
         if loop is not None:
-            self._not_before = loop.time() + (FLUSH_SPACING * cost if late else 0.0)
+            self._not_before = time.monotonic() + (FLUSH_SPACING * cost if late else 0.0)
 
     def _write_all(self, due: list[Due]) -> None:
         """Several notifications: grouped by room, each room's run in stream order."""
