@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Stages every run reports (decode_wire and _on_raw where the gateway has them: it does).
 STAGES = (
     "nats-py parser (HMSG)",
+    "gateway parser (HMSG, routed)",
     "room_of",
     "decode_wire",
     "encode_notification",
