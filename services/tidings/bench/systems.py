@@ -191,6 +191,9 @@ class Tidings(System):
             "TIDINGS_GATEWAY_ALLOWED_ORIGINS": "*",
             "TIDINGS_AUTH_JWT_SECRET": SECRET,
             "TIDINGS_LOG_LEVEL": "WARNING",
+            # The load clients connect all at once, up to 5,000 of one tenant (big-room): the
+            # per-tenant connect limit (100/s, bursts of 1,000) would refuse most of them.
+            "TIDINGS_GATEWAY_CONNECT_RATE_PER_TENANT": "0",
         }
         if self.window is not None:
             env["TIDINGS_GATEWAY_BATCH_WINDOW"] = str(self.window)
