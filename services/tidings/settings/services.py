@@ -94,8 +94,9 @@ class GatewaySettings(BaseSettings):
     batch_window: Seconds = Field(
         default=0.002,
         description="Longest a notification waits in the fan-out to be coalesced with others:"
-        " it waits twice the last flush's cost, at most this (a cheap flush goes out at once);"
-        " 0: at the end of the event loop's turn.",
+        " it waits twice the last flush's cost, at most this (a cheap flush goes out at once:"
+        " a wait under the loop's 1 ms timer tick is none, the flush runs at the end of the"
+        " event loop's turn); 0: always at the end of the turn.",
     )
     batch_window_max: Seconds = Field(
         default=0.02,
