@@ -21,8 +21,8 @@ its protocol handling stays nats-py's (decision 60).
 This leans on private parts of nats-py, so it is contained: :func:`install` checks the
 method's signature, the parser's call and its state first and answers ``None`` (the caller keeps
 nats-py's own path) when they are not what was verified (nats-py 2.16);
-tests/integration/test_gateway_direct.py fails when an upgrade changes them (docs/decisions.md,
-"Live ingest past nats-py's queue").
+tests/integration/test_gateway_direct.py and tests/unit/test_direct_parse.py fail when an
+upgrade changes them (docs/decisions.md, 53 and 60).
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ _CALL = "await self.nc._process_msg(sid, subject, reply, payload, hdr)"
 _PARSER = ("self.buf.extend(data)", "while self.buf:", "self.state = AWAITING_CONTROL_LINE")
 
 _CONTROL = nats_parser.AWAITING_CONTROL_LINE
-_MAX_LINE = nats_parser.MAX_CONTROL_LINE_SIZE
 _CRLF = b"\r\n"
 
 
@@ -127,9 +126,7 @@ class Direct:
         while buf:
             end = buf.find(_CRLF)
             if end < 0:
-                if len(buf) > _MAX_LINE:
-                    await self._parse(b"")  # nats-py's own answer to an overlong line
-                return  # the rest of the line comes with the next read
+                return  # the rest of the line comes with the next read (nats-py waits so too)
             size = 0  # what follows the control line: payload and CRLF
             handler = None
             headed = buf.startswith(b"HMSG ")

@@ -338,13 +338,10 @@ class Hub:
             except SlowConsumer:
                 slow.append(conn)
         self.frames += 1
-        if slow:
-            self.deliveries += len(run) * (sent - len(slow)) - skipped
-            for conn in slow:
-                self._on_slow(conn)
-        else:
-            self.deliveries += len(run) * sent - skipped
+        self.deliveries += len(run) * (sent - len(slow)) - skipped
         self.muted += skipped
+        for conn in slow:
+            self._on_slow(conn)
 
     def _deliver_own(self, conn: Connection, items: list[Due]) -> None:
         """``items`` (in stream order) in frames of ``conn``'s own, as few as MAX_PAYLOAD allows."""

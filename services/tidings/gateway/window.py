@@ -28,10 +28,8 @@ _EMPTY: tuple[()] = ()
 # that every full collection would walk (decision 60).
 Entry = tuple[int, str, bytes, float, str | None]
 SEQ: Final = 0
-ROOM: Final = 1
 BODY: Final = 2
 AT: Final = 3
-MUTE: Final = 4
 
 
 def entry(seq: int, room: str, body: bytes, at: float, mute: str | None = None) -> Entry:
