@@ -16,6 +16,23 @@ from tidings.gateway import direct
 SEQ = b"\r\nNats-Sequence:"
 
 
+async def at_server(nc: NATS) -> None:
+    """Every SUB ``nc`` has queued is at the server. ``nc.flush()`` does not say so: nats-py
+    writes its PING straight to the socket, ahead of what its pending buffer (where SUBs wait
+    for the flusher) still holds, so the PONG can come before a SUB was sent. A message ``nc``
+    sends itself leaves after them: once it comes back, the server has them all."""
+    back = asyncio.get_running_loop().create_future()
+
+    async def came(msg: nats.aio.msg.Msg) -> None:
+        if not back.done():
+            back.set_result(None)
+
+    probe = await nc.subscribe(nc.new_inbox(), cb=came)
+    await nc.publish(probe.subject, b"")
+    await asyncio.wait_for(back, 10)
+    await probe.unsubscribe()
+
+
 def test_the_installed_nats_py_is_the_one_verified() -> None:
     """An upgrade of nats-py that changes the parser's call or ``_process_msg`` fails here
     (the gateway would fall back to nats-py's queue: correct, but the ingest's cost again)."""
@@ -56,7 +73,7 @@ async def test_routed_messages_arrive_raw_and_in_order_beside_normal_ones(
         await msg.respond(b"pong:" + msg.data)
 
     await nc.subscribe("svc.echo", cb=echo)
-    await nc.flush()
+    await at_server(nc)
 
     pub = await nats.connect(nats_server.url)
     try:
@@ -92,7 +109,7 @@ async def test_routed_messages_arrive_raw_and_in_order_beside_normal_ones(
             what="reconnected",
             timeout=20,
         )
-        await nc.flush()
+        await at_server(nc)
         await pub.publish("live.tenant.acme.z", b"after", headers={"Nats-Sequence": "500"})
         await pub.flush()
         await until(lambda: len(got) == 202, what="routed after the reconnect", timeout=10)
@@ -120,7 +137,7 @@ async def test_a_taken_over_subscription_hands_back_what_came_early_and_drains_c
         routes = direct.install(nc)
         assert routes is not None
         sub = await nc.subscribe("live.tenant.acme.>")
-        await nc.flush()  # the server has the SUB
+        await at_server(nc)
         for i in range(3):
             await pub.publish("live.tenant.acme.x", b"early%d" % i)
         await pub.flush()
@@ -137,7 +154,7 @@ async def test_a_taken_over_subscription_hands_back_what_came_early_and_drains_c
         assert got == [b"late0", b"late1", b"late2"]
 
         other = await nc.subscribe("live.tenant.other.>")
-        await nc.flush()
+        await at_server(nc)
         assert routes.take_over(other, lambda s, d, h: got.append(d)) == []
         routes.unroute(sub._id)
         await sub.unsubscribe()

@@ -180,8 +180,10 @@ class Inbox:
     # -- the tenants' subscriptions -------------------------------------------------------------
 
     async def ensure(self, tenant: str) -> None:
-        """Until ``tenant``'s changes are subscribed (the server has the SUB); a failed try is
-        not kept: the next caller subscribes again."""
+        """Until ``tenant``'s changes are subscribed: the SUBs leave before anything this
+        client sends later (the hello's counts request: nats-py keeps its pending buffer in
+        order; its flush's PING can overtake them, so the flush only says the link answers). A
+        failed try is not kept: the next caller subscribes again."""
         ready = self._ready.get(tenant)
         if ready is None or (ready.done() and (ready.cancelled() or ready.exception())):
             ready = self._ready[tenant] = asyncio.ensure_future(self._subscribe(tenant))

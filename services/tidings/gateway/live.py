@@ -156,9 +156,11 @@ class Live:
         )
         if tenant not in self.subs:  # a retry after a failed arm keeps its subscription
             self.subs[tenant] = await self._listen(subject)
-        await self.nc.flush(
-            int(max(1, self.timeout))
-        )  # the server has the SUB: nothing stored now is missed
+        await self.nc.flush(int(max(1, self.timeout)))  # the link answers (see below)
+        # Nothing stored after the arm's position is missed: the SUB and the arm's stream_info
+        # request leave in that order through nats-py's pending buffer, and the server
+        # registers the SUB before it reads the position. The flush alone would not say so:
+        # nats-py writes its PING ahead of what the pending buffer still holds.
         await self._arm(window)
         if self._ready.get(tenant) is asyncio.current_task():  # not dropped or re-asked since
             self._ready[tenant] = self._settled()
