@@ -9,28 +9,11 @@ import asyncio
 import nats
 from nats.aio.client import Client as NATS
 
-from tests.support.waiting import until
+from tests.support.waiting import at_server, until
 from tidings.dev.embedded import EmbeddedNats
 from tidings.gateway import direct
 
 SEQ = b"\r\nNats-Sequence:"
-
-
-async def at_server(nc: NATS) -> None:
-    """Every SUB ``nc`` has queued is at the server. ``nc.flush()`` does not say so: nats-py
-    writes its PING straight to the socket, ahead of what its pending buffer (where SUBs wait
-    for the flusher) still holds, so the PONG can come before a SUB was sent. A message ``nc``
-    sends itself leaves after them: once it comes back, the server has them all."""
-    back = asyncio.get_running_loop().create_future()
-
-    async def came(msg: nats.aio.msg.Msg) -> None:
-        if not back.done():
-            back.set_result(None)
-
-    probe = await nc.subscribe(nc.new_inbox(), cb=came)
-    await nc.publish(probe.subject, b"")
-    await asyncio.wait_for(back, 10)
-    await probe.unsubscribe()
 
 
 def test_the_installed_nats_py_is_the_one_verified() -> None:

@@ -25,7 +25,7 @@ from nats.js import JetStreamContext
 
 from tests.support.gateway_process import GatewayProcess, gateway_processes
 from tests.support.publisher_process import metric
-from tests.support.waiting import until
+from tests.support.waiting import at_server, until
 from tests.support.wsclient import RawClient, ws_url
 from tidings.client import Publisher, SubscriberOptions, connect
 from tidings.client.subscriber_events import InboxChanged
@@ -71,7 +71,7 @@ class Sessions:
 async def inbox_api(nc: NATS) -> AsyncIterator[Sessions]:
     sessions = Sessions()
     sub = await nc.subscribe("tidings.inbox.session", "tidings-inbox-api", cb=sessions.handle)
-    await nc.flush()
+    await at_server(nc)
     try:
         yield sessions
     finally:
@@ -202,7 +202,7 @@ async def test_no_answer_costs_the_counts_not_the_welcome(
         # An inbox that takes the question and never answers: the welcome comes after the
         # timeout (0.5 s), without counts, and the connection works.
         silent = await nc.subscribe("tidings.inbox.session")
-        await nc.flush()
+        await at_server(nc)
         async with RawClient(gw.ws_url) as alice:
             started = time.monotonic()
             welcome = await alice.hello(token())
@@ -219,7 +219,7 @@ async def test_no_answer_costs_the_counts_not_the_welcome(
             await msg.respond(b'{"error":{"code":"internal","reason":"database down"}}')
 
         refusing = await nc.subscribe("tidings.inbox.session", cb=refuse)
-        await nc.flush()
+        await at_server(nc)
         async with RawClient(gw.ws_url) as alice:
             assert "inbox" not in await alice.hello(token())
         assert await gauge(gw, failures, reason="refused") == 1

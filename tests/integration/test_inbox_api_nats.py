@@ -11,7 +11,7 @@ import orjson
 from nats.aio.client import Client as NATS
 
 from tests.support.inbox_api import Seeder, bearer, inbox_api
-from tests.support.waiting import until
+from tests.support.waiting import at_server, until
 from tidings.dev.embedded import EmbeddedNats
 from tidings.inbox.announce import SESSION_SUBJECT
 from tidings.settings import NatsSettings
@@ -47,7 +47,7 @@ async def test_session_and_changed(
             changes.put_nowait((msg.subject, orjson.loads(msg.data)))
 
         await nc.subscribe("tidings.inbox.changed.acme.>", cb=collect)
-        await nc.flush()
+        await at_server(nc)
         marked = await client.post(
             "/v1/inbox/state", json={"ids": [tenant_wide], "read": True}, headers=ALICE
         )

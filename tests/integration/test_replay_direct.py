@@ -14,6 +14,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from tests.support.cluster import r3_cluster
+from tests.support.waiting import at_server
 from tidings.gateway.replay import DirectReader, read_reach
 
 # nats-py drops the stream writer of a server it fails over from (frozen) without closing it.
@@ -49,7 +50,7 @@ async def api_requests(nc: NATS) -> list[str]:
         seen.append(msg.subject)
 
     await nc.subscribe("$JS.API.>", cb=note)
-    await nc.flush()
+    await at_server(nc)
     return seen
 
 

@@ -22,6 +22,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from tests.support.waiting import at_server
 from tidings.subjects import BROADCAST_PREFIX, TENANT_PREFIX
 
 API = "$JS.API.>"
@@ -59,7 +60,7 @@ class JetStreamReads:
             urls, reconnect_time_wait=0.2, max_reconnect_attempts=-1, ping_interval=1
         )
         self.sub = await self.nc.subscribe(API, cb=self._on_request)
-        await self.nc.flush()
+        await at_server(self.nc)
         return self
 
     async def _on_request(self, msg: Msg) -> None:
