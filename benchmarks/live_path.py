@@ -155,16 +155,20 @@ def hmsg_wire(raw: list[tuple[bytes, bytes, bytes]], sid: int = 1) -> bytes:
     )
 
 
-def run_parser(wire: bytes, chunk: int = 65536) -> None:
-    """nats-py's parser over ``wire`` in socket-sized reads (its client awaits nothing here)."""
-    parser = Parser(ParsedOnly())
+def feed(parser: Parser, wire: bytes, chunk: int = 65536) -> None:
+    """``parser`` over ``wire`` in socket-sized reads (its client awaits nothing here)."""
     for at in range(0, len(wire), chunk):
         with contextlib.suppress(StopIteration):
             parser.parse(wire[at : at + chunk]).send(None)
     assert not parser.buf, "every frame must have been parsed"
 
 
-def run_routed_parser(wire: bytes, chunk: int = 65536) -> None:
+def run_parser(wire: bytes) -> None:
+    """nats-py's own parser, its client taking each message and doing nothing with it."""
+    feed(Parser(ParsedOnly()), wire)
+
+
+def run_routed_parser(wire: bytes) -> None:
     """The parser as the gateway runs it: a nats-py client with ``gateway.direct`` installed
     and sid 1 routed to a handler that does nothing (before decision 60: nats-py's parser and
     ``Direct._process_msg``; since: ``Direct.parse``)."""
@@ -172,11 +176,7 @@ def run_routed_parser(wire: bytes, chunk: int = 65536) -> None:
     routes = direct.install(nc)
     assert routes is not None, "gateway.direct does not support this nats-py"
     routes.route(1, lambda subject, data, headers: None)
-    parser = nc._ps
-    for at in range(0, len(wire), chunk):
-        with contextlib.suppress(StopIteration):
-            parser.parse(wire[at : at + chunk]).send(None)
-    assert not parser.buf, "every frame must have been parsed"
+    feed(nc._ps, wire)
 
 
 def per_message(fn: Callable[[], object], n: int) -> float:
