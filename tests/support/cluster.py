@@ -38,7 +38,11 @@ async def r3_cluster(base: Path) -> AsyncIterator[tuple[NatsCluster, JetStreamCo
         )
         try:
             js = nc.jetstream(timeout=2.0)
-            await ensure_stream_placed(js, StreamSettings(replicas=3))
+            stream = StreamSettings(replicas=3)
+            await ensure_stream_placed(js, stream)
+            # Created is not writable: until the replicas elect a leader a publish finds no
+            # responder (seen: the first publish of a test failing with NoStreamResponseError).
+            await cluster.stream_leader(stream.name)
             yield cluster, js
         finally:
             await nc.close()

@@ -26,7 +26,7 @@ from tidings.envelope import Rejected, Severity, WireNotification
 from tidings.gateway import direct
 from tidings.gateway.fanout import Hub, mute_key
 from tidings.gateway.ingest import Drops, wire_line
-from tidings.gateway.replay import DIRECT_TIMEOUT, DirectReader, read_reach_retrying
+from tidings.gateway.replay import DIRECT_TIMEOUT, DirectReader, Doubt, read_reach_retrying
 from tidings.gateway.stamps import lag, stored_at
 from tidings.gateway.window import Entry, Window, entry
 from tidings.subjects import BROADCAST_TENANT, LIVE_PREFIX, tenant_filter
@@ -79,6 +79,7 @@ class Live:
         self._backfills: dict[str, asyncio.Task[None]] = {}
         self._reads = 0  # backfills started: each names its direct-get reply subject
         self._inbox = ""  # this gateway's direct-get replies (see _reply_base)
+        self._doubt = Doubt()  # a direct get lost lately: every read hedges from its start
         self._replays = asyncio.Semaphore(replay_concurrency)
         self.window_count = window_count
         self.window_age = window_age
@@ -339,6 +340,7 @@ class Live:
                 reply=f"{self._reply_base()}.{read}",
                 timeout=timeout,
                 direct_timeout=min(timeout, DIRECT_TIMEOUT),
+                doubt=self._doubt,
             )
 
         async with self._replays:

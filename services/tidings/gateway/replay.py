@@ -16,8 +16,13 @@ Direct gets are answered by any replica, and a replica may not have applied the 
 yet (no read-after-write, ADR-31; this server has no ``min_last_seq``). So:
 
 - a request unanswered after 0.3 s is sent again (hedged: on a reply subject of its own, the
-  first answer to end wins) (measured:
-  with the stream leader frozen, up to half of the requests were still routed to it and lost);
+  first answer to end wins), in one more copy each time, and for a while after such a loss
+  every request starts with two (:class:`Doubt`). nats-server hands each request to one member
+  of the direct-get group at random; every replica joins it (a follower about 2 s after it is
+  current), and a frozen one keeps its share until its routes' pings time out: 40 % of single
+  requests went unanswered with a follower frozen (measured). A lone resend is lost again one
+  time in three; in CI four in a row were, and a heal's clients waited the read's deadline and
+  retry pause (2.9 s);
 - a replica's store is a prefix of the stream (applied in order), so what a direct get returns
   is right but may stop early. When the direct reads end, one ``$JS.API.STREAM.MSG.GET``
   (answered by the stream leader, which holds everything up to ``upto``) asks for the next
@@ -47,7 +52,11 @@ log = logging.getLogger(__name__)
 BATCH = 500  # messages per direct-get request
 RETRY_PAUSE = 0.5  # between tries of a read that failed transiently
 DIRECT_TIMEOUT = 0.3  # one direct-get answer; normally milliseconds
-DIRECT_SENDS = 4  # a direct get sent this often before the read is tried again
+DIRECT_SENDS = 12  # copies of one direct get sent at most (over 5 periods: 1, 2, 3, 3, 3)
+DIRECT_PERIODS = 8  # a direct get unanswered this many DIRECT_TIMEOUTs fails the try
+MAX_COPIES = 3  # copies sent at once (one more each time a request goes unanswered)
+DOUBT_HOLD = 60.0  # seconds after a lost request during which requests start with two copies
+BEHIND_TRIES = 4  # reads on after the stream leader named a message the replicas lacked
 
 # What a leader election, a lagging replica or a reconnect answers for a while: worth another try.
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -77,6 +86,24 @@ class Reach(NamedTuple):
     messages: list[Stored]
 
 
+class Doubt:
+    """Whether a direct get went unanswered lately, shared by a gateway's reads: a frozen
+    replica keeps its share of the requests until its routes give up (minutes), so for
+    DOUBT_HOLD seconds after a loss every request starts with two copies (one lost in nine
+    instead of three), the reads of a heal's other tenants included."""
+
+    def __init__(self, hold: float = DOUBT_HOLD) -> None:
+        self.hold = hold
+        self._until = 0.0
+
+    def copies(self) -> int:
+        """How many copies a request starts with."""
+        return 2 if time.monotonic() < self._until else 1
+
+    def lost(self) -> None:
+        self._until = time.monotonic() + self.hold
+
+
 class DirectReader:
     """The requests of one read, on reply subjects of its own.
 
@@ -88,7 +115,14 @@ class DirectReader:
     _sent = 0  # requests so far, process-wide: every reply subject is new
 
     def __init__(
-        self, nc: NATS, *, stream: str, reply: str, timeout: float, direct_timeout: float
+        self,
+        nc: NATS,
+        *,
+        stream: str,
+        reply: str,
+        timeout: float,
+        direct_timeout: float,
+        doubt: Doubt | None = None,
     ) -> None:
         self.nc = nc
         self.direct = f"$JS.API.DIRECT.GET.{stream}"
@@ -97,6 +131,7 @@ class DirectReader:
         self.timeout = timeout
         self.direct_timeout = direct_timeout
         self.requests = 0
+        self.doubt = doubt if doubt is not None else Doubt()
         self._queue: asyncio.Queue[Msg] = asyncio.Queue()
 
     async def __aenter__(self) -> DirectReader:
@@ -134,19 +169,22 @@ class DirectReader:
         none matched at all).
 
         Hedged: while no answer has ended, the request is sent again every ``direct_timeout``
-        (up to DIRECT_SENDS times), and whichever send's answer ends first is taken — a send
-        routed to a frozen replica is never answered, and one answered late (a gateway busy
-        with a storm) still counts."""
+        in one more copy than the last time (at most MAX_COPIES at once, DIRECT_SENDS in all),
+        and whichever copy's answer ends first is taken — a copy routed to a frozen replica is
+        never answered, and one answered late (a gateway busy with a storm) still counts."""
         answers: dict[str, list[Stored]] = {}
-        deadline = time.monotonic() + self.direct_timeout * (DIRECT_SENDS + 4)
-        next_send = time.monotonic()
+        now = time.monotonic()
+        deadline = now + self.direct_timeout * DIRECT_PERIODS
+        next_send, copies = now, self.doubt.copies()
         while True:
             now = time.monotonic()
             if len(answers) < DIRECT_SENDS and now >= next_send:
                 if answers:
+                    self.doubt.lost()
                     log.info("direct get unanswered; sent again", extra={"sends": len(answers)})
-                answers[await self._send(self.direct, body)] = []
-                next_send = now + self.direct_timeout
+                for _ in range(min(copies, DIRECT_SENDS - len(answers))):
+                    answers[await self._send(self.direct, body)] = []
+                next_send, copies = now + self.direct_timeout, min(copies + 1, MAX_COPIES)
             until = min(deadline, next_send) if len(answers) < DIRECT_SENDS else deadline
             try:
                 msg = await asyncio.wait_for(self._queue.get(), max(0.0, until - now))
@@ -239,7 +277,7 @@ async def read_reach(reader: DirectReader, *, subject: str, upto: int, max_count
             if missed is None or missed > upto:
                 return Reach(start, out)
             behind += 1
-            if behind > DIRECT_SENDS:
+            if behind > BEHIND_TRIES:
                 raise Unavailable(f"the replicas answering are behind seq {missed}")
             after = missed
         batch, more = await reader.batch({"seq": after, "next_by_subj": subject, "batch": BATCH})
