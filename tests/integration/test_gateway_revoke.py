@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+from nats.aio.client import Client as NATS
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 from tests.support.waiting import until
@@ -27,6 +30,8 @@ from tidings.client.errors import Refused
 from tidings.client.subscriber_events import Event, State, StateChanged
 from tidings.codes import CloseCode, ErrorCode, Reconnect
 from tidings.dev.embedded import EmbeddedNats
+from tidings.gateway.registry import Registry
+from tidings.gateway.revoke import Revocation, RevocationBucket, RevocationList
 from tidings.gateway.service import Gateway
 from tidings.settings import Settings
 
@@ -372,3 +377,41 @@ async def test_a_refresh_with_a_revoked_token_closes_and_refusals_are_audited(
     assert all(
         leaked not in r.getMessage() and leaked not in str(r.__dict__) for r in caplog.records
     )
+
+
+async def test_loading_the_list_at_start_waits_out_a_jetstream_that_does_not_answer(
+    js: JetStreamContext, nc: NATS, nats_server: EmbeddedNats, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a gateway starting during a JetStream election does (its consumer needs the meta
+    leader): the server is frozen (SIGSTOP) as the list is loaded; it is loaded once the
+    server answers again within the bound, and past the bound the error rises (start fails,
+    as before, rather than serving connections without the list)."""
+    info = await js.stream_info("TIDINGS")
+    writer = RevocationBucket(RevocationList(Registry(), max_lifetime=3600), stream="TIDINGS")
+    await writer.ensure(js, like=info.config)
+    await writer.put(js, Revocation(tenant="acme", user="mallory", at=time.time()))
+
+    short = nc.jetstream(timeout=0.5)  # the gateway's requests time out at its request_timeout
+    starting = RevocationBucket(RevocationList(Registry(), max_lifetime=3600), stream="TIDINGS")
+    nats_server.send(signal.SIGSTOP)
+    try:
+        loading = asyncio.ensure_future(starting.follow_within(short, 0.5, within=10.0))
+        await asyncio.sleep(2.0)  # a try timed out; another is under way
+        assert not loading.done()
+    finally:
+        nats_server.send(signal.SIGCONT)
+    await asyncio.wait_for(loading, 10)
+    assert [r.user for r in starting.revocations.active("acme")] == ["mallory"]
+    assert "revocations not loaded yet; retrying" in caplog.messages
+    await starting.stop()
+
+    late = RevocationBucket(RevocationList(Registry(), max_lifetime=3600), stream="TIDINGS")
+    nats_server.send(signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        with pytest.raises((TimeoutError, NatsTimeoutError)):
+            await late.follow_within(short, 0.5, within=1.0)
+        assert time.monotonic() - began < 1.0 + 0.5 + 1.0  # the bound, one more try, slack
+    finally:
+        nats_server.send(signal.SIGCONT)
+    await late.stop()

@@ -143,9 +143,12 @@ class Gateway:
         self.epoch = stream_epoch(info)
         self.stream_config = info.config
         nc = self._bound = link.client
-        # The revocation list is loaded before the first connection is served.
+        # The revocation list is loaded before the first connection is served (waiting out a
+        # JetStream election up to the heal timeout).
         await self.bucket.ensure(link.js, like=info.config)
-        await self.bucket.follow(link.js, settings.nats.request_timeout)
+        await self.bucket.follow_within(
+            link.js, settings.nats.request_timeout, within=gs.heal_timeout
+        )
         live = self.live = Live.from_settings(
             nc, link.js, self.hub, settings, on_delivered=self.metrics.latency.observe
         )
