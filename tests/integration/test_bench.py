@@ -174,12 +174,13 @@ def test_jspub_without_a_stream_reports_no_responders(
 
 
 def test_bench_users_scenario_owes_one_delivery_per_notification(tmp_path: Path) -> None:
-    # the single-user scenario, small: 20 users over 2 tenants, every notification to one user
+    # the single-user scenario, small: 20 users over 2 tenants, every notification to one user;
+    # nats-js: the nats peer fed through a republishing stream (HMSG deliveries, PubAcks owed)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
     done = subprocess.run(
         [
             sys.executable, "-m", "tidings", "bench", "--scenario", "users-smoke",
-            "--systems", "tidings,nats", "--seconds", "1", "--nice", "0",
+            "--systems", "tidings,nats,nats-js", "--seconds", "1", "--nice", "0",
             "--max-minutes", "2", "--out", str(tmp_path),
         ],
         cwd=ROOT, env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=120,
@@ -190,12 +191,13 @@ def test_bench_users_scenario_owes_one_delivery_per_notification(tmp_path: Path)
     result = orjson.loads(result_file.read_bytes())
     assert (result["config"]["clients"], result["config"]["rooms"]) == (20, 2)
     assert result["config"]["user_share"] == 1.0
-    for name in ("tidings", "nats"):
+    for name in ("tidings", "nats", "nats-js"):
         (sweep,) = [s for s in result["sweeps"] if s["system"] == name]
         assert "error" not in sweep, sweep.get("error")
         assert sweep["receiver"].startswith("C wsload")
         for row in sweep["steps"]:
             assert row["published"] == row["expected"] == row["received"] == row["rate"], row
+            assert row["acked"] == row["published"] and row["publish_errors"] == []
             assert (row["lost"], row["duplicated"], row["out_of_order"]) == (0, 0, 0)
             # the server's CPU per notification (psutil's 10 ms ticks: may round to 0 here)
             cost = row["server_cpu_pct"] * 1e4 / max(row["publish_rate"], 1.0)

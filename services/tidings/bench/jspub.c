@@ -11,6 +11,10 @@
  * once written, and a step ends with PING/PONG (the server has read everything) — what
  * nats-py's publish + flush does, at a few microseconds per message instead of Python's.
  *
+ * STREAM `raw:NAME` is JetStream with the core payload (the `nats-js` peer: nats-server's own
+ * WebSocket fed through a stream that republishes, Tidings' hop without Tidings): the HPUBs,
+ * headers and PubAcks of the JetStream mode, each carrying the padded data object alone.
+ *
  * STREAM `redis:CHANNEL` is Redis (the Socket.IO peers): each message is `PUBLISH CHANNEL
  * {"r":"<room>","d":<data>}` in RESP, the data object padded as above, SUBJECT being the room
  * (`tN` / `uN`); the same pipelining and the same PING/PONG at the end of a step. Each
@@ -85,6 +89,7 @@ static uint64_t room_i, user_i;
 static const char *stream = "TIDINGS";
 static int core_mode;  /* STREAM "-" or "redis:...": no acks, PING/PONG per step */
 static int redis_mode; /* STREAM "redis:CHANNEL": RESP PUBLISH on CHANNEL */
+static int raw_mode;   /* STREAM "raw:NAME": JetStream, the padded data object as the payload */
 static const char *channel;
 static size_t pad;
 
@@ -223,11 +228,22 @@ static void build(int ti, int step, uint64_t seq) {
     unsigned char data[129];
     make_id(id);
     size_t dn = data_head(t, step, data);
-    data[dn++] = '}';
 
     int hn = snprintf(hdr, sizeof hdr,
                       "NATS/1.0\r\nNats-Msg-Id: %.36s\r\nNats-Expected-Stream: %s\r\n\r\n", id,
                       stream);
+    if (raw_mode) {
+        size_t total = (size_t)hn + data_size(dn);
+        int ln = snprintf(line, sizeof line, "HPUB %s %s%llu %d %zu\r\n", t->subject, inbox,
+                          (unsigned long long)seq, hn, total);
+        reserve(&out, (size_t)ln + total + 2);
+        put(&out, line, (size_t)ln);
+        put(&out, hdr, (size_t)hn);
+        put_data(data, dn);
+        put(&out, "\r\n", 2);
+        return;
+    }
+    data[dn++] = '}';
     unsigned char tail[2 + 36 + 12 + 128];
     size_t tn = 0;
     tail[tn++] = 0x0a; /* field 1 (id), length-delimited */
@@ -762,16 +778,19 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (argc != 6 && argc != 7) {
-        fprintf(stderr, "usage: jspub PORT STREAM|-|redis:CHANNEL USER_SHARE MAX_INFLIGHT "
+        fprintf(stderr, "usage: jspub PORT STREAM|raw:STREAM|-|redis:CHANNEL USER_SHARE MAX_INFLIGHT "
                         "TARGETS_FILE [PAD]\n"
                         "       jspub --dump N USER_SHARE TARGETS_FILE [PAD [redis:CHANNEL]]\n");
         return 2;
     }
     stream = argv[2];
+    raw_mode = !strncmp(stream, "raw:", 4);
+    if (raw_mode) stream += 4;
     redis_mode = !strncmp(stream, "redis:", 6);
     channel = stream + 6;
     if (redis_mode && (!*channel || strlen(channel) > 200)) die("bad Redis channel");
     core_mode = redis_mode || !strcmp(stream, "-");
+    if (!core_mode && (!*stream || strlen(stream) > 64)) die("bad stream name");
     pad = argc == 7 ? (size_t)atol(argv[6]) : 0;
     if (pad > 4096) die("PAD is at most 4096");
     user_share = atof(argv[3]);

@@ -161,16 +161,22 @@ def write_targets(
     """jspub's input: one line per target this worker owns, ``SLOT N SUBJECT ENVELOPE_HEX``,
     tenant rooms then users in the Pacer's order; the envelope has no id and no data (proto3
     omits them), so jspub appends both per message and the later fields win. For the
-    ``nats`` backend (core NATS) the subject is the peer's and the envelope empty; for
-    ``redis`` the subject is the Socket.IO room."""
+    ``nats`` backend (core NATS) the subject is the peer's and the envelope empty, for
+    ``nats-js`` the stream's subject that republishes to it (``in.t.N`` to ``bench.t.N``);
+    for ``redis`` the subject is the Socket.IO room."""
     from tidings.envelope import Notification
 
     rooms, users = layout.owned(worker, workers)
     lines = []
     for slot, owned in ((TENANT_SLOT, rooms), (USER_SLOT, users if layout.user_share else [])):
         for n in owned:
-            if backend in ("nats", "redis"):
-                name = nats_subject((slot, n)) if backend == "nats" else redis_room((slot, n))
+            if backend in ("nats", "nats-js", "redis"):
+                if backend == "redis":
+                    name = redis_room((slot, n))
+                elif backend == "nats-js":  # stored under in., republished to the peer's
+                    name = "in." + nats_subject((slot, n)).removeprefix("bench.")
+                else:
+                    name = nats_subject((slot, n))
                 lines.append(f"{slot} {n} {name} \n")
                 continue
             msg = envelope((slot, n), layout.rooms)
@@ -185,8 +191,8 @@ def c_argv(
     binary: Path, opts: dict[str, Any], targets: Path, *, inflight: int = MAX_INFLIGHT
 ) -> list[str]:
     """The command line of one jspub process (``opts`` as for the Python backends): JetStream,
-    or with the peers' padding core NATS (stream ``-``, the ``nats`` backend) or Redis
-    (``redis:CHANNEL``, the ``redis`` backend)."""
+    or with the peers' padding core NATS (stream ``-``, the ``nats`` backend), JetStream with
+    the core payload (``raw:STREAM``, ``nats-js``) or Redis (``redis:CHANNEL``, ``redis``)."""
     share = repr(float(opts.get("user_share", 0.0)))
     pad = str(int(opts.get("pad", 0)))
     if opts.get("backend") == "redis":
@@ -206,6 +212,8 @@ def c_argv(
     port = str(port_or_none)
     if opts.get("backend") == "nats":
         return [str(binary), port, "-", share, str(inflight), str(targets), pad]
+    if opts.get("backend") == "nats-js":
+        return [str(binary), port, f"raw:{opts['stream']}", share, str(inflight), str(targets), pad]
     stream = opts.get("stream", STREAM)
     return [str(binary), port, stream, share, str(inflight), str(targets)]
 

@@ -8,6 +8,8 @@
 * ``nats`` — nats-server's own WebSocket listener; clients speak the NATS protocol (the native
   ceiling: no envelope, no auth, no stream; core NATS publish from ``jspub`` in its core mode,
   or with ``nats@python`` from nats-py as before issue 12).
+* ``nats-js`` — the same listener fed through a JetStream stream that republishes (jspub's
+  JetStream HPUBs carrying the core payload): Tidings' hop without Tidings.
 * ``socketio-node`` — Socket.IO 4 on Node with ``@socket.io/redis-adapter`` and a local
   redis-server; publishers ``PUBLISH`` to Redis (the stack Tidings replaces): ``jspub`` in its
   Redis mode, or with ``socketio-node@python`` the asyncio publisher used before.
@@ -42,7 +44,7 @@ from tidings.errors import BenchFailed
 from tidings.ports import free_port
 
 SECRET = "tidings-bench-secret-0123456789abcdef-xyz"  # noqa: S105 - signs bench tokens only
-SYSTEMS = ("tidings", "nats", "socketio-node", "socketio-py")
+SYSTEMS = ("tidings", "nats", "nats-js", "socketio-node", "socketio-py")
 RECEIVERS = {
     "c": "C wsload (epoll)",
     "node": "Node recv.js (the peer's official client)",
@@ -237,7 +239,15 @@ class NatsNative(System):
     def start(self, layout: Layout) -> None:
         self.client_port, self.port = free_port(), free_port()
         conf = self.workdir / "nats-ws.conf"
-        conf.write_text(
+        conf.write_text(self.config())
+        argv = [str(nats_server_binary()), "-c", str(conf)]
+        child = self._child(argv, core=self.server_core, log="nats-ws.log", talk=False)
+        self.server_pids.append(child.pid)
+        wait_for_port(self.port, timeout=10)
+        wait_for_port(self.client_port, timeout=10)
+
+    def config(self) -> str:
+        return (
             f"listen: 127.0.0.1:{self.client_port}\n"
             "max_payload: 1MB\n"
             "websocket {\n"
@@ -246,17 +256,62 @@ class NatsNative(System):
             "  compression: false\n"
             "}\n"
         )
-        argv = [str(nats_server_binary()), "-c", str(conf)]
-        child = self._child(argv, core=self.server_core, log="nats-ws.log", talk=False)
-        self.server_pids.append(child.pid)
-        wait_for_port(self.port, timeout=10)
-        wait_for_port(self.client_port, timeout=10)
 
     def spec(self, client: int, layout: Layout) -> str:
         return f"bench.t.{layout.room_of(client)} bench.u.{client}"
 
     def publisher_options(self) -> dict[str, Any]:
         return {"backend": self.backend, "url": f"nats://127.0.0.1:{self.client_port}"}
+
+
+class NatsJetStream(NatsNative):
+    """nats-server's WebSocket fed through a stream, as Tidings' gateway is: jspub publishes to
+    JetStream (``in.t.N``, PubAcks counted), the stream (file storage, Tidings' limits)
+    republishes each stored message to ``bench.t.N``, where the clients subscribe. Tidings'
+    hop (store, acknowledge, republish) without Tidings: set beside ``nats``, it shows what the
+    hop costs; beside ``tidings``, what the gateway adds. One nats-server does both, on the
+    server core, as its users would run it."""
+
+    name, backend = "nats-js", "nats-js"
+    stream = "BENCH"
+
+    def __init__(self, *args: Any, publisher: str = "c", **kw: Any):
+        if publisher != "c":
+            raise BenchFailed("nats-js is fed by jspub only (publisher c)")
+        super().__init__(*args, publisher=publisher, **kw)
+        self.publisher_label = "C jspub (HPUB of the core payload, pipelined, PubAcks counted)"
+
+    def config(self) -> str:
+        store = self.workdir / "js"
+        return super().config() + f'jetstream {{\n  store_dir: "{store}"\n}}\n'
+
+    def start(self, layout: Layout) -> None:
+        super().start(layout)
+
+        async def provision() -> None:
+            import nats
+            from nats.js.api import RePublish, StorageType, StreamConfig
+
+            nc = await nats.connect(f"nats://127.0.0.1:{self.client_port}")
+            try:
+                await nc.jetstream().add_stream(
+                    StreamConfig(
+                        name=self.stream,
+                        subjects=["in.>"],
+                        storage=StorageType.FILE,
+                        max_bytes=4 << 30,
+                        max_age=3600.0,
+                        duplicate_window=60.0,
+                        republish=RePublish(src="in.>", dest="bench.>"),
+                    )
+                )
+            finally:
+                await nc.close()
+
+        asyncio.run(provision())
+
+    def publisher_options(self) -> dict[str, Any]:
+        return super().publisher_options() | {"stream": self.stream}
 
 
 class SocketIO(System):
@@ -340,6 +395,7 @@ def make(name: str, workdir: Path, **kw: Any) -> System:
         name = base
     classes: dict[str, type[System]] = {
         "nats": NatsNative,
+        "nats-js": NatsJetStream,
         "socketio-node": SocketIONode,
         "socketio-py": SocketIOPy,
     }

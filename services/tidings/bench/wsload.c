@@ -11,6 +11,7 @@
  *                 frame (a hello with the connection's JWT); ready on the `synced` frame.
  *        nats     GET / on nats-server's WebSocket listener; sends CONNECT, then one SUB per
  *                 subject on the spec line (space separated), then PING; ready on PONG.
+ *                 Deliveries are MSG, or HMSG when a stream republished them (nats-js).
  *        sio      GET /socket.io/?EIO=4&transport=websocket; answers the Engine.IO open packet
  *                 with `40<spec line>` (the Socket.IO auth object); ready on the `40` answer.
  * SPECFILE: one line per connection (that many connections are opened).
@@ -326,6 +327,28 @@ static void on_nats_bytes(conn_t *c, const unsigned char *p, size_t n, uint64_t 
             if (end - payload < size + 2) break; /* wait for the rest */
             on_delivery(c, payload, payload + size, t);
             off = (size_t)(payload + size + 2 - c->nbuf);
+            continue;
+        }
+        if (end - b >= 5 && memcmp(b, "HMSG ", 5) == 0) {
+            /* HMSG <subject> <sid> [reply] <header size> <total size> (a republished message:
+             * the nats-js peer): the data object follows the headers */
+            const unsigned char *sp = crlf;
+            while (sp > b && sp[-1] != ' ') sp--;
+            const unsigned char *q = sp;
+            int64_t total = parse_int(&q, crlf);
+            const unsigned char *hp = sp - 1;
+            while (hp > b && hp[-1] != ' ') hp--;
+            q = hp;
+            int64_t hsize = parse_int(&q, sp - 1);
+            if (total < 0 || hsize < 0 || hsize > total || sp - 1 <= b) {
+                malformed++;
+                off = (size_t)(crlf + 2 - c->nbuf);
+                continue;
+            }
+            unsigned char *payload = crlf + 2;
+            if (end - payload < total + 2) break; /* wait for the rest */
+            on_delivery(c, payload + hsize, payload + total, t);
+            off = (size_t)(payload + total + 2 - c->nbuf);
             continue;
         }
         if (end - b >= 4 && memcmp(b, "PING", 4) == 0) {

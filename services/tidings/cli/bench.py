@@ -26,7 +26,8 @@ def bench(
     systems: Annotated[
         str,
         typer.Option(
-            help="Comma-separated: tidings, nats, socketio-node, socketio-py"
+            help="Comma-separated: tidings, nats, nats-js (nats-server fed through a"
+            " republishing stream), socketio-node, socketio-py"
             " (SYSTEM@c / SYSTEM@python pick its publisher, C jspub by default; nats:node /"
             " socketio-node:node receive with the peer's own Node client)."
         ),
