@@ -8,8 +8,8 @@
 * ``nats`` — nats-server's own WebSocket listener; clients speak the NATS protocol (the native
   ceiling: no envelope, no auth, no stream; core NATS publish from ``jspub`` in its core mode,
   or with ``nats@python`` from nats-py as before issue 12).
-* ``nats-js`` — the same listener fed through a JetStream stream that republishes (jspub's
-  JetStream HPUBs carrying the core payload): Tidings' hop without Tidings.
+* ``nats-js`` — the same listener as a leaf node of a JetStream server (with the generator)
+  whose stream republishes what jspub stores: Tidings' hop and shape without Tidings.
 * ``socketio-node`` — Socket.IO 4 on Node with ``@socket.io/redis-adapter`` and a local
   redis-server; publishers ``PUBLISH`` to Redis (the stack Tidings replaces): ``jspub`` in its
   Redis mode, or with ``socketio-node@python`` the asyncio publisher used before.
@@ -265,12 +265,14 @@ class NatsNative(System):
 
 
 class NatsJetStream(NatsNative):
-    """nats-server's WebSocket fed through a stream, as Tidings' gateway is: jspub publishes to
-    JetStream (``in.t.N``, PubAcks counted), the stream (file storage, Tidings' limits)
-    republishes each stored message to ``bench.t.N``, where the clients subscribe. Tidings'
-    hop (store, acknowledge, republish) without Tidings: set beside ``nats``, it shows what the
-    hop costs; beside ``tidings``, what the gateway adds. One nats-server does both, on the
-    server core, as its users would run it."""
+    """nats-server's WebSocket fed through a stream, in Tidings' shape: a JetStream server with
+    the generator (as Tidings' is) holds a stream on ``in.>`` (file storage, Tidings' limits)
+    that republishes each stored message to ``bench.>``; the WebSocket server under test, on
+    the server core, is its leaf node (NATS' own edge pattern), so the clients' subscriptions
+    draw the republished messages over the leaf connection, as the gateway draws Tidings'.
+    jspub publishes to the stream (``in.t.N``, PubAcks counted). Tidings' hop (store,
+    acknowledge, republish, one more server) without Tidings: beside ``nats`` it prices the
+    hop, beside ``tidings`` what the gateway adds."""
 
     name, backend = "nats-js", "nats-js"
     stream = "BENCH"
@@ -280,38 +282,71 @@ class NatsJetStream(NatsNative):
             raise BenchFailed("nats-js is fed by jspub only (publisher c)")
         super().__init__(*args, publisher=publisher, **kw)
         self.publisher_label = "C jspub (HPUB of the core payload, pipelined, PubAcks counted)"
+        self.hub: EmbeddedNats | None = None
 
     def config(self) -> str:
-        store = self.workdir / "js"
-        return super().config() + f'jetstream {{\n  store_dir: "{store}"\n}}\n'
+        return (
+            super().config()
+            + "leafnodes {\n"
+            + f'  remotes: [{{ url: "nats-leaf://127.0.0.1:{self.leaf_port}" }}]\n'
+            + "}\n"
+        )
 
     def start(self, layout: Layout) -> None:
-        super().start(layout)
+        self.leaf_port = free_port()
+        hub_conf = self.workdir / "hub.conf"
+        hub_conf.write_text(f'leafnodes {{\n  listen: "127.0.0.1:{self.leaf_port}"\n}}\n')
+        self.hub = EmbeddedNats(self.workdir / "hub", config=hub_conf).start()
+        assert self.hub.process is not None
+        pin(self.hub.process.pid, self.gen_core)
+        prioritize(self.hub.process.pid, self.nice)
+        self.broker_pids.append(self.hub.process.pid)
+        super().start(layout)  # the WebSocket server, a leaf of the hub
+        asyncio.run(self._provision(self.hub.url, f"nats://127.0.0.1:{self.client_port}"))
 
-        async def provision() -> None:
-            import nats
-            from nats.js.api import RePublish, StorageType, StreamConfig
+    async def _provision(self, hub: str, edge: str) -> None:
+        """The stream on the hub, then until a republished message reaches the edge (the leaf
+        connection is up and carries interest)."""
+        import nats
+        from nats.js.api import RePublish, StorageType, StreamConfig
 
-            nc = await nats.connect(f"nats://127.0.0.1:{self.client_port}")
-            try:
-                await nc.jetstream().add_stream(
-                    StreamConfig(
-                        name=self.stream,
-                        subjects=["in.>"],
-                        storage=StorageType.FILE,
-                        max_bytes=4 << 30,
-                        max_age=3600.0,
-                        duplicate_window=60.0,
-                        republish=RePublish(src="in.>", dest="bench.>"),
-                    )
+        hub_nc, edge_nc = await nats.connect(hub), await nats.connect(edge)
+        try:
+            js = hub_nc.jetstream()
+            await js.add_stream(
+                StreamConfig(
+                    name=self.stream,
+                    subjects=["in.>"],
+                    storage=StorageType.FILE,
+                    max_bytes=4 << 30,
+                    max_age=3600.0,
+                    duplicate_window=60.0,
+                    republish=RePublish(src="in.>", dest="bench.>"),
                 )
-            finally:
-                await nc.close()
-
-        asyncio.run(provision())
+            )
+            probe = await edge_nc.subscribe("bench.probe")
+            await edge_nc.flush()
+            deadline = time.monotonic() + 15
+            while True:
+                await js.publish("in.probe", b"{}")
+                with contextlib.suppress(TimeoutError):
+                    await probe.next_msg(timeout=0.5)
+                    return
+                if time.monotonic() > deadline:
+                    raise BenchFailed("the leaf node never received the stream's republish")
+        finally:
+            await hub_nc.close()
+            await edge_nc.close()
 
     def publisher_options(self) -> dict[str, Any]:
-        return super().publisher_options() | {"stream": self.stream}
+        assert self.hub is not None
+        return {"backend": self.backend, "url": self.hub.url, "stream": self.stream}
+
+    def stop(self) -> None:
+        super().stop()
+        if self.hub is not None:
+            self.hub.stop()
+            self.hub = None
 
 
 class SocketIO(System):
