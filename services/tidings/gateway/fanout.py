@@ -8,16 +8,15 @@ with news from several rooms (its user room and its tenant's, or any room and a 
 them merged in stream order into one frame of its own. Either way a connection gets one write
 per flush, in stream order (``seq``), whatever rooms it is in.
 
-The window scales with what a flush costs: a notification waits at most ``FLUSH_SPACING`` times
-the last flush's cost, never more than ``window``. A cheap flush (one user's notification, a
-small room) goes out within tens of microseconds of arriving, so at a low rate the latency is
-the network's, not the window's; a costly one (a big room) waits the window and takes what came
-meanwhile. Under load the writes (one socket send each, the dearest part of the path on
-loopback) would take the loop from the ingest. When a flush runs late (the loop was busy when its
-timer was due: it has more to do than write), it is followed by a pause of ``FLUSH_SPACING``
-times its own CPU cost (capped by ``window_max``) before the next one, so flushes space out and
+Flushes are spaced by what they cost: after one ends, the next is not due before
+``FLUSH_SPACING`` times its cost has passed, so the writes (one socket send each, the dearest
+part of the path on loopback) take at most a third of the loop from the ingest, and under load
 each write carries more — the way nats-server's per-client flusher batches without a fixed
-window. A flush on time (a loop with room to spare) leaves no pause.
+window. A notification arriving after that spacing goes out at once (at the end of the loop
+turn): after a quiet spell or a cheap flush (one user's notification, a small room) the latency
+is the network's, not the window's. One arriving within it waits for the rest of it, at most
+``window`` after a flush on time, at most ``window_max`` after a late one (the loop was busy
+when its timer was due: it has more to do than write; its cost is then read as CPU time).
 
 A connection whose user muted event domains (the inbox's preferences) gets its own frame
 without them; every other connection pays one attribute check for it, so the shared frame
@@ -91,11 +90,12 @@ class Hub:
         self.window = window
         # How long the spacing after a costly flush may stretch the window (default: never).
         self.window_max = window if window_max is None else max(window, window_max)
-        self._not_before = 0.0  # monotonic time before which the next flush is not due (spacing)
+        # Monotonic time before which the next flush is not due: FLUSH_SPACING times the last
+        # flush's cost after it ended (its spacing), and how far that spacing may reach from a
+        # publish: the window after a flush on time, window_max after a late one.
+        self._not_before = 0.0
+        self._reach = window
         self._due_at = 0.0  # monotonic time the pending flush was scheduled for
-        # What the last flush cost (seconds): the next waits at most FLUSH_SPACING times this.
-        # Until one ran, the whole window.
-        self._cost = window / FLUSH_SPACING
         # Connections per tenant and user (the admin API's presence), counted here: add and
         # remove are the one place a connection enters and leaves, once each.
         self.presence = presence if presence is not None else Presence()
@@ -177,14 +177,11 @@ class Hub:
         except RuntimeError:  # driven by hand, without an event loop: write at once
             self.flush()
             return
-        # The window (shorter after a cheap flush), or longer while the writes of the last
-        # flush still owe the loop their share: under load flushes space out and each write
-        # carries more (see the docstring).
+        # While the last flush's writes still owe the loop their share (its spacing), wait for
+        # the rest of it: under load flushes space out and each write carries more; after a
+        # quiet spell, or a cheap flush, at once (see the docstring).
         now = time.monotonic()
-        delay = max(
-            min(self.window, FLUSH_SPACING * self._cost),
-            min(self.window_max, self._not_before - now),
-        )
+        delay = min(self._reach, self._not_before - now)
         if delay >= TICK:
             self._due_at = now + delay
             self._flush_handle = loop.call_later(delay, self.flush)
@@ -220,9 +217,10 @@ class Hub:
                 self._write_group(members, due, None)
         else:
             self._write_all(due)
-        self._cost = cost = clock() - began
+        cost = clock() - began
         if loop is not None:
-            self._not_before = time.monotonic() + (FLUSH_SPACING * cost if late else 0.0)
+            self._not_before = time.monotonic() + FLUSH_SPACING * cost
+            self._reach = self.window_max if late else self.window
 
     def _write_all(self, due: list[Due]) -> None:
         """Several notifications: grouped by room, each room's run in stream order."""

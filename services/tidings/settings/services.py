@@ -94,16 +94,17 @@ class GatewaySettings(BaseSettings):
     batch_window: Seconds = Field(
         default=0.002,
         description="Longest a notification waits in the fan-out to be coalesced with others:"
-        " it waits twice the last flush's cost, at most this (a cheap flush goes out at once:"
-        " a wait under the loop's 1 ms timer tick is none, the flush runs at the end of the"
-        " event loop's turn); 0: always at the end of the turn.",
+        " flushes are spaced by twice their cost (counted from the end of the last), and one"
+        " arriving within that spacing waits for its rest, at most this; after a quiet spell or"
+        " a cheap flush it goes out at once (at the end of the event loop's turn: a wait under"
+        " the loop's 1 ms timer tick is none); 0: always at the end of the turn.",
     )
     batch_window_max: Seconds = Field(
         default=0.02,
-        description="Longest the fan-out's window stretches under load: after a late flush, the"
-        " next waits twice that flush's cost (at most this), so writes keep to a third of the"
-        " gateway's time and each carries more; equal to `batch_window` (or less): a fixed"
-        " window.",
+        description="Longest the fan-out's spacing stretches under load: after a late flush,"
+        " the next waits twice that flush's CPU time (at most this), so writes keep to a third"
+        " of the gateway's time and each carries more; equal to `batch_window` (or less): no"
+        " stretching.",
     )
     max_frame_bytes: Bytes = Field(default=16 * 1024, ge=1024, description="Largest client frame.")
     max_rooms: int = Field(default=64, ge=1, description="Named rooms per connection.")
