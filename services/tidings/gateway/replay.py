@@ -41,33 +41,20 @@ from typing import Any, NamedTuple
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import ConnectionReconnectingError, NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+from nats.errors import NoRespondersError
 
 from tidings.errors import Unavailable
+from tidings.gateway.retry import until_answered
 
 log = logging.getLogger(__name__)
 
 BATCH = 500  # messages per direct-get request
-RETRY_PAUSE = 0.5  # between tries of a read that failed transiently
 DIRECT_TIMEOUT = 0.3  # one direct-get answer; normally milliseconds
 DIRECT_SENDS = 12  # copies of one direct get sent at most (over 5 periods: 1, 2, 3, 3, 3)
 DIRECT_PERIODS = 8  # a direct get unanswered this many DIRECT_TIMEOUTs fails the try
 MAX_COPIES = 3  # copies sent at once (one more each time a request goes unanswered)
 DOUBT_HOLD = 60.0  # seconds after a lost request during which requests start with two copies
 BEHIND_TRIES = 4  # reads on after the stream leader named a message the replicas lacked
-
-# What a leader election, a lagging replica or a reconnect answers for a while: worth another try.
-TRANSIENT: tuple[type[BaseException], ...] = (
-    TimeoutError,
-    NatsTimeoutError,
-    NoRespondersError,
-    NoStreamResponseError,
-    ServiceUnavailableError,
-    ConnectionReconnectingError,
-    Unavailable,
-)
 
 
 class Stored(NamedTuple):
@@ -295,18 +282,17 @@ async def read_reach_retrying(
     lags, a reconnect) until ``retry_for`` seconds have passed; then the last error is raised.
     ``open_reader(try)`` gives each try a reply subject of its own (a late answer to a try that
     gave up must not be read as the next one's)."""
-    deadline = time.monotonic() + retry_for
     tries = 0
-    while True:
+
+    async def one() -> Reach:
+        nonlocal tries
         tries += 1
-        try:
-            async with open_reader(tries) as reader:
-                return await read_reach(reader, subject=subject, upto=upto, max_count=max_count)
-        except TRANSIENT as exc:
-            if time.monotonic() + RETRY_PAUSE >= deadline:
-                raise
-            log.warning(
-                "replay read failed, retrying",
-                extra={"subject": subject, "try": tries, "error": repr(exc)},
-            )
-        await asyncio.sleep(RETRY_PAUSE)
+        async with open_reader(tries) as reader:
+            return await read_reach(reader, subject=subject, upto=upto, max_count=max_count)
+
+    return await until_answered(
+        one,
+        within=retry_for,
+        what="replay read failed",
+        about={"subject": subject},
+    )

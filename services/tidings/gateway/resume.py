@@ -25,7 +25,7 @@ from tidings.gateway.fanout import Hub
 from tidings.gateway.heal import close_all, send_away
 from tidings.gateway.live import Live
 from tidings.gateway.registry import Registry
-from tidings.gateway.replay import TRANSIENT
+from tidings.gateway.retry import TRANSIENT
 from tidings.lifecycle import spawn
 from tidings.subjects import BROADCAST_TENANT
 

@@ -37,7 +37,7 @@ from tidings.auth import Claims
 from tidings.errors import InvalidField, TidingsError, TokenRevoked
 from tidings.gateway.connection import State
 from tidings.gateway.registry import Registry
-from tidings.gateway.replay import TRANSIENT
+from tidings.gateway.retry import until_answered
 from tidings.nats import follow_keys, keys_loaded
 from tidings.nats_link import NatsLink
 from tidings.subjects import check_id
@@ -49,7 +49,6 @@ MAX_JTI = 256  # characters of a `jti` an operator may name
 MAX_REASON = 200
 _KEPT_COUNTS = 256  # closed-connection counts remembered per revision (for the API's answer)
 _DEL_OPS = ("DEL", "PURGE")
-FOLLOW_PAUSE = 0.5  # seconds between start-up tries of loading the list
 
 
 def bucket_name(stream: str) -> str:
@@ -286,21 +285,15 @@ class RevocationBucket:
             await self._follow(js, timeout)
 
     async def follow_within(self, js: JetStreamContext, timeout: float, *, within: float) -> None:
-        """:meth:`follow` at start-up, tried again while JetStream cannot answer (a leader
-        election after a node was lost: its consumer needs the meta leader) for up to
-        ``within`` seconds; then the last error rises. A gateway started in those seconds
-        comes up when the cluster has settled instead of failing its start (seen: a consumer
-        create timing out while the killed node's meta leadership moved)."""
-        deadline = time.monotonic() + within
-        while True:
-            try:
-                await self.follow(js, timeout)
-                return
-            except TRANSIENT as exc:
-                if time.monotonic() + FOLLOW_PAUSE >= deadline:
-                    raise
-                log.warning("revocations not loaded yet; retrying", extra={"error": repr(exc)})
-            await asyncio.sleep(FOLLOW_PAUSE)
+        """:meth:`follow` at start-up, tried again while JetStream cannot answer (an election
+        after a node was lost: its consumer needs the meta leader) for up to ``within``
+        seconds; then the last error rises (seen: a consumer create timing out while the killed
+        node's meta leadership moved)."""
+        await until_answered(
+            lambda: self.follow(js, timeout),
+            within=within,
+            what="revocations not loaded yet",
+        )
 
     async def _follow(self, js: JetStreamContext, timeout: float) -> None:
         await self.stop()

@@ -44,6 +44,7 @@ from tidings.gateway.openapi import openapi_route
 from tidings.gateway.quota_admin import QuotaAdmin
 from tidings.gateway.registry import Registry
 from tidings.gateway.resume import Resume
+from tidings.gateway.retry import until_answered
 from tidings.gateway.revoke import RevocationBucket, RevocationList
 from tidings.gateway.routes import ApiServer, Pages, Routes, api_app, metrics_app
 from tidings.gateway.session import Session
@@ -131,8 +132,14 @@ class Gateway:
         settings, gs, link = self.settings, self.settings.gateway, self.link
         self.supervisor.start(link)
         await self.supervisor.watch(link.wait_connected())
+        # While a lost node's leaderships move JetStream does not answer (seconds): each step
+        # below waits that out, up to the heal timeout, instead of failing the start.
         try:
-            info = await link.js.stream_info(settings.stream.name)
+            info = await until_answered(
+                lambda: link.js.stream_info(settings.stream.name),
+                within=gs.heal_timeout,
+                what="the stream did not answer at start",
+            )
         except NotFoundError:
             self.registry.stopping = True
             await self.supervisor.stop()
@@ -143,9 +150,12 @@ class Gateway:
         self.epoch = stream_epoch(info)
         self.stream_config = info.config
         nc = self._bound = link.client
-        # The revocation list is loaded before the first connection is served (waiting out a
-        # JetStream election up to the heal timeout).
-        await self.bucket.ensure(link.js, like=info.config)
+        # The revocation list is loaded before the first connection is served.
+        await until_answered(
+            lambda: self.bucket.ensure(link.js, like=info.config),
+            within=gs.heal_timeout,
+            what="the revocation bucket did not answer at start",
+        )
         await self.bucket.follow_within(
             link.js, settings.nats.request_timeout, within=gs.heal_timeout
         )
