@@ -168,7 +168,7 @@ class GatewaySettings(BaseSettings):
         description="After a NATS loss, how long the heal (every hosted tenant re-armed) may take"
         " before the gateway sends its connections away with `reconnect`; a resume waits at most"
         " this long for the heal, and retries a transient JetStream error within it; at"
-        " start-up, loading the revocation list waits out a JetStream election this long.",
+        " start-up, the stream and the revocation list wait out a JetStream election this long.",
     )
     status_timeout: Seconds = Field(
         default=0.25, gt=0, description="How long the status API waits for other gateways."
