@@ -31,6 +31,7 @@ from tidings.client.subscriber_events import Event, State, StateChanged
 from tidings.codes import CloseCode, ErrorCode, Reconnect
 from tidings.dev.embedded import EmbeddedNats
 from tidings.gateway.registry import Registry
+from tidings.gateway.retry import until_answered
 from tidings.gateway.revoke import Revocation, RevocationBucket, RevocationList
 from tidings.gateway.service import Gateway
 from tidings.settings import Settings
@@ -379,11 +380,15 @@ async def test_a_refresh_with_a_revoked_token_closes_and_refusals_are_audited(
     )
 
 
+LOADING = "revocations not loaded yet"
+
+
 async def test_loading_the_list_at_start_waits_out_a_jetstream_that_does_not_answer(
     js: JetStreamContext, nc: NATS, nats_server: EmbeddedNats, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """What a gateway starting during a JetStream election does (its consumer needs the meta
-    leader): the server is frozen (SIGSTOP) as the list is loaded; it is loaded once the
+    """What a gateway starting during a JetStream election does (``Gateway.start`` loads the
+    list through ``until_answered``; its consumer needs the meta leader): the server is frozen
+    (SIGSTOP) as the list is loaded; it is loaded once the
     server answers again within the bound, and past the bound the error rises (start fails,
     as before, rather than serving connections without the list)."""
     info = await js.stream_info("TIDINGS")
@@ -395,14 +400,16 @@ async def test_loading_the_list_at_start_waits_out_a_jetstream_that_does_not_ans
     starting = RevocationBucket(RevocationList(Registry(), max_lifetime=3600), stream="TIDINGS")
     nats_server.send(signal.SIGSTOP)
     try:
-        loading = asyncio.ensure_future(starting.follow_within(short, 0.5, within=10.0))
+        loading = asyncio.ensure_future(
+            until_answered(lambda: starting.follow(short, 0.5), within=10.0, what=LOADING)
+        )
         await asyncio.sleep(2.0)  # a try timed out; another is under way
         assert not loading.done()
     finally:
         nats_server.send(signal.SIGCONT)
     await asyncio.wait_for(loading, 10)
     assert [r.user for r in starting.revocations.active("acme")] == ["mallory"]
-    assert "revocations not loaded yet; retrying" in caplog.messages
+    assert f"{LOADING}; retrying" in caplog.messages
     await starting.stop()
 
     late = RevocationBucket(RevocationList(Registry(), max_lifetime=3600), stream="TIDINGS")
@@ -410,7 +417,7 @@ async def test_loading_the_list_at_start_waits_out_a_jetstream_that_does_not_ans
     try:
         began = time.monotonic()
         with pytest.raises((TimeoutError, NatsTimeoutError)):
-            await late.follow_within(short, 0.5, within=1.0)
+            await until_answered(lambda: late.follow(short, 0.5), within=1.0, what=LOADING)
         assert time.monotonic() - began < 1.0 + 0.5 + 1.0  # the bound, one more try, slack
     finally:
         nats_server.send(signal.SIGCONT)

@@ -79,8 +79,7 @@ class Doubt:
     DOUBT_HOLD seconds after a loss every request starts with two copies (one lost in nine
     instead of three), the reads of a heal's other tenants included."""
 
-    def __init__(self, hold: float = DOUBT_HOLD) -> None:
-        self.hold = hold
+    def __init__(self) -> None:
         self._until = 0.0
 
     def copies(self) -> int:
@@ -88,7 +87,7 @@ class Doubt:
         return 2 if time.monotonic() < self._until else 1
 
     def lost(self) -> None:
-        self._until = time.monotonic() + self.hold
+        self._until = time.monotonic() + DOUBT_HOLD
 
 
 class DirectReader:

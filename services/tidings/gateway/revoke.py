@@ -37,7 +37,6 @@ from tidings.auth import Claims
 from tidings.errors import InvalidField, TidingsError, TokenRevoked
 from tidings.gateway.connection import State
 from tidings.gateway.registry import Registry
-from tidings.gateway.retry import until_answered
 from tidings.nats import follow_keys, keys_loaded
 from tidings.nats_link import NatsLink
 from tidings.subjects import check_id
@@ -283,17 +282,6 @@ class RevocationBucket:
         """(Re)load the whole list, then follow its changes; returns once loaded."""
         async with self._following:
             await self._follow(js, timeout)
-
-    async def follow_within(self, js: JetStreamContext, timeout: float, *, within: float) -> None:
-        """:meth:`follow` at start-up, tried again while JetStream cannot answer (an election
-        after a node was lost: its consumer needs the meta leader) for up to ``within``
-        seconds; then the last error rises (seen: a consumer create timing out while the killed
-        node's meta leadership moved)."""
-        await until_answered(
-            lambda: self.follow(js, timeout),
-            within=within,
-            what="revocations not loaded yet",
-        )
 
     async def _follow(self, js: JetStreamContext, timeout: float) -> None:
         await self.stop()

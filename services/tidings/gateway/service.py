@@ -156,8 +156,10 @@ class Gateway:
             within=gs.heal_timeout,
             what="the revocation bucket did not answer at start",
         )
-        await self.bucket.follow_within(
-            link.js, settings.nats.request_timeout, within=gs.heal_timeout
+        await until_answered(
+            lambda: self.bucket.follow(link.js, settings.nats.request_timeout),
+            within=gs.heal_timeout,
+            what="revocations not loaded yet",
         )
         live = self.live = Live.from_settings(
             nc, link.js, self.hub, settings, on_delivered=self.metrics.latency.observe
