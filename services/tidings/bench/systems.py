@@ -44,6 +44,8 @@ from tidings.errors import BenchFailed
 from tidings.ports import free_port
 
 SECRET = "tidings-bench-secret-0123456789abcdef-xyz"  # noqa: S105 - signs bench tokens only
+# The bench's stream limits, for Tidings' stream and nats-js's alike: room for a whole run.
+STREAM_LIMITS: dict[str, Any] = {"max_bytes": 4 << 30, "max_age": 3600.0, "duplicate_window": 60.0}
 SYSTEMS = ("tidings", "nats", "nats-js", "socketio-node", "socketio-py")
 RECEIVERS = {
     "c": "C wsload (epoll)",
@@ -173,9 +175,7 @@ class Tidings(System):
             try:
                 settings = StreamSettings(
                     storage=self.storage,  # type: ignore[arg-type]
-                    max_bytes=4 << 30,
-                    max_age=3600.0,
-                    duplicate_window=60.0,
+                    **STREAM_LIMITS,
                 )
                 await ensure_stream(nc.jetstream(), settings)
             finally:
@@ -318,14 +318,11 @@ class NatsJetStream(NatsNative):
                     name=self.stream,
                     subjects=["in.>"],
                     storage=StorageType.FILE,
-                    max_bytes=4 << 30,
-                    max_age=3600.0,
-                    duplicate_window=60.0,
                     republish=RePublish(src="in.>", dest="bench.>"),
+                    **STREAM_LIMITS,
                 )
             )
-            probe = await edge_nc.subscribe("bench.probe")
-            await edge_nc.flush()
+            probe = await edge_nc.subscribe("bench.probe")  # published until it arrives
             deadline = time.monotonic() + 15
             while True:
                 await js.publish("in.probe", b"{}")
