@@ -7,14 +7,24 @@ tools and tests pick free ports, so neither side has to import the other.
 from __future__ import annotations
 
 import socket
+from collections import deque
+
+# The ports this process handed out lately: the kernel may offer a port again before the first
+# caller bound it (two gateways of one test were given the same data port that way).
+_RECENT = 1000
+_given: deque[int] = deque(maxlen=_RECENT)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (the caller binds it soon after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port nothing listens on right now and not handed out lately by this process (the
+    caller binds it soon after)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port: int = s.getsockname()[1]
+        if port not in _given:
+            _given.append(port)
+            return port
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

@@ -4,6 +4,8 @@ head over picows's limit is still answered ``431``, a small one still reaches pi
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 
 import uvloop
 from picows import ws_create_server
@@ -55,3 +57,29 @@ def test_the_gateway_runs_on_uvloop_when_installed() -> None:
 
     assert loop.name() == "uvloop"  # a dependency: installed wherever the gateway is
     assert loop.run(which())
+
+
+def test_a_port_another_socket_listens_on_first_fails_start_serving_on_the_gateway_loop() -> None:
+    """Two sockets may bind one port with SO_REUSEADDR while neither listens; the second to
+    listen fails. uvloop drops that error (the socket turns ``None``); the gateway's loop raises
+    it as asyncio's does, so a gateway never reports a port it does not serve."""
+
+    async def main() -> OSError | None:
+        server = await ws_create_server(
+            lambda request: None, "127.0.0.1", 0, use_aiofastnet=False, start_serving=False
+        )
+        port = server.sockets[0].getsockname()[1]
+        with socket.socket() as other:
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            other.bind(("127.0.0.1", port))
+            other.listen()
+            try:
+                await guard(server).start_serving()
+            except OSError as exc:
+                return exc
+            finally:
+                server.close()
+        return None
+
+    failed = loop.run(main())
+    assert failed is not None and failed.errno == errno.EADDRINUSE

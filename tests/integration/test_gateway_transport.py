@@ -164,3 +164,19 @@ async def test_a_taken_api_port_is_a_clear_error_and_frees_the_data_port(
         assert info.value.field == "TIDINGS_GATEWAY_API_PORT"
         assert str(port) in info.value.reason
         assert gw.server is not None and not gw.server.is_serving()
+
+
+async def test_a_taken_data_port_is_a_clear_error_and_lets_go_of_nats(
+    js: JetStreamContext, gateway_settings: Settings
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        gateway_settings.gateway.port = port
+        gw = Gateway(gateway_settings)
+        with pytest.raises(Unavailable) as info:
+            await gw.start()
+        assert info.value.field == "TIDINGS_GATEWAY_PORT"
+        assert f"127.0.0.1:{port}: Address already in use" in info.value.reason
+        assert not gw.link.connected and gw.link.state.value == "closed"

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import httpx
 import nats
 from nats.js import JetStreamContext
 
-from tests.support.gateway_process import GatewayProcess, GatewayProcessError
+from tests.support.gateway_process import GatewayProcess, gateway_processes
 from tidings.dev.cluster import NatsCluster
 from tidings.nats import ensure_stream_placed
 from tidings.settings import StreamSettings
@@ -48,44 +48,12 @@ async def r3_cluster(base: Path) -> AsyncIterator[tuple[NatsCluster, JetStreamCo
             await nc.close()
 
 
-@asynccontextmanager
-async def pinned_gateways(
+def pinned_gateways(
     urls: list[str], base: Path, *, env: Mapping[str, str] | None = None
-) -> AsyncIterator[list[GatewayProcess]]:
+) -> AbstractAsyncContextManager[list[GatewayProcess]]:
     """Gateway i given only ``urls[i]`` (it connects there first; nats-py learns the other
     nodes from the server), started, ready, and stopped by PID at the end."""
-    gateways = [
-        GatewayProcess(url, log_file=base / f"gw{i + 1}.log", env=env, name=f"gw{i + 1}")
-        for i, url in enumerate(urls)
-    ]
-    try:
-        for i, url in enumerate(urls):
-            gateways[i] = await _started(gateways[i], url, env)
-        yield gateways
-        await asyncio.gather(*(gw.stop() for gw in gateways))
-    finally:
-        for gw in gateways:
-            gw.terminate_now()
-
-
-PORT_TAKEN = "Errno 98"  # EADDRINUSE
-
-
-async def _started(gw: GatewayProcess, url: str, env: Mapping[str, str] | None) -> GatewayProcess:
-    """``gw`` started and ready; on fresh ports when another process (other jobs share this
-    machine) took one of its free ports between the probe and the bind."""
-    for _ in range(3):
-        gw.start()
-        try:
-            await gw.wait_ready()
-            return gw
-        except GatewayProcessError as exc:
-            if PORT_TAKEN not in str(exc):
-                raise
-        gw = GatewayProcess(url, log_file=gw.log_file, env=env, name=gw.name)
-    gw.start()
-    await gw.wait_ready()
-    return gw
+    return gateway_processes(len(urls), urls, base, env=env, pinned=urls)
 
 
 async def readiness(gw: GatewayProcess) -> tuple[int, dict[str, Any]]:

@@ -27,6 +27,8 @@ from tests.support.tokens import JWT_SECRET
 from tidings.ports import free_port
 
 DEFAULT_SECRET = JWT_SECRET  # spawned gateways accept the tokens the `token` fixture mints
+# How a gateway (its own error for the data port, uvicorn's for the others) says a port is taken.
+PORT_TAKEN = "address already in use"
 
 
 class GatewayProcessError(AssertionError):
@@ -47,6 +49,7 @@ class GatewayProcess:
         secret: str | None = DEFAULT_SECRET,
     ) -> None:
         self.name = name
+        self.fixed_port = port is not None
         self.port = port or free_port()
         self.api_port = free_port()
         self.metrics_port = free_port()
@@ -133,6 +136,23 @@ class GatewayProcess:
         self.start()
         await self.wait_ready(timeout=timeout)
         return self
+
+    async def started_on_free_ports(self, *, timeout: float = 20.0) -> GatewayProcess:
+        """Start and wait until ready; on fresh ports when another process (other jobs share
+        this machine) took one of the probed free ports before the gateway bound it."""
+        for attempt in range(3):
+            self.start()
+            try:
+                await self.wait_ready(timeout=timeout)
+                return self
+            except GatewayProcessError as exc:
+                if attempt == 2 or self.fixed_port or PORT_TAKEN not in str(exc).lower():
+                    raise
+            self.port, self.api_port, self.metrics_port = free_port(), free_port(), free_port()
+            self.env["TIDINGS_GATEWAY_PORT"] = str(self.port)
+            self.env["TIDINGS_GATEWAY_API_PORT"] = str(self.api_port)
+            self.env["TIDINGS_GATEWAY_METRICS_PORT"] = str(self.metrics_port)
+        raise AssertionError("unreachable")
 
     def poll(self) -> int | None:
         if self.process is not None:
@@ -268,9 +288,7 @@ async def gateway_processes(
         for i in range(count)
     ]
     try:
-        for gw in gateways:
-            gw.start()
-        await asyncio.gather(*(gw.wait_ready(timeout=timeout) for gw in gateways))
+        await asyncio.gather(*(gw.started_on_free_ports(timeout=timeout) for gw in gateways))
         yield gateways
         await asyncio.gather(*(gw.stop() for gw in gateways))
     finally:

@@ -10,11 +10,18 @@ asyncio's ``Server`` has and uvloop's does not. On uvloop, a server created with
 ``start_serving=False`` (the gateway's data port, the one guarded) is therefore returned as a
 :class:`_GuardableServer`: uvloop's server whose protocol factory is looked up on the wrapper
 at every accept, so replacing it works the same on both loops.
+
+A second one: when ``listen(2)`` fails in ``start_serving`` (another socket bound the port with
+``SO_REUSEADDR`` too and listened first), uvloop drops the error and closes the socket
+(``fileno() == -1``, later ``None``); :class:`_GuardableServer` raises it, as asyncio's loop
+does, instead of serving nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -58,6 +65,14 @@ class _GuardableServer:
 
     def protocol(self) -> asyncio.BaseProtocol:
         return self._protocol_factory()
+
+    async def start_serving(self) -> None:
+        """uvloop's, raising what it swallows: for a bound TCP socket of our own, ``listen(2)``
+        fails only with EADDRINUSE."""
+        await self.server.start_serving()
+        if any(sock is None or sock.fileno() < 0 for sock in self.server.sockets):
+            self.server.close()
+            raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
 
     def __getattr__(self, attr: str) -> Any:  # start_serving, sockets, close, wait_closed, …
         return getattr(self.server, attr)

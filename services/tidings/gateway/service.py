@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from nats.aio.client import Client as NATS
 from nats.js.api import StreamConfig
@@ -217,30 +217,44 @@ class Gateway:
             metrics_port=lambda: self.metrics_port,
             pages=self.pages,
         )
-        self.server = await ws_create_server(
-            routes,
-            gs.host,
-            gs.port,
-            websocket_handshake_timeout=gs.hello_timeout,
-            backlog=gs.backlog,  # asyncio's default, 100, overflows in a reconnect storm
-            # Frames up to 4x the limit reach the session, which refuses them with a
-            # `too_large` error frame; bigger ones are cut off by picows itself (1009).
-            max_frame_size=4 * gs.max_frame_bytes,
-            read_buffer_init_size=1024,  # grows on demand; most connections only listen
-            use_aiofastnet=False,  # measured: +4.8 KB per idle connection, no speed gained
-            logger_name="gateway",  # picows.gateway.<fd>; quiet below WARNING (telemetry)
-            start_serving=False,  # the head guard goes in front first
-        )
+        try:
+            self.server = await ws_create_server(
+                routes,
+                gs.host,
+                gs.port,
+                websocket_handshake_timeout=gs.hello_timeout,
+                backlog=gs.backlog,  # asyncio's default, 100, overflows in a reconnect storm
+                # Frames up to 4x the limit reach the session, which refuses them with a
+                # `too_large` error frame; bigger ones are cut off by picows itself (1009).
+                max_frame_size=4 * gs.max_frame_bytes,
+                read_buffer_init_size=1024,  # grows on demand; most connections only listen
+                use_aiofastnet=False,  # measured: +4.8 KB per idle connection, no speed gained
+                logger_name="gateway",  # picows.gateway.<fd>; quiet below WARNING (telemetry)
+                start_serving=False,  # the head guard goes in front first
+            )
+        except OSError as exc:
+            await self._cannot_listen(exc)
         per_ip = ConnectRate(rate=gs.connect_rate_per_ip, burst=gs.connect_burst_per_ip)
         refused = self.metrics.connects_refused.labels("ip")
         # The API and metrics ports first: once /readyz answers on the data port, every port
         # of the gateway does (a scrape right after readiness found the metrics port closed).
         await self._start_api()
-        await guard(self.server, per_ip=per_ip, on_refused=refused.inc).start_serving()
+        try:
+            await guard(self.server, per_ip=per_ip, on_refused=refused.inc).start_serving()
+        except OSError as exc:  # another socket bound the port too and listened first
+            await self._cannot_listen(exc)
         log.info(
             "gateway listening",
             extra={"address": f"{gs.host}:{self.port}", "id": self.id, "epoch": self.epoch},
         )
+
+    async def _cannot_listen(self, exc: OSError) -> NoReturn:
+        """Let go of what is up already (NATS, the other ports) and name the setting."""
+        gs = self.settings.gateway
+        await self.stop()
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        reason = f"cannot listen on {gs.host}:{gs.port}: {why}"
+        raise Unavailable(reason, field="TIDINGS_GATEWAY_PORT") from exc
 
     async def _start_api(self) -> None:
         """The API port, then the metrics port (each its own uvicorn server)."""
