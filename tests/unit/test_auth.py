@@ -644,3 +644,15 @@ async def test_a_lifetime_bound_of_zero_accepts_a_decade(keys: Keys) -> None:
     body = payload(exp=int(time.time()) + 315360000)
     async with Verifier(settings(keys, max_token_lifetime=0)) as v:
         assert (await v.verify(hs(body))).user == "alice"
+
+
+async def test_holders_of_the_same_roles_share_one_role_set(verifier: Verifier) -> None:
+    """A gateway keeps a Claims per connection: the same roles are one frozenset, not one per
+    connection (an empty one alone is 216 bytes); the rule reads them the same."""
+    alice = await verifier.verify(hs(payload()))
+    bob = await verifier.verify(hs({**payload(), "sub": "bob", "roles": ["admin"]}))
+    assert alice.roles == bob.roles == {"admin"} and alice.roles is bob.roles
+    no_roles = [await verifier.verify(hs({**payload(), "sub": u, "roles": []})) for u in "cd"]
+    assert no_roles[0].roles is no_roles[1].roles
+    assert not no_roles[0].allows(Audience.from_room("role:admin"))
+    assert bob.allows(Audience.from_room("role:admin"))
