@@ -61,7 +61,7 @@ def test_the_gateway_runs_on_uvloop_when_installed() -> None:
 
 def test_a_port_another_socket_listens_on_first_fails_start_serving_on_the_gateway_loop() -> None:
     """Two sockets may bind one port with SO_REUSEADDR while neither listens; the second to
-    listen fails. uvloop drops that error (the socket turns ``None``); the gateway's loop raises
+    listen fails. uvloop drops that error (and closes the socket); the gateway's loop raises
     it as asyncio's does, so a gateway never reports a port it does not serve."""
 
     async def main() -> OSError | None:
