@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import sys
@@ -142,7 +143,8 @@ async def measure(count: int, top: int) -> dict[str, Any]:
             return result
         finally:
             for child in children:
-                child.kill()
+                with contextlib.suppress(ProcessLookupError):  # one that died already
+                    child.kill()
                 await child.wait()
             server.stop()
 
