@@ -23,22 +23,15 @@ import contextlib
 import gc
 import json
 import sys
-import tempfile
 import time
 import tracemalloc
 from asyncio.subprocess import Process
-from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
-from tidings.dev.embedded import EmbeddedNats
+from benchmarks.tenant_cost import SECRET, nats_server, started_gateway
 from tidings.gateway import loop as gateway_loop
 from tidings.gateway.service import Gateway
-from tidings.nats import provision
-from tidings.settings import AuthSettings, GatewaySettings, NatsSettings, Settings, StreamSettings
 
-SECRET = "x" * 32
 WARM_UP = 100
 OURS = ("/tidings/", "/picows/", "/uvloop/")
 
@@ -116,37 +109,27 @@ async def clients(gw: Gateway, count: int, *, timeout: float = 180.0) -> Process
     return child
 
 
-async def measure(count: int, top: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedNats(Path(tmp) / "nats").start()
-        children: list[Process] = []
-        try:
-            await provision(NatsSettings(urls=[server.url]), StreamSettings())
-            settings = Settings(
-                nats=NatsSettings(urls=[server.url], request_timeout=5.0),
-                auth=AuthSettings(jwt_secret=SecretStr(SECRET)),
-                gateway=GatewaySettings(host="127.0.0.1", port=0, api_port=0, metrics_port=0),
-            )
-            gw = Gateway(settings)
-            await gw.start()
-            children.append(await clients(gw, WARM_UP))
-            await asyncio.sleep(1.0)
-            gc.collect()
-            tracemalloc.start(8)
-            before = tracemalloc.take_snapshot()
-            children.append(await clients(gw, count))
-            await asyncio.sleep(2.0)  # the last hellos' timers and answers settle
-            gc.collect()
-            result = report(tracemalloc.take_snapshot(), before, count, top)
-            tracemalloc.stop()
-            await gw.stop()
-            return result
-        finally:
-            for child in children:
-                with contextlib.suppress(ProcessLookupError):  # one that died already
-                    child.kill()
-                await child.wait()
-            server.stop()
+async def measure(url: str, count: int, top: int) -> dict[str, Any]:
+    gw = await started_gateway(url)
+    children: list[Process] = []
+    try:
+        children.append(await clients(gw, WARM_UP))
+        await asyncio.sleep(1.0)
+        gc.collect()
+        tracemalloc.start(8)
+        before = tracemalloc.take_snapshot()
+        children.append(await clients(gw, count))
+        await asyncio.sleep(2.0)  # the last hellos' timers and answers settle
+        gc.collect()
+        result = report(tracemalloc.take_snapshot(), before, count, top)
+        tracemalloc.stop()
+        return result
+    finally:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):  # one that died already
+                child.kill()
+            await child.wait()
+        await gw.stop()
 
 
 def main() -> None:
@@ -155,7 +138,8 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=20, help="allocation sites listed")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args()
-    result = gateway_loop.run(measure(args.connections, args.top))
+    with nats_server(None) as url:
+        result = gateway_loop.run(measure(url, args.connections, args.top))
     if args.json:
         print(json.dumps(result))
     else:
