@@ -27,6 +27,3 @@ def test_idle_memory_reports_bytes_per_connection_by_site() -> None:
     sites = [row["site"] for row in result["sites"]]
     assert any(s.startswith("picows/") for s in sites), sites
     assert any(s.startswith("tidings/gateway/") for s in sites), sites
-    # the listed sites are part of the whole (each rounded to a byte)
-    listed = sum(r["bytes_per_connection"] for r in result["sites"])
-    assert listed <= result["bytes_per_connection"] + len(sites), result
